@@ -1,0 +1,42 @@
+//! # shmproc
+//!
+//! Python's `multiprocessing` model rebuilt on shared memory: worker processes
+//! attach to mmap'd shared segments, synchronise with cross-process mutexes,
+//! semaphores, events and barriers that live inside those segments, and run
+//! CPU-bound kernels over data that is never copied between processes.
+//!
+//! The layers, each depending only on the ones before it:
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | `sys` (private) | every call into the OS: shm, memfd, fallocate, futex, robust pthread mutex, /proc |
+//! | [`segment`] | named and memfd-backed shared segments with a validated header; [`SharedArray`] |
+//! | [`sync`] | cross-process [`Mutex`], [`Semaphore`], [`Event`], [`Barrier`], robust to the death of a participant |
+//! | [`ipc`] | queues and pipes over shared-memory rings |
+//! | [`process`] | [`Process`], start methods, task identity, [`init`] |
+//! | [`pool`] | the process pool |
+//!
+//! Linux only.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod error;
+#[allow(unsafe_code)]
+pub(crate) mod sys;
+#[allow(unsafe_code)]
+pub mod segment;
+#[allow(unsafe_code)]
+pub mod sync;
+#[allow(unsafe_code)]
+pub mod ipc;
+#[allow(unsafe_code)]
+pub mod process;
+pub mod pool;
+#[doc(hidden)]
+pub mod cli;
+
+pub use error::{Error, Result};
+pub use process::init;
+
+/// The numeric kernels (the `shmproc-kernels` crate), re-exported.
+pub use shmproc_kernels as kernels;

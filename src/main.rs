@@ -1,0 +1,4 @@
+fn main() {
+    shmproc::init();
+    std::process::exit(shmproc::cli::main());
+}

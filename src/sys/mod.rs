@@ -1,0 +1,2 @@
+//! The only module that calls the operating system. Everything above it uses
+//! safe wrappers from here.
