@@ -1,1 +1,736 @@
-//! segment layer (being built).
+//! Shared segments: named POSIX shared memory, memfd, and mapped files.
+//!
+//! A [`Segment`] is a region of memory that several processes map at once. A
+//! segment created by shmproc starts with a [header](header) (magic, layout
+//! version, size, creator pid and start time, kind) that [`Segment::open`]
+//! validates, so opening something that is not a shmproc segment, or one written
+//! by an incompatible build, is a clear error.
+//!
+//! - **Named** segments (`/dev/shm/<name>`) can be opened by unrelated processes.
+//!   Generated names look like `shmproc.<pid>.<start>.<random>`: they carry the
+//!   creator's pid and start time (so [`sweep`] can tell a dead creator's leftovers
+//!   from a live one's) and 64 random bits (so nobody can guess them). They are
+//!   created with `O_EXCL` and mode 0600.
+//! - **memfd** segments have no name in `/dev/shm`; they vanish when the last
+//!   process unmaps them, even after `kill -9`. Other processes of the same user
+//!   open them through `/proc/<creator>/fd/<fd>` while the creator lives.
+//! - **File** mappings map an ordinary file, with or without a shmproc header
+//!   (raw files are how `shmproc run` maps its inputs and outputs).
+//!
+//! Space is reserved with `posix_fallocate` at creation, so a full `/dev/shm` is
+//! an [`Error::NoSpace`] at create time, never a SIGBUS later.
+//!
+//! The creator owns a named segment and unlinks its name when dropped (only in
+//! the creating process: a forked child never unlinks its parent's segment).
+//!
+//! ```
+//! use shmproc::segment::Segment;
+//!
+//! let seg = Segment::create(4096)?;
+//! let name = seg.name().expect("named segment").to_owned();
+//! assert!(name.starts_with("shmproc."));
+//!
+//! let other = Segment::open(&name)?; // as another process would
+//! assert_eq!(other.len(), seg.len());
+//! drop(other);
+//! drop(seg); // the creator unlinks the name
+//! assert!(matches!(Segment::open(&name), Err(shmproc::Error::SegmentNotFound(_))));
+//! # Ok::<(), shmproc::Error>(())
+//! ```
+
+mod array;
+pub(crate) mod header;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use memmap2::MmapRaw;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::sys::shm as sys;
+
+pub use array::{ArrayHandle, SharedArray};
+use header::Header;
+pub use header::{HEADER_SIZE, LAYOUT_VERSION};
+
+/// Prefix of every name shmproc generates, in `/dev/shm` and for memfds.
+pub const NAME_PREFIX: &str = "shmproc";
+
+/// Kind tags stored in segment headers: what a segment holds.
+pub mod kind {
+    /// Plain bytes, allocated with [`Segment::alloc`](super::Segment::alloc).
+    pub const RAW: u32 = 1;
+    /// A [`SharedArray`](super::SharedArray).
+    pub const ARRAY: u32 = 2;
+    /// Synchronisation primitives.
+    pub const SYNC: u32 = 3;
+    /// A queue.
+    pub const QUEUE: u32 = 4;
+    /// A pipe.
+    pub const PIPE: u32 = 5;
+    /// A pool's control block.
+    pub const POOL: u32 = 6;
+    /// First tag free for applications.
+    pub const USER: u32 = 0x1000;
+    /// Reported for raw file mappings, which have no header.
+    pub const NO_HEADER: u32 = 0;
+}
+
+/// How another process finds a segment. Small, serializable, cheap to send.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SegmentHandle {
+    /// A named POSIX shared memory object (`/dev/shm/<name>`).
+    Shm {
+        /// The name, without a leading `/`.
+        name: String,
+    },
+    /// A memfd held open by its creator.
+    Memfd {
+        /// Creator pid.
+        pid: u32,
+        /// Creator start time, to reject a recycled pid.
+        start_time: u64,
+        /// The descriptor number in the creator.
+        fd: i32,
+    },
+    /// A mapped file.
+    File {
+        /// Path of the file.
+        path: PathBuf,
+        /// Whether the file starts with a shmproc header.
+        header: bool,
+        /// Whether the mapping is writable.
+        writable: bool,
+    },
+}
+
+#[derive(Debug)]
+enum Backing {
+    Shm(String),
+    Memfd { fd: i32 },
+    File { path: PathBuf, header: bool },
+}
+
+/// A mapped shared segment. `Send + Sync`; share it with `Arc`.
+#[derive(Debug)]
+pub struct Segment {
+    map: MmapRaw,
+    file: File,
+    backing: Backing,
+    has_header: bool,
+    writable: bool,
+    /// Unlink the name on drop (named segments created by this process).
+    owner: AtomicBool,
+    /// The process that created this value; Drop unlinks only there.
+    creator_pid: u32,
+}
+
+/// Builds or opens a [`Segment`]: `Segment::builder().kind(k).memfd().create(n)`.
+#[derive(Debug, Clone)]
+pub struct SegmentBuilder {
+    kind: u32,
+    name: Option<String>,
+    memfd: bool,
+}
+
+impl Default for SegmentBuilder {
+    fn default() -> Self {
+        SegmentBuilder {
+            kind: kind::RAW,
+            name: None,
+            memfd: false,
+        }
+    }
+}
+
+/// A name of the form `shmproc.<pid>.<start>.<random hex>`.
+pub(crate) fn generate_name() -> Result<String> {
+    let pid = sys::getpid();
+    let start = sys::process_start_time(pid).unwrap_or(0);
+    Ok(format!(
+        "{NAME_PREFIX}.{pid}.{start}.{:016x}",
+        sys::random_u64()?
+    ))
+}
+
+/// Parses the creator pid and start time out of a generated name.
+pub(crate) fn parse_name(name: &str) -> Option<(u32, u64)> {
+    let mut parts = name.split('.');
+    if parts.next()? != NAME_PREFIX {
+        return None;
+    }
+    let pid = parts.next()?.parse().ok()?;
+    let start = parts.next()?.parse().ok()?;
+    let rand = parts.next()?;
+    if rand.len() != 16 || parts.next().is_some() {
+        return None;
+    }
+    Some((pid, start))
+}
+
+impl SegmentBuilder {
+    /// A builder for a named segment of kind [`kind::RAW`] with a generated name.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The kind tag written in the header and checked by [`SegmentBuilder::open`].
+    pub fn kind(mut self, kind: u32) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// Uses this name instead of a generated one (named segments only).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Backs the segment with a memfd instead of a name in `/dev/shm`.
+    pub fn memfd(mut self) -> Self {
+        self.memfd = true;
+        self
+    }
+
+    /// Creates the segment with `capacity` usable bytes after the header.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::SegmentExists`], [`Error::NoSpace`] when
+    /// shared memory cannot hold it, or [`Error::Io`].
+    pub fn create(self, capacity: usize) -> Result<Segment> {
+        let total = (HEADER_SIZE as u64)
+            .checked_add(capacity as u64)
+            .ok_or_else(|| Error::NoSpace {
+                requested: u64::MAX,
+                source: std::io::Error::from_raw_os_error(libc::EFBIG),
+            })?;
+        let (file, backing) = if self.memfd {
+            let name = generate_name()?;
+            let file = sys::memfd_create(&name, total)?;
+            use std::os::fd::AsRawFd;
+            let fd = file.as_raw_fd();
+            (file, Backing::Memfd { fd })
+        } else {
+            let name = match self.name {
+                Some(n) => n,
+                None => generate_name()?,
+            };
+            let file = sys::shm_create(&name, total)?;
+            (file, Backing::Shm(name))
+        };
+        let seg = match sys::map(&file, "segment") {
+            Ok(map) => Segment {
+                map,
+                file,
+                backing,
+                has_header: true,
+                writable: true,
+                owner: AtomicBool::new(true),
+                creator_pid: sys::getpid(),
+            },
+            Err(e) => {
+                if let Backing::Shm(name) = &backing {
+                    let _ = sys::shm_unlink(name);
+                }
+                return Err(e);
+            }
+        };
+        let pid = sys::getpid();
+        seg.header().init(
+            self.kind,
+            total,
+            pid,
+            sys::process_start_time(pid).unwrap_or(0),
+        );
+        Ok(seg)
+    }
+
+    /// Opens the named segment `name` and checks that it is of this builder's kind.
+    pub fn open(self, name: &str) -> Result<Segment> {
+        let seg = Segment::open(name)?;
+        seg.expect_kind(self.kind)?;
+        Ok(seg)
+    }
+}
+
+impl Segment {
+    /// A builder, for a kind, a chosen name or memfd backing.
+    pub fn builder() -> SegmentBuilder {
+        SegmentBuilder::new()
+    }
+
+    /// Creates a named segment (generated name, kind [`kind::RAW`]) with
+    /// `capacity` usable bytes after the header.
+    pub fn create(capacity: usize) -> Result<Segment> {
+        SegmentBuilder::new().create(capacity)
+    }
+
+    /// Opens an existing named segment and validates its header.
+    ///
+    /// # Errors
+    /// [`Error::SegmentNotFound`], [`Error::InvalidName`], [`Error::BadMagic`],
+    /// [`Error::VersionMismatch`], [`Error::SizeMismatch`].
+    pub fn open(name: &str) -> Result<Segment> {
+        let file = sys::shm_open(name)?;
+        Self::from_file(file, Backing::Shm(name.to_owned()), true, name)
+    }
+
+    /// Opens the segment a handle describes (as another process does).
+    pub fn open_handle(handle: &SegmentHandle) -> Result<Segment> {
+        match handle {
+            SegmentHandle::Shm { name } => Segment::open(name),
+            SegmentHandle::Memfd {
+                pid,
+                start_time,
+                fd,
+            } => {
+                if *pid != sys::getpid() && !sys::process_alive(*pid, *start_time) {
+                    return Err(Error::SegmentNotFound(format!(
+                        "memfd {fd} of process {pid}, which has exited"
+                    )));
+                }
+                let path = PathBuf::from(format!("/proc/{pid}/fd/{fd}"));
+                let file = sys::open_path(&path, true)?;
+                let what = path.display().to_string();
+                Self::from_file(file, Backing::Memfd { fd: *fd }, true, &what)
+            }
+            SegmentHandle::File {
+                path,
+                header,
+                writable,
+            } => {
+                if *header {
+                    Segment::open_file(path)
+                } else {
+                    Segment::map_file(path, *writable)
+                }
+            }
+        }
+    }
+
+    /// Opens a file that holds a shmproc segment (header included).
+    pub fn open_file(path: &Path) -> Result<Segment> {
+        let file = sys::open_path(path, true)?;
+        let what = path.display().to_string();
+        Self::from_file(
+            file,
+            Backing::File {
+                path: path.to_owned(),
+                header: true,
+            },
+            true,
+            &what,
+        )
+    }
+
+    /// Creates (or truncates) `path` as a shmproc segment file with a header and
+    /// `capacity` usable bytes. The file is not removed on drop.
+    pub fn create_file(path: &Path, kind: u32, capacity: usize) -> Result<Segment> {
+        let total = HEADER_SIZE as u64 + capacity as u64;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
+        sys::reserve(&file, total)?;
+        let map = sys::map(&file, "segment file")?;
+        let seg = Segment {
+            map,
+            file,
+            backing: Backing::File {
+                path: path.to_owned(),
+                header: true,
+            },
+            has_header: true,
+            writable: true,
+            owner: AtomicBool::new(false),
+            creator_pid: sys::getpid(),
+        };
+        let pid = sys::getpid();
+        seg.header()
+            .init(kind, total, pid, sys::process_start_time(pid).unwrap_or(0));
+        Ok(seg)
+    }
+
+    /// Maps a plain file (no header) shared, read-write or read-only. Every
+    /// byte of it is data; [`SharedArray::from_region`] views a part of it.
+    pub fn map_file(path: &Path, writable: bool) -> Result<Segment> {
+        let file = sys::open_path(path, writable)?;
+        let what = path.display().to_string();
+        let map = if writable {
+            sys::map(&file, &what)?
+        } else {
+            sys::map_read_only(&file, &what)?
+        };
+        Ok(Segment {
+            map,
+            file,
+            backing: Backing::File {
+                path: path.to_owned(),
+                header: false,
+            },
+            has_header: false,
+            writable,
+            owner: AtomicBool::new(false),
+            creator_pid: sys::getpid(),
+        })
+    }
+
+    /// Creates (or truncates) a plain file of `size` bytes, space reserved, and
+    /// maps it read-write.
+    pub fn create_raw_file(path: &Path, size: u64) -> Result<Segment> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
+        sys::reserve(&file, size)?;
+        drop(file);
+        Segment::map_file(path, true)
+    }
+
+    fn from_file(file: File, backing: Backing, writable: bool, what: &str) -> Result<Segment> {
+        let (size, _) = sys::stat(&file)?;
+        if size < HEADER_SIZE as u64 {
+            return Err(Error::BadMagic {
+                name: what.to_owned(),
+            });
+        }
+        let map = sys::map(&file, what)?;
+        let seg = Segment {
+            map,
+            file,
+            backing,
+            has_header: true,
+            writable,
+            owner: AtomicBool::new(false),
+            creator_pid: sys::getpid(),
+        };
+        let h = seg.header();
+        if h.magic() != header::MAGIC {
+            return Err(Error::BadMagic {
+                name: what.to_owned(),
+            });
+        }
+        // Relaxed: the Acquire load of the magic above orders these reads.
+        let version = h.version.load(Ordering::Relaxed);
+        if version != LAYOUT_VERSION {
+            return Err(Error::VersionMismatch {
+                name: what.to_owned(),
+                found: version,
+                expected: LAYOUT_VERSION,
+            });
+        }
+        let hsize = h.size.load(Ordering::Relaxed);
+        let hlen = h.header_len.load(Ordering::Relaxed);
+        if hsize != size || hlen as usize != HEADER_SIZE {
+            return Err(Error::SizeMismatch {
+                name: what.to_owned(),
+                header: hsize,
+                actual: size,
+            });
+        }
+        Ok(seg)
+    }
+
+    fn header(&self) -> &Header {
+        debug_assert!(self.has_header && self.map.len() >= HEADER_SIZE);
+        // SAFETY: segments with a header are at least HEADER_SIZE bytes long
+        // (checked on open, guaranteed on create), the map is page-aligned, and
+        // Header consists only of atomics, which tolerate concurrent access from
+        // other processes. The reference lives no longer than `self.map`.
+        unsafe { &*(self.map.as_mut_ptr() as *const Header) }
+    }
+
+    /// The name in `/dev/shm`, for named segments.
+    pub fn name(&self) -> Option<&str> {
+        match &self.backing {
+            Backing::Shm(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// A handle another process can open with [`Segment::open_handle`].
+    pub fn handle(&self) -> SegmentHandle {
+        match &self.backing {
+            Backing::Shm(name) => SegmentHandle::Shm { name: name.clone() },
+            Backing::Memfd { fd } => {
+                let pid = if self.has_header {
+                    // Relaxed: set once at creation, before the handle exists.
+                    self.header().creator_pid.load(Ordering::Relaxed)
+                } else {
+                    sys::getpid()
+                };
+                SegmentHandle::Memfd {
+                    pid,
+                    start_time: self.header().creator_start.load(Ordering::Relaxed),
+                    fd: *fd,
+                }
+            }
+            Backing::File { path, header } => SegmentHandle::File {
+                path: path.clone(),
+                header: *header,
+                writable: self.writable,
+            },
+        }
+    }
+
+    /// Total size in bytes, header included.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True if the segment has no bytes at all.
+    pub fn is_empty(&self) -> bool {
+        self.map.len() == 0
+    }
+
+    /// Whether the segment starts with a shmproc header.
+    pub fn has_header(&self) -> bool {
+        self.has_header
+    }
+
+    /// Whether the mapping can be written.
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// The kind tag in the header ([`kind::NO_HEADER`] for raw files).
+    pub fn kind(&self) -> u32 {
+        if self.has_header {
+            // Relaxed: immutable after creation, published by the magic.
+            self.header().kind.load(Ordering::Relaxed)
+        } else {
+            kind::NO_HEADER
+        }
+    }
+
+    /// Fails with [`Error::KindMismatch`] unless the segment is of `expected` kind.
+    pub fn expect_kind(&self, expected: u32) -> Result<()> {
+        let found = self.kind();
+        if found != expected {
+            return Err(Error::KindMismatch {
+                name: self.describe(),
+                found,
+                expected,
+            });
+        }
+        Ok(())
+    }
+
+    /// Pid of the process that created the segment (from the header).
+    pub fn creator_pid(&self) -> Option<u32> {
+        // Relaxed: immutable after creation, published by the magic.
+        self.has_header
+            .then(|| self.header().creator_pid.load(Ordering::Relaxed))
+    }
+
+    /// Offset of the segment's root object (0 if none was set).
+    pub fn root(&self) -> u64 {
+        if self.has_header {
+            // SYNC POINT: pairs with the Release store in `set_root`.
+            self.header().root.load(Ordering::Acquire)
+        } else {
+            0
+        }
+    }
+
+    /// Records `offset` as the segment's root object, for openers to find.
+    pub fn set_root(&self, offset: u64) {
+        if self.has_header {
+            // SYNC POINT: Release publishes the object initialised at `offset`.
+            self.header().root.store(offset, Ordering::Release);
+        }
+    }
+
+    /// Base address of the mapping. Writing through it is only sound under a
+    /// protocol that excludes concurrent access to the same bytes.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+
+    /// Reserves `size` bytes aligned to `align` (a power of two) in the
+    /// segment's data area and returns their offset. The bytes are zero in a
+    /// fresh segment. Thread- and process-safe (an atomic bump pointer).
+    ///
+    /// # Errors
+    /// [`Error::SegmentFull`] when the rest of the segment is too small.
+    pub fn alloc(&self, size: usize, align: usize) -> Result<usize> {
+        if !self.has_header {
+            return Err(Error::InvalidState(
+                "cannot allocate in a raw file mapping".into(),
+            ));
+        }
+        if !align.is_power_of_two() {
+            return Err(Error::InvalidArgument(format!(
+                "alignment {align} is not a power of two"
+            )));
+        }
+        let total = self.map.len() as u64;
+        let mut start = 0u64;
+        // Relaxed is enough: the cursor only hands out disjoint ranges; the
+        // contents are published by whatever protocol the caller uses.
+        self.header()
+            .alloc_cursor
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |cur| {
+                let aligned = cur.checked_add(align as u64 - 1)? & !(align as u64 - 1);
+                let end = aligned.checked_add(size as u64)?;
+                if end > total {
+                    return None;
+                }
+                start = aligned;
+                Some(end)
+            })
+            .map_err(|_| Error::SegmentFull {
+                name: self.describe(),
+                requested: size as u64,
+            })?;
+        Ok(start as usize)
+    }
+
+    /// Checks that `[offset, offset + len)` lies in the segment (after the
+    /// header, if any) and that `offset` is a multiple of `align`; returns the
+    /// address of `offset`.
+    pub(crate) fn region(
+        &self,
+        what: &'static str,
+        offset: u64,
+        len: u64,
+        align: usize,
+    ) -> Result<*mut u8> {
+        let size = self.map.len() as u64;
+        let floor = if self.has_header {
+            HEADER_SIZE as u64
+        } else {
+            0
+        };
+        let fits = offset
+            .checked_add(len)
+            .is_some_and(|end| end <= size && offset >= floor);
+        let aligned = align.is_power_of_two() && offset % align as u64 == 0;
+        if !fits || !aligned {
+            return Err(Error::OutOfBounds {
+                what,
+                offset,
+                len,
+                size,
+            });
+        }
+        // SAFETY: offset <= size (checked above), so the result stays within
+        // (or one past the end of) the mapping.
+        Ok(unsafe { self.as_ptr().add(offset as usize) })
+    }
+
+    /// Removes the segment's name now (named segments); mappings stay valid.
+    pub fn unlink(&self) -> Result<()> {
+        self.owner.store(false, Ordering::Relaxed);
+        match &self.backing {
+            Backing::Shm(name) => sys::shm_unlink(name),
+            _ => Ok(()),
+        }
+    }
+
+    /// Gives up ownership: the name will not be unlinked on drop.
+    pub fn release_ownership(&self) {
+        // Relaxed: a local flag read only by Drop of this value.
+        self.owner.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether dropping this value unlinks the name.
+    pub fn is_owner(&self) -> bool {
+        self.owner.load(Ordering::Relaxed)
+    }
+
+    fn describe(&self) -> String {
+        match &self.backing {
+            Backing::Shm(n) => n.clone(),
+            Backing::Memfd { fd } => format!("memfd {fd}"),
+            Backing::File { path, .. } => path.display().to_string(),
+        }
+    }
+
+    /// The open file behind the mapping.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        // Only the process that created this value unlinks: a forked child that
+        // inherited it must never remove its parent's segment.
+        if self.owner.load(Ordering::Relaxed) && self.creator_pid == sys::getpid() {
+            if let Backing::Shm(name) = &self.backing {
+                let _ = sys::shm_unlink(name);
+            }
+        }
+    }
+}
+
+/// One shmproc segment found in `/dev/shm`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SegmentInfo {
+    /// Name in `/dev/shm`.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Creator pid, from the name.
+    pub creator_pid: Option<u32>,
+    /// Whether the creator (same pid and start time) still runs.
+    pub alive: bool,
+}
+
+/// Lists this user's shmproc segments in `/dev/shm` and whether their creator
+/// is alive. Segments with names shmproc did not generate count as alive (they
+/// are never swept).
+pub fn list() -> Result<Vec<SegmentInfo>> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .map_err(|e| Error::io("stat /proc/self", e))?;
+    let mut out = Vec::new();
+    for (name, size) in sys::list_shm(NAME_PREFIX)? {
+        let path = Path::new(sys::SHM_DIR).join(&name);
+        match std::fs::metadata(&path) {
+            Ok(m) if m.uid() == uid => {}
+            _ => continue,
+        }
+        let parsed = parse_name(&name);
+        let alive = match parsed {
+            Some((pid, start)) => sys::process_alive(pid, start),
+            None => true,
+        };
+        out.push(SegmentInfo {
+            name,
+            size,
+            creator_pid: parsed.map(|p| p.0),
+            alive,
+        });
+    }
+    Ok(out)
+}
+
+/// Removes this user's shmproc segments whose creator is dead (pid gone, or
+/// reused by a process with another start time). With `dry_run`, only reports.
+/// Returns the stale segments found.
+pub fn sweep(dry_run: bool) -> Result<Vec<SegmentInfo>> {
+    let stale: Vec<SegmentInfo> = list()?.into_iter().filter(|s| !s.alive).collect();
+    if !dry_run {
+        for s in &stale {
+            match sys::shm_unlink(&s.name) {
+                Ok(()) | Err(Error::SegmentNotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(stale)
+}
+
+#[cfg(test)]
+mod test;

@@ -1,2 +1,11 @@
 //! The only module that calls the operating system. Everything above it uses
-//! safe wrappers from here.
+//! the safe wrappers defined here.
+//!
+//! - [`shm`]: POSIX shared memory objects, memfd, ftruncate/fallocate, mapping,
+//!   random names, `/proc` liveness (pid + start time);
+//! - [`futex`]: shared (not private) futex wait and wake with timeouts;
+//! - [`mutex`]: robust, process-shared pthread mutexes.
+
+pub(crate) mod futex;
+pub(crate) mod mutex;
+pub(crate) mod shm;

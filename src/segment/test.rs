@@ -1,0 +1,276 @@
+use std::os::unix::fs::PermissionsExt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::*;
+
+fn shm_path(name: &str) -> PathBuf {
+    Path::new(sys::SHM_DIR).join(name)
+}
+
+#[test]
+fn create_open_drop_unlinks() {
+    let seg = Segment::create(1000).unwrap();
+    let name = seg.name().unwrap().to_owned();
+    assert_eq!(seg.len(), HEADER_SIZE + 1000);
+    assert_eq!(parse_name(&name).map(|p| p.0), Some(std::process::id()));
+    let meta = std::fs::metadata(shm_path(&name)).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let other = Segment::open(&name).unwrap();
+    assert!(!other.is_owner());
+    assert_eq!(other.kind(), kind::RAW);
+    assert_eq!(other.creator_pid(), Some(std::process::id()));
+    drop(other);
+    assert!(shm_path(&name).exists(), "a non-owner must not unlink");
+    drop(seg);
+    assert!(!shm_path(&name).exists());
+    assert!(matches!(
+        Segment::open(&name),
+        Err(Error::SegmentNotFound(_))
+    ));
+}
+
+#[test]
+fn second_create_of_same_name_fails() {
+    let name = generate_name().unwrap();
+    let a = Segment::builder().name(name.clone()).create(64).unwrap();
+    let b = Segment::builder().name(name.clone()).create(64);
+    assert!(
+        matches!(b, Err(Error::SegmentExists(ref n)) if *n == name),
+        "{b:?}"
+    );
+    drop(a);
+}
+
+#[test]
+fn invalid_names_are_rejected() {
+    for bad in ["", "a/b", "x\0y", &"n".repeat(300)] {
+        assert!(
+            matches!(Segment::open(bad), Err(Error::InvalidName(_))),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn missing_name_is_not_found() {
+    let name = generate_name().unwrap();
+    assert!(matches!(Segment::open(&name), Err(Error::SegmentNotFound(n)) if n == name));
+}
+
+/// Creates a raw shm object with arbitrary bytes, as a foreign program would.
+fn foreign(bytes: &[u8]) -> String {
+    let name = generate_name().unwrap();
+    let f = sys::shm_create(&name, bytes.len() as u64).unwrap();
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(bytes, 0).unwrap();
+    name
+}
+
+struct Unlink(String);
+impl Drop for Unlink {
+    fn drop(&mut self) {
+        let _ = sys::shm_unlink(&self.0);
+    }
+}
+
+#[test]
+fn wrong_magic_is_bad_magic() {
+    let n = Unlink(foreign(&[7u8; 4096]));
+    assert!(matches!(Segment::open(&n.0), Err(Error::BadMagic { .. })));
+    let short = Unlink(foreign(&[0u8; 16]));
+    assert!(matches!(
+        Segment::open(&short.0),
+        Err(Error::BadMagic { .. })
+    ));
+}
+
+#[test]
+fn wrong_version_kind_and_size_are_distinct_errors() {
+    let seg = Segment::builder().kind(kind::QUEUE).create(256).unwrap();
+    let name = seg.name().unwrap().to_owned();
+
+    assert!(matches!(
+        Segment::builder().kind(kind::ARRAY).open(&name),
+        Err(Error::KindMismatch { found, expected, .. }) if found == kind::QUEUE && expected == kind::ARRAY
+    ));
+
+    seg.header().version.store(99, Ordering::Relaxed);
+    assert!(matches!(
+        Segment::open(&name),
+        Err(Error::VersionMismatch { found: 99, .. })
+    ));
+    seg.header()
+        .version
+        .store(LAYOUT_VERSION, Ordering::Relaxed);
+
+    seg.header().size.store(1 << 40, Ordering::Relaxed);
+    assert!(matches!(
+        Segment::open(&name),
+        Err(Error::SizeMismatch { .. })
+    ));
+}
+
+#[test]
+fn too_big_for_shm_is_no_space_not_sigbus() {
+    // 1 PiB cannot be reserved on any tmpfs this runs on.
+    let r = Segment::create(1 << 50);
+    assert!(matches!(r, Err(Error::NoSpace { .. })), "{r:?}");
+    // Nothing may be left behind by the failed create.
+    let mine: Vec<_> = list()
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.creator_pid == Some(std::process::id()) && s.size > 1 << 40)
+        .collect();
+    assert!(mine.is_empty(), "{mine:?}");
+}
+
+#[test]
+fn alloc_is_aligned_and_bounded() {
+    let seg = Segment::create(1024).unwrap();
+    let a = seg.alloc(10, 64).unwrap();
+    let b = seg.alloc(10, 64).unwrap();
+    assert_eq!(a % 64, 0);
+    assert_eq!(b % 64, 0);
+    assert!(b >= a + 10);
+    assert!(a >= HEADER_SIZE);
+    assert!(matches!(seg.alloc(4096, 8), Err(Error::SegmentFull { .. })));
+    assert!(matches!(seg.alloc(8, 3), Err(Error::InvalidArgument(_))));
+}
+
+#[test]
+fn memfd_segment_opens_through_its_handle() {
+    let seg = Segment::builder()
+        .memfd()
+        .kind(kind::ARRAY)
+        .create(4096)
+        .unwrap();
+    assert!(seg.name().is_none());
+    let h = seg.handle();
+    assert!(matches!(h, SegmentHandle::Memfd { .. }));
+    let other = Segment::open_handle(&h).unwrap();
+    assert_eq!(other.kind(), kind::ARRAY);
+    // Writes through one mapping are seen through the other.
+    let off = seg.alloc(8, 8).unwrap();
+    let arr = SharedArray::<u64>::from_region(Arc::new(other), off, 1).unwrap();
+    let arr0 = SharedArray::<u64>::from_region(Arc::new(seg), off, 1).unwrap();
+    arr0.set(0, 77);
+    assert_eq!(arr.get(0), Some(77));
+}
+
+#[test]
+fn array_handle_checks_type_len_offset() {
+    let a = SharedArray::<u64>::new(16).unwrap();
+    let h = a.handle();
+    assert_eq!(SharedArray::<u64>::attach(&h).unwrap().len(), 16);
+
+    assert!(matches!(
+        SharedArray::<f64>::attach(&h),
+        Err(Error::TypeMismatch { .. })
+    ));
+    assert!(matches!(
+        SharedArray::<u32>::attach(&h),
+        Err(Error::TypeMismatch { .. })
+    ));
+    let mut long = h.clone();
+    long.len = 1 << 40;
+    assert!(matches!(
+        SharedArray::<u64>::attach(&long),
+        Err(Error::OutOfBounds { .. })
+    ));
+    let mut far = h.clone();
+    far.offset = 1 << 30;
+    assert!(matches!(
+        SharedArray::<u64>::attach(&far),
+        Err(Error::OutOfBounds { .. })
+    ));
+    let mut overflow = h.clone();
+    overflow.offset = u64::MAX - 4;
+    assert!(matches!(
+        SharedArray::<u64>::attach(&overflow),
+        Err(Error::OutOfBounds { .. })
+    ));
+    let mut misaligned = h.clone();
+    misaligned.offset += 1;
+    assert!(matches!(
+        SharedArray::<u64>::attach(&misaligned),
+        Err(Error::OutOfBounds { .. })
+    ));
+    let mut in_header = h;
+    in_header.offset = 8;
+    in_header.len = 1;
+    assert!(matches!(
+        SharedArray::<u64>::attach(&in_header),
+        Err(Error::OutOfBounds { .. })
+    ));
+}
+
+#[test]
+fn array_round_trips_through_serde() {
+    let a = SharedArray::<f64>::from_slice(&[1.5, 2.5]).unwrap();
+    let bytes = postcard::to_allocvec(&a).unwrap();
+    let b: SharedArray<f64> = postcard::from_bytes(&bytes).unwrap();
+    b.set(0, 9.0);
+    assert_eq!(a.to_vec(), vec![9.0, 2.5]);
+    let s = a.slice(1..2);
+    assert_eq!(s.to_vec(), vec![2.5]);
+    assert_eq!(a.get(2), None);
+}
+
+#[test]
+fn raw_file_mapping_is_shared_and_bounded() {
+    let dir = std::env::temp_dir().join(format!("shmproc-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("raw.bin");
+    let seg = Arc::new(Segment::create_raw_file(&path, 64).unwrap());
+    assert!(!seg.has_header());
+    let a = SharedArray::<u64>::from_region(Arc::clone(&seg), 0, 8).unwrap();
+    a.copy_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+    let ro = Segment::map_file(&path, false).unwrap();
+    let b = SharedArray::<u64>::from_region(Arc::new(ro), 0, 8).unwrap();
+    assert_eq!(b.to_vec(), vec![1, 2, 3, 4, 5, 6, 7, 8]);
+    assert!(SharedArray::<u64>::from_region(seg, 8, 8).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sweep_removes_dead_creators_only() {
+    // A segment named as if made by a process that no longer exists: pid 1 with
+    // a start time it never had.
+    let dead = format!(
+        "{NAME_PREFIX}.1.999999999.{:016x}",
+        sys::random_u64().unwrap()
+    );
+    let f = sys::shm_create(&dead, 64).unwrap();
+    drop(f);
+    let live = Segment::create(64).unwrap();
+    let live_name = live.name().unwrap().to_owned();
+
+    let stale = sweep(true).unwrap();
+    assert!(stale.iter().any(|s| s.name == dead));
+    assert!(shm_path(&dead).exists(), "dry run removed something");
+
+    let removed = sweep(false).unwrap();
+    assert!(removed.iter().any(|s| s.name == dead));
+    assert!(!removed.iter().any(|s| s.name == live_name));
+    assert!(!shm_path(&dead).exists());
+    assert!(shm_path(&live_name).exists());
+}
+
+#[test]
+fn parse_name_accepts_only_generated_names() {
+    let n = generate_name().unwrap();
+    assert_eq!(parse_name(&n).map(|p| p.0), Some(std::process::id()));
+    assert_eq!(parse_name("shmproc.12.34.0123456789abcdef"), Some((12, 34)));
+    assert_eq!(parse_name("shmproc.12.34.short"), None);
+    assert_eq!(parse_name("other.12.34.0123456789abcdef"), None);
+    assert_eq!(parse_name("shmproc.x.34.0123456789abcdef"), None);
+}
+
+#[test]
+fn start_time_identifies_this_process() {
+    let me = std::process::id();
+    let t = sys::process_start_time(me).unwrap();
+    assert!(sys::process_alive(me, t));
+    assert!(!sys::process_alive(me, t + 1));
+}
