@@ -46,27 +46,20 @@ fn check(r: libc::c_int, what: &str) -> Result<()> {
 pub(crate) unsafe fn init(m: *mut libc::pthread_mutex_t) -> Result<()> {
     let mut attr = std::mem::MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
     // SAFETY: attr is a local we own; pthread_mutexattr_init initialises it.
-    check(
-        unsafe { libc::pthread_mutexattr_init(attr.as_mut_ptr()) },
-        "pthread_mutexattr_init",
-    )?;
+    let r = unsafe { libc::pthread_mutexattr_init(attr.as_mut_ptr()) };
+    check(r, "pthread_mutexattr_init")?;
     let attr_ptr = attr.as_mut_ptr();
     let result = (|| {
         // SAFETY: attr_ptr points to an initialised attribute object.
-        check(
-            unsafe { libc::pthread_mutexattr_setpshared(attr_ptr, libc::PTHREAD_PROCESS_SHARED) },
-            "pthread_mutexattr_setpshared",
-        )?;
+        let r =
+            unsafe { libc::pthread_mutexattr_setpshared(attr_ptr, libc::PTHREAD_PROCESS_SHARED) };
+        check(r, "pthread_mutexattr_setpshared")?;
         // SAFETY: as above.
-        check(
-            unsafe { libc::pthread_mutexattr_setrobust(attr_ptr, libc::PTHREAD_MUTEX_ROBUST) },
-            "pthread_mutexattr_setrobust",
-        )?;
+        let r = unsafe { libc::pthread_mutexattr_setrobust(attr_ptr, libc::PTHREAD_MUTEX_ROBUST) };
+        check(r, "pthread_mutexattr_setrobust")?;
         // SAFETY: the caller guarantees `m` is valid, aligned and unused.
-        check(
-            unsafe { libc::pthread_mutex_init(m, attr_ptr) },
-            "pthread_mutex_init",
-        )
+        let r = unsafe { libc::pthread_mutex_init(m, attr_ptr) };
+        check(r, "pthread_mutex_init")
     })();
     // SAFETY: attr_ptr was initialised above and is destroyed exactly once.
     unsafe { libc::pthread_mutexattr_destroy(attr_ptr) };
