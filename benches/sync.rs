@@ -58,9 +58,21 @@ fn uncontended(runs: usize, iters: u64) {
             })
         })
         .collect();
-    println!("  {:<28} {:>8.1}", "shmproc::sync::Mutex (robust)", median(&mut ours));
-    println!("  {:<28} {:>8.1}", "raw_sync::locks::Mutex", median(&mut theirs));
-    println!("  {:<28} {:>8.1}", "std::sync::Mutex (in-process)", median(&mut std_));
+    println!(
+        "  {:<28} {:>8.1}",
+        "shmproc::sync::Mutex (robust)",
+        median(&mut ours)
+    );
+    println!(
+        "  {:<28} {:>8.1}",
+        "raw_sync::locks::Mutex",
+        median(&mut theirs)
+    );
+    println!(
+        "  {:<28} {:>8.1}",
+        "std::sync::Mutex (in-process)",
+        median(&mut std_)
+    );
 }
 
 /// Forks a child that runs `child` and leaves with `_exit`; returns its pid.
@@ -148,10 +160,18 @@ fn main() {
             format!("shmproc Event (futex, spin {:?})", shmproc::sync::spin()),
             roundtrip_shmproc as fn(usize) -> Vec<f64>,
         ),
-        ("raw_sync Event (pthread cond)".to_owned(), roundtrip_raw_sync),
+        (
+            "raw_sync Event (pthread cond)".to_owned(),
+            roundtrip_raw_sync,
+        ),
     ] {
         let mut v = f(rounds);
-        println!("  {:<40} {:>8.2} {:>8.2}", name, median(&mut v), pct(&mut v, 0.99));
+        println!(
+            "  {:<40} {:>8.2} {:>8.2}",
+            name,
+            median(&mut v),
+            pct(&mut v, 0.99)
+        );
     }
     shmproc::sync::set_spin(Duration::ZERO);
     let mut v = roundtrip_shmproc(rounds);
