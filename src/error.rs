@@ -124,6 +124,10 @@ pub enum Error {
         /// The semaphore's bound.
         bound: u32,
     },
+    /// The previous holder of a mutex died while holding it (converted from
+    /// [`LockError::OwnerDied`](crate::sync::LockError), whose guard is dropped).
+    #[error("the previous holder of the mutex died while holding it")]
+    OwnerDied,
     /// A mutex cannot be used any more: its owner died and the state was never
     /// made consistent.
     #[error(

@@ -55,7 +55,7 @@ fn data_offset<T>() -> usize {
 /// let m2 = Mutex::<u64>::attach(&m.handle())?;
 /// *m2.lock()? += 1;
 /// assert_eq!(*m.lock()?, 2);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # Ok::<(), shmproc::Error>(())
 /// ```
 pub struct Mutex<T: Pod> {
     place: Place,
@@ -140,7 +140,7 @@ impl<G> std::error::Error for LockError<G> {
 impl<G> From<LockError<G>> for Error {
     fn from(e: LockError<G>) -> Self {
         match e {
-            LockError::OwnerDied(_) => Error::Broken,
+            LockError::OwnerDied(_) => Error::OwnerDied,
             LockError::Timeout => Error::Timeout,
             LockError::WouldBlock => Error::Timeout,
             LockError::Failed(e) => e,
