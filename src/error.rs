@@ -126,7 +126,9 @@ pub enum Error {
     },
     /// A mutex cannot be used any more: its owner died and the state was never
     /// made consistent.
-    #[error("mutex is not recoverable: a previous owner died and its state was not made consistent")]
+    #[error(
+        "mutex is not recoverable: a previous owner died and its state was not made consistent"
+    )]
     NotRecoverable,
 
     // ---- ipc ------------------------------------------------------------------
@@ -155,7 +157,9 @@ pub enum Error {
     #[error("the child did not become a worker: call shmproc::init() first in main")]
     InitMissing,
     /// Fork was asked for in a process that has more than one thread.
-    #[error("fork refused: the process has {threads} threads; use the spawn start method or force fork")]
+    #[error(
+        "fork refused: the process has {threads} threads; use the spawn start method or force fork"
+    )]
     ForkUnsafe {
         /// Threads counted in /proc/self/status.
         threads: usize,

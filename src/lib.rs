@@ -20,23 +20,28 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+#[doc(hidden)]
+pub mod cli;
 pub mod error;
 #[allow(unsafe_code)]
-pub(crate) mod sys;
+pub mod ipc;
+pub mod pool;
+#[allow(unsafe_code)]
+pub mod process;
 #[allow(unsafe_code)]
 pub mod segment;
 #[allow(unsafe_code)]
 pub mod sync;
 #[allow(unsafe_code)]
-pub mod ipc;
-#[allow(unsafe_code)]
-pub mod process;
-pub mod pool;
-#[doc(hidden)]
-pub mod cli;
+pub(crate) mod sys;
 
 pub use error::{Error, Result};
 pub use process::init;
+
+// The library's own unit tests spawn children: the re-exec'd test binary must
+// become a worker.
+#[cfg(test)]
+crate::worker_test_entry!();
 
 /// The numeric kernels (the `shmproc-kernels` crate), re-exported.
 pub use shmproc_kernels as kernels;
