@@ -39,5 +39,10 @@ pub use error::{Error, Result};
 pub use process::init;
 pub use segment::{Segment, SharedArray};
 
+// The library's own unit tests spawn children: the re-exec'd test binary must
+// become a worker.
+#[cfg(test)]
+crate::worker_test_entry!();
+
 /// The numeric kernels (the `shmproc-kernels` crate), re-exported.
 pub use shmproc_kernels as kernels;

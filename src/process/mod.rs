@@ -1,6 +1,223 @@
-//! Processes: start methods, task identity, the `Process` API.
+//! Processes: [`Process`], start methods, task identity, [`init`].
+//!
+//! # Start methods
+//!
+//! - [`StartMethod::Spawn`] (default): the child re-execs `/proc/self/exe` — the
+//!   very same file, even if it was rebuilt on disk since — with a marker in its
+//!   environment, and becomes a worker inside [`init`]. The parent's argv is not
+//!   forwarded. The child starts single-threaded, with nothing inherited but the
+//!   standard streams and three pipe ends.
+//! - [`StartMethod::Fork`]: `fork()` without exec, for single-threaded parents.
+//!   It is refused with [`Error::ForkUnsafe`](crate::Error::ForkUnsafe) when the
+//!   process has more than one thread (a lock held by another thread at fork
+//!   time stays locked forever in the child), unless forced with
+//!   [`ProcessBuilder::force_fork`]. A forked child leaves with `_exit`: no
+//!   destructor of state inherited from the parent ever runs in it.
+//!
+//! # `init()` and tests
+//!
+//! Every program that starts processes calls [`init`] on the first line of
+//! `main`. A test binary has no `main` of its own: put
+//! [`worker_test_entry!()`](crate::worker_test_entry) at the crate root of each
+//! integration test file that spawns. A spawned child of a test binary runs only
+//! that test, with `--nocapture --test-threads=1 -q`, so its stdout starts with
+//! libtest's `running 1 test` line.
+//!
+//! A program that forgot `init()`: its spawned child runs `main` again; the first
+//! time that child tries to start a process it exits instead (code
+//! [`spawn::EXIT_INIT_MISSING`]), and the parent's `start()` returns
+//! [`Error::InitMissing`](crate::Error::InitMissing). A child that exits without
+//! answering the handshake for any other reason gives the same error.
+//!
+//! # Lifetime
+//!
+//! - A child dies when its parent dies, however the parent dies (see the
+//!   liveness pipe: the child `_exit`s with code 87).
+//! - At normal exit of the parent (return from `main`, `std::process::exit`),
+//!   daemon children still running get SIGTERM (then SIGKILL after 1 s), and all
+//!   children are joined, like Python.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use shmproc::process::{current_process, Process};
+//!
+//! fn work(n: u64) {
+//!     println!("{} got {n}", current_process().name());
+//! }
+//!
+//! fn main() -> shmproc::Result<()> {
+//!     shmproc::init();
+//!     let ps: Vec<Process> = (0..3).map(|n| Process::new(work, n)).collect();
+//!     for p in &ps {
+//!         p.start()?;
+//!     }
+//!     for p in &ps {
+//!         assert_eq!(p.join()?, 0);
+//!     }
+//!     Ok(())
+//! }
+//! ```
+
+mod handle;
+mod liveness;
+mod registry;
+#[doc(hidden)]
+pub mod spawn;
+mod task;
+mod worker;
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+pub use handle::{Process, ProcessBuilder, ProcessRun};
+pub use liveness::EXIT_PARENT_DIED;
+
+/// How a child process is started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum StartMethod {
+    /// Re-exec the running executable (`/proc/self/exe`); needs [`init`].
+    #[default]
+    Spawn,
+    /// `fork()` without exec; refused in a multithreaded process unless forced.
+    Fork,
+}
+
+static DEFAULT_METHOD: AtomicU8 = AtomicU8::new(0);
+
+/// Sets the default start method of processes created from now on in this process.
+///
+/// # Examples
+///
+/// ```
+/// use shmproc::process::{get_start_method, set_start_method, StartMethod};
+/// set_start_method(StartMethod::Fork);
+/// assert_eq!(get_start_method(), StartMethod::Fork);
+/// set_start_method(StartMethod::Spawn);
+/// assert_eq!(get_start_method(), StartMethod::Spawn);
+/// ```
+pub fn set_start_method(method: StartMethod) {
+    let v = match method {
+        StartMethod::Spawn => 0,
+        StartMethod::Fork => 1,
+    };
+    // Relaxed: a plain setting, no other memory depends on it.
+    DEFAULT_METHOD.store(v, Ordering::Relaxed);
+}
+
+/// The default start method ([`StartMethod::Spawn`] unless set).
+pub fn get_start_method() -> StartMethod {
+    // Relaxed: see set_start_method.
+    match DEFAULT_METHOD.load(Ordering::Relaxed) {
+        1 => StartMethod::Fork,
+        _ => StartMethod::Spawn,
+    }
+}
 
 /// Must be the first line of `main` in any program that starts processes. In a
-/// spawned worker it runs the worker and never returns; in the parent it returns
-/// at once.
-pub fn init() {}
+/// spawned worker it runs the worker and never returns; in the parent it
+/// returns at once.
+///
+/// # Examples
+///
+/// ```
+/// fn main() {
+///     shmproc::init();
+///     // ... the program, which may start processes
+/// }
+/// # main();
+/// ```
+pub fn init() {
+    worker::init();
+}
+
+/// Name, pid and daemon flag of a process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    name: String,
+    pid: u32,
+    daemon: bool,
+}
+
+impl ProcessInfo {
+    /// The name: `MainProcess` for the main process, else the name given at
+    /// creation (`Process-N` by default).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+    /// Whether the process is a daemon.
+    pub fn daemon(&self) -> bool {
+        self.daemon
+    }
+}
+
+/// This process: `MainProcess` in the main program, the child's name in a child.
+///
+/// # Examples
+///
+/// ```
+/// let me = shmproc::process::current_process();
+/// assert_eq!(me.name(), "MainProcess");
+/// assert_eq!(me.pid(), std::process::id());
+/// ```
+pub fn current_process() -> ProcessInfo {
+    worker::current_info()
+}
+
+/// The parent of this process if it was started by shmproc, else `None`.
+///
+/// # Examples
+///
+/// ```
+/// assert!(shmproc::process::parent_process().is_none());
+/// ```
+pub fn parent_process() -> Option<ProcessInfo> {
+    worker::parent_info()
+}
+
+/// The children of this process that are still running (as in Python, finished
+/// ones are reaped on the way).
+///
+/// # Examples
+///
+/// ```
+/// assert!(shmproc::process::active_children().is_empty());
+/// ```
+pub fn active_children() -> Vec<ProcessInfo> {
+    registry::live_children()
+        .into_iter()
+        .map(|c| ProcessInfo {
+            name: c.name().to_string(),
+            pid: c.pid(),
+            daemon: c.daemon(),
+        })
+        .collect()
+}
+
+/// The number of online CPUs.
+///
+/// # Examples
+///
+/// ```
+/// assert!(shmproc::process::cpu_count() >= 1);
+/// ```
+pub fn cpu_count() -> usize {
+    crate::sys::proc::cpu_count()
+}
+
+/// Defines the test `__shmproc_worker_entry` that turns a re-exec'd cargo test
+/// binary into a worker. Put `shmproc::worker_test_entry!();` at the crate root
+/// of every integration test file that starts processes with the spawn method.
+/// In the parent test run the test does nothing.
+#[macro_export]
+macro_rules! worker_test_entry {
+    () => {
+        #[test]
+        fn __shmproc_worker_entry() {
+            $crate::init();
+        }
+    };
+}

@@ -4,8 +4,10 @@
 //! - [`shm`]: POSIX shared memory objects, memfd, ftruncate/fallocate, mapping,
 //!   random names, `/proc` liveness (pid + start time);
 //! - [`futex`]: shared (not private) futex wait and wake with timeouts;
-//! - [`mutex`]: robust, process-shared pthread mutexes.
+//! - [`mutex`]: robust, process-shared pthread mutexes;
+//! - [`proc`]: processes: pipes, fork/exec, pidfd, signals, waits.
 
 pub(crate) mod futex;
 pub(crate) mod mutex;
+pub(crate) mod proc;
 pub(crate) mod shm;

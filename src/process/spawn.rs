@@ -1,0 +1,579 @@
+//! Starting a child: re-exec spawn or fork, the handshake, and the [`Child`]
+//! handle. This is the seam `Process` and the pool are built on:
+//!
+//! ```text
+//! start_child(entry: Entry, payload: Vec<u8>, opts: &ChildOptions) -> Result<Child>
+//! ```
+//!
+//! `entry` names a boot function `fn(&[u8]) -> i32` (see [`Entry`]); the child
+//! calls it with `payload` and exits with the code it returns.
+//!
+//! # Spawn protocol
+//!
+//! 1. The parent makes two close-on-exec pipes (payload parent→child, status
+//!    child→parent) and re-execs `/proc/self/exe` with the fixed argv
+//!    [`WORKER_ARGV`] and the env marker `SHMPROC_WORKER=<ppid>:<payload fd>:<status fd>:<liveness fd>`;
+//!    only the child side of the three fds survives the exec.
+//! 2. The parent writes `u64 length (LE) + postcard(Boot)`: the build identity,
+//!    the entry offset, name, daemon flag, and the payload.
+//! 3. The child (inside [`init`](crate::init)) reads it, checks the build
+//!    identity, and answers `K`, or `B`/`X` + `u32 length + message` on failure.
+//! 4. EOF or exit of the child without an answer means it never called
+//!    `init()`: [`Error::InitMissing`].
+//!
+//! The parent waits on the status pipe *and* the child's pidfd, so a child that
+//! dies, or a stray copy of a pipe end, never makes `start` hang; a child that
+//! neither answers nor exits is killed after [`ChildOptions::handshake_timeout`].
+
+pub use super::task::{raw_call, BootFn, BuildIdentity, Entry, FnId, RawCall};
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::{liveness, registry, worker, StartMethod};
+use crate::sys::proc::{self as sys, PollFd, WaitStatus};
+use crate::{Error, Result};
+
+/// The argv of a spawned child after `argv[0]`. A normal binary never parses it
+/// (`init()` does not return in a worker); a cargo test binary runs only the test
+/// named `__shmproc_worker_entry` (see [`worker_test_entry!`](crate::worker_test_entry)).
+pub const WORKER_ARGV: [&str; 4] = [
+    "__shmproc_worker_entry",
+    "--nocapture",
+    "--test-threads=1",
+    "-q",
+];
+
+/// Name of the env marker of a spawned child.
+pub const MARKER_ENV: &str = "SHMPROC_WORKER";
+
+/// Exit code of a child that has the worker marker but tried to start a process
+/// without having called `init()`.
+pub const EXIT_INIT_MISSING: i32 = 86;
+
+/// Exit code of a spawned child that failed its handshake (bad build identity,
+/// unreadable payload).
+pub const EXIT_BOOT_FAILED: i32 = 88;
+
+/// How to start one child.
+#[derive(Debug, Clone)]
+pub struct ChildOptions {
+    /// Spawn (re-exec) or fork.
+    pub method: StartMethod,
+    /// Fork even when this process has more than one thread.
+    pub force_fork: bool,
+    /// The child's name (`current_process().name` in the child).
+    pub name: String,
+    /// Daemon children are terminated at the parent's normal exit.
+    pub daemon: bool,
+    /// The child's identity path, as in Python (`[1]` for `Process-1`, `[1, 2]`
+    /// for `Process-1:2`); its own children are numbered under it.
+    pub ident: Vec<u32>,
+    /// How long `start_child` waits for a spawned child's handshake.
+    pub handshake_timeout: Duration,
+}
+
+impl ChildOptions {
+    /// Options with the global default start method, a fresh `Process-N` name and
+    /// identity, not daemon, a 60 s handshake timeout.
+    pub fn new() -> Self {
+        let ident = worker::next_ident();
+        ChildOptions {
+            method: super::get_start_method(),
+            force_fork: false,
+            name: worker::default_name("Process", &ident),
+            daemon: false,
+            ident,
+            handshake_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Default for ChildOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What the parent sends a spawned child.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Boot {
+    pub(crate) build: BuildIdentity,
+    pub(crate) entry: Entry,
+    pub(crate) state: worker::ChildState,
+    pub(crate) args: Vec<u8>,
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Exited(i32),
+    /// It was killed by this signal.
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// Python's `exitcode`: the exit code, or `-signal`.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Exited(c) => c,
+            ExitStatus::Signaled(s) => -s,
+        }
+    }
+
+    /// Exited with code 0.
+    pub fn success(self) -> bool {
+        self == ExitStatus::Exited(0)
+    }
+
+    /// The signal that killed the child, if any.
+    pub fn signal(self) -> Option<i32> {
+        match self {
+            ExitStatus::Signaled(s) => Some(s),
+            ExitStatus::Exited(_) => None,
+        }
+    }
+}
+
+impl From<WaitStatus> for ExitStatus {
+    fn from(w: WaitStatus) -> Self {
+        match w {
+            WaitStatus::Exited(c) => ExitStatus::Exited(c),
+            WaitStatus::Signaled(s) => ExitStatus::Signaled(s),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ChildInner {
+    pid: u32,
+    owner: u32,
+    pidfd: Option<OwnedFd>,
+    /// Set once the child is reaped. Held while signalling, so that a signal is
+    /// never sent to a pid that was reaped (and maybe reused) meanwhile.
+    status: Mutex<Option<ExitStatus>>,
+    name: String,
+    daemon: bool,
+}
+
+/// A started child process. Cheap to clone (all clones share the state); every
+/// method takes `&self` and is safe to call from several threads.
+#[derive(Debug, Clone)]
+pub struct Child {
+    inner: Arc<ChildInner>,
+}
+
+impl Child {
+    fn new(pid: u32, opts: &ChildOptions) -> Self {
+        Child {
+            inner: Arc::new(ChildInner {
+                pid,
+                owner: std::process::id(),
+                // ENOSYS on kernels before 5.3: fall back to polling waitpid.
+                pidfd: sys::pidfd_open(pid).ok(),
+                status: Mutex::new(None),
+                name: opts.name.clone(),
+                daemon: opts.daemon,
+            }),
+        }
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> u32 {
+        self.inner.pid
+    }
+
+    /// The child's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Whether the child is a daemon.
+    pub fn daemon(&self) -> bool {
+        self.inner.daemon
+    }
+
+    pub(crate) fn owner(&self) -> u32 {
+        self.inner.owner
+    }
+
+    /// The pidfd (readable once the child has exited), if the kernel has pidfds.
+    pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
+        self.inner.pidfd.as_ref().map(|f| f.as_fd())
+    }
+
+    fn status(&self) -> std::sync::MutexGuard<'_, Option<ExitStatus>> {
+        self.inner.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn check_owner(&self) -> Result<()> {
+        if self.inner.owner != std::process::id() {
+            return Err(Error::InvalidState(format!(
+                "process {} is not a child of this process",
+                self.inner.pid
+            )));
+        }
+        Ok(())
+    }
+
+    /// Reaps the child if it has exited; `None` while it runs.
+    pub fn try_wait(&self) -> Result<Option<ExitStatus>> {
+        let mut st = self.status();
+        if let Some(s) = *st {
+            return Ok(Some(s));
+        }
+        self.check_owner()?;
+        let r = sys::waitpid(self.inner.pid, true)
+            .map_err(|e| Error::io(format!("waitpid({})", self.inner.pid), e))?;
+        if let Some(w) = r {
+            let s = ExitStatus::from(w);
+            *st = Some(s);
+            drop(st);
+            registry::unregister(self.inner.pid);
+            return Ok(Some(s));
+        }
+        Ok(None)
+    }
+
+    /// Waits until the child has exited or `timeout` passed (None: forever),
+    /// without reaping it. `true` if it has exited.
+    pub fn wait_readable(&self, timeout: Option<Duration>) -> Result<bool> {
+        if self.status().is_some() {
+            return Ok(true);
+        }
+        match &self.inner.pidfd {
+            Some(fd) => {
+                let mut fds = [PollFd::readable(fd.as_fd())];
+                let n = sys::poll(&mut fds, timeout).map_err(|e| Error::io("poll(pidfd)", e))?;
+                Ok(n > 0)
+            }
+            None => {
+                let deadline = timeout.map(|t| Instant::now() + t);
+                let mut nap = Duration::from_micros(200);
+                loop {
+                    if self.try_wait()?.is_some() {
+                        return Ok(true);
+                    }
+                    let now = Instant::now();
+                    if deadline.is_some_and(|d| now >= d) {
+                        return Ok(false);
+                    }
+                    let left = deadline.map_or(nap, |d| d - now);
+                    std::thread::sleep(nap.min(left));
+                    nap = (nap * 2).min(Duration::from_millis(20));
+                }
+            }
+        }
+    }
+
+    /// Waits for the child to exit and reaps it.
+    pub fn wait(&self) -> Result<ExitStatus> {
+        loop {
+            if let Some(s) = self.try_wait()? {
+                return Ok(s);
+            }
+            self.wait_readable(None)?;
+        }
+    }
+
+    /// Waits at most `timeout`; `None` if the child is still running.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<Option<ExitStatus>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.try_wait()? {
+                return Ok(Some(s));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            self.wait_readable(Some(left))?;
+        }
+    }
+
+    /// Sends `sig`; a no-op once the child has been reaped.
+    pub fn signal(&self, sig: i32) -> Result<()> {
+        let st = self.status();
+        if st.is_some() {
+            return Ok(());
+        }
+        self.check_owner()?;
+        match sys::kill(self.inner.pid, sig) {
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            Err(e) => Err(Error::io(format!("kill({}, {sig})", self.inner.pid), e)),
+        }
+    }
+
+    /// SIGTERM.
+    pub fn terminate(&self) -> Result<()> {
+        self.signal(libc::SIGTERM)
+    }
+
+    /// SIGKILL.
+    pub fn kill(&self) -> Result<()> {
+        self.signal(libc::SIGKILL)
+    }
+
+    /// Kills and reaps (used on failed starts).
+    fn discard(&self) {
+        let _ = self.kill();
+        let _ = self.wait();
+    }
+}
+
+/// Starts a child that runs `entry(&payload)` and exits with its return value.
+/// Returns once the child is running its entry (spawn: after the handshake).
+///
+/// # Errors
+/// - [`Error::ForkUnsafe`]: fork asked for in a multithreaded process, not forced;
+/// - [`Error::InitMissing`]: the spawned child did not call `init()`;
+/// - [`Error::BuildMismatch`]: the spawned child runs another build;
+/// - [`Error::Timeout`]: no handshake within `opts.handshake_timeout`;
+/// - [`Error::Io`]: pipes, exec, fork.
+pub fn start_child(entry: Entry, payload: Vec<u8>, opts: &ChildOptions) -> Result<Child> {
+    worker::check_may_start_children();
+    match opts.method {
+        StartMethod::Spawn => spawn_child(entry, payload, opts),
+        StartMethod::Fork => fork_child(entry, payload, opts),
+    }
+}
+
+fn argv0() -> std::ffi::OsString {
+    std::env::args_os()
+        .next()
+        .or_else(|| std::env::current_exe().ok().map(|p| p.into_os_string()))
+        .unwrap_or_else(|| "shmproc-worker".into())
+}
+
+fn spawn_child(entry: Entry, payload: Vec<u8>, opts: &ChildOptions) -> Result<Child> {
+    let live_r = liveness::read_end_for_children()?;
+    let (pay_r, pay_w) = sys::pipe().map_err(|e| Error::io("creating the payload pipe", e))?;
+    let (st_r, st_w) = sys::pipe().map_err(|e| Error::io("creating the status pipe", e))?;
+    let boot = Boot {
+        build: BuildIdentity::current()?,
+        entry,
+        state: worker::state_for_child(opts),
+        args: payload,
+    };
+    let body = postcard::to_stdvec(&boot)?;
+    let mut msg = Vec::with_capacity(8 + body.len());
+    msg.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    msg.extend_from_slice(&body);
+    drop(body);
+
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg0(argv0()).args(WORKER_ARGV).env(
+        MARKER_ENV,
+        format!(
+            "{}:{}:{}:{}",
+            std::process::id(),
+            pay_r.as_raw_fd(),
+            st_w.as_raw_fd(),
+            live_r
+        ),
+    );
+    sys::keep_fds_on_exec(&mut cmd, vec![pay_r.as_raw_fd(), st_w.as_raw_fd(), live_r]);
+    let spawned = cmd
+        .spawn()
+        .map_err(|e| Error::io("re-executing /proc/self/exe", e))?;
+    let pid = spawned.id();
+    // std's handle neither waits nor kills on drop; our Child owns the pid now.
+    drop(spawned);
+    drop(pay_r);
+    drop(st_w);
+    let child = Child::new(pid, opts);
+    registry::register(&child);
+    match handshake(&child, pay_w, st_r, &msg, opts.handshake_timeout) {
+        Ok(()) => Ok(child),
+        Err(e) => {
+            child.discard();
+            Err(e)
+        }
+    }
+}
+
+/// Waits for `fd` readable/writable, or the child's exit, or the deadline.
+/// Returns `(fd ready, child exited)`.
+fn wait_fd_or_exit(
+    child: &Child,
+    fd: BorrowedFd<'_>,
+    read: bool,
+    deadline: Instant,
+) -> Result<(bool, bool)> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(Error::Timeout);
+    }
+    let want = if read {
+        PollFd::readable(fd)
+    } else {
+        PollFd::writable(fd)
+    };
+    match child.pidfd() {
+        Some(pfd) => {
+            let mut fds = [want, PollFd::readable(pfd)];
+            sys::poll(&mut fds, Some(left)).map_err(|e| Error::io("poll (handshake)", e))?;
+            Ok((fds[0].ready, fds[1].ready))
+        }
+        None => {
+            let mut fds = [want];
+            sys::poll(&mut fds, Some(left.min(Duration::from_millis(20))))
+                .map_err(|e| Error::io("poll (handshake)", e))?;
+            let exited = child.wait_readable(Some(Duration::ZERO))?;
+            Ok((fds[0].ready, exited))
+        }
+    }
+}
+
+fn handshake(
+    child: &Child,
+    pay_w: OwnedFd,
+    st_r: OwnedFd,
+    msg: &[u8],
+    timeout: Duration,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let io_err =
+        |ctx: &str, e: io::Error| Error::io(format!("handshake with {}: {ctx}", child.pid()), e);
+
+    // 1. Send the boot message (non-blocking, so a child that never reads
+    //    cannot block us past the deadline).
+    sys::set_nonblocking(pay_w.as_fd(), true).map_err(|e| io_err("O_NONBLOCK", e))?;
+    let mut out = File::from(pay_w);
+    let mut off = 0;
+    while off < msg.len() {
+        match out.write(&msg[off..]) {
+            Ok(n) => off += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let (_, exited) = wait_fd_or_exit(child, out.as_fd(), false, deadline)?;
+                if exited {
+                    break;
+                }
+            }
+            // EPIPE: the child closed its end (exited without reading).
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break,
+            Err(e) => return Err(io_err("writing the payload", e)),
+        }
+    }
+    drop(out);
+
+    // 2. Wait for the answer.
+    sys::set_nonblocking(st_r.as_fd(), true).map_err(|e| io_err("O_NONBLOCK", e))?;
+    let mut inp = File::from(st_r);
+    let mut buf = [0u8; 4096];
+    let mut got = Vec::new();
+    loop {
+        match inp.read(&mut buf) {
+            Ok(0) => return Err(no_answer(child)),
+            Ok(n) => {
+                got.extend_from_slice(&buf[..n]);
+                if let Some(r) = parse_answer(&got) {
+                    return r;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let (ready, exited) = wait_fd_or_exit(child, inp.as_fd(), true, deadline)?;
+                if exited && !ready {
+                    // Exited without answering; a stray copy of the write end
+                    // (held by a forked sibling) may keep EOF from coming.
+                    return Err(no_answer(child));
+                }
+            }
+            Err(e) => return Err(io_err("reading the status", e)),
+        }
+    }
+}
+
+/// `Some` once `got` holds a whole answer.
+fn parse_answer(got: &[u8]) -> Option<Result<()>> {
+    match got.first()? {
+        b'K' => Some(Ok(())),
+        tag @ (b'B' | b'X') => {
+            let len = u32::from_le_bytes(got.get(1..5)?.try_into().ok()?) as usize;
+            let text = String::from_utf8_lossy(got.get(5..5 + len)?).into_owned();
+            Some(Err(if *tag == b'B' {
+                Error::BuildMismatch(text)
+            } else {
+                Error::InvalidState(format!("the worker failed to start: {text}"))
+            }))
+        }
+        other => Some(Err(Error::InvalidState(format!(
+            "bad handshake answer from worker: byte {other:#x}"
+        )))),
+    }
+}
+
+/// The child closed the status pipe or exited without answering.
+fn no_answer(child: &Child) -> Error {
+    match child.wait_timeout(Duration::from_secs(5)) {
+        Ok(Some(ExitStatus::Signaled(s))) => Error::InvalidState(format!(
+            "worker {} was killed by signal {s} during startup",
+            child.pid()
+        )),
+        // Any exit without an answer: it ran `main` instead of `init()`.
+        _ => Error::InitMissing,
+    }
+}
+
+/// The answer a spawned child writes: `K`, or a tag + length + message.
+pub(crate) fn encode_answer(err: Option<&Error>) -> Vec<u8> {
+    match err {
+        None => vec![b'K'],
+        Some(e) => {
+            let tag = if matches!(e, Error::BuildMismatch(_)) {
+                b'B'
+            } else {
+                b'X'
+            };
+            let text = match e {
+                Error::BuildMismatch(m) => m.clone(),
+                other => other.to_string(),
+            };
+            // Short enough for one atomic pipe write.
+            let mut cut = text.len().min(2000);
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let text = &text.as_bytes()[..cut];
+            let mut v = Vec::with_capacity(5 + text.len());
+            v.push(tag);
+            v.extend_from_slice(&(text.len() as u32).to_le_bytes());
+            v.extend_from_slice(text);
+            v
+        }
+    }
+}
+
+fn fork_child(entry: Entry, payload: Vec<u8>, opts: &ChildOptions) -> Result<Child> {
+    let threads = sys::thread_count().map_err(|e| Error::io("reading /proc/self/status", e))?;
+    if threads > 1 && !opts.force_fork {
+        return Err(Error::ForkUnsafe { threads });
+    }
+    // Make sure the pipe exists before the fork, so the child can watch it.
+    liveness::read_end_for_children()?;
+    let state = worker::state_for_child(opts);
+    let _ = io::stdout().flush();
+    let _ = io::stderr().flush();
+    // SAFETY: the child branch below only runs `worker::run_forked`, which takes
+    // no lock another thread could hold unless fork was forced (the caller's
+    // explicit choice, documented on `force_fork`), and it leaves with `_exit`.
+    match unsafe { sys::fork() }.map_err(|e| Error::io("fork", e))? {
+        sys::Forked::Child => worker::run_forked(entry, &payload, state),
+        sys::Forked::Parent(pid) => {
+            let child = Child::new(pid, opts);
+            registry::register(&child);
+            Ok(child)
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! Task identity: which function a child runs, named by its offset from an anchor
+//! symbol in the same executable image.
+//!
+//! # Trust model
+//!
+//! An offset is only meaningful in a process that runs the *very same file* as the
+//! process that computed it. Under the spawn start method the child re-execs
+//! `/proc/self/exe` and, before resolving any offset, checks the build identity
+//! sent by its parent: the `(st_dev, st_ino)` of `/proc/self/exe` and the
+//! anchor-relative offset of a canary function ([`BuildIdentity`]). A mismatch is
+//! [`Error::BuildMismatch`](crate::Error::BuildMismatch), never a jump into the
+//! unknown. Under the fork start method the child shares the parent's image, so
+//! offsets are valid by construction.
+//!
+//! After that check, offsets ([`FnId`], [`Entry`]) are trusted like code: whoever
+//! can write them can make a worker call any function of the same shape in the
+//! binary. They only travel through the handshake pipe and through control
+//! segments created mode 0600 (same user only), so an attacker who can write them
+//! could already ptrace the worker.
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The fixed point offsets are measured from. Never inlined, so it has an address.
+#[inline(never)]
+fn anchor() -> u64 {
+    std::hint::black_box(0x5348_4d50_524f_4331) // "SHMPROC1"
+}
+
+/// A second fixed function; its offset from [`anchor`] is part of the build identity.
+#[inline(never)]
+fn canary() -> u64 {
+    std::hint::black_box(0x4341_4e41_5259_2121) // "CANARY!!"
+}
+
+fn anchor_addr() -> usize {
+    let f: fn() -> u64 = anchor;
+    f as usize
+}
+
+fn offset_of_addr(addr: usize) -> i64 {
+    // Wrapping arithmetic: the difference of two addresses in one image always
+    // fits in an i64 on 64-bit Linux.
+    addr.wrapping_sub(anchor_addr()) as i64
+}
+
+fn addr_of_offset(off: i64) -> usize {
+    anchor_addr().wrapping_add(off as usize)
+}
+
+/// What a child compares with its own image before trusting any offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildIdentity {
+    /// `st_dev` of `/proc/self/exe`.
+    pub exe_dev: u64,
+    /// `st_ino` of `/proc/self/exe`.
+    pub exe_ino: u64,
+    /// Offset of the canary function from the anchor.
+    pub canary: i64,
+}
+
+impl BuildIdentity {
+    /// The identity of the running image.
+    pub fn current() -> crate::Result<Self> {
+        let (exe_dev, exe_ino) = crate::sys::proc::exe_identity()
+            .map_err(|e| crate::Error::io("stat /proc/self/exe", e))?;
+        let c: fn() -> u64 = canary;
+        Ok(BuildIdentity {
+            exe_dev,
+            exe_ino,
+            canary: offset_of_addr(c as usize),
+        })
+    }
+
+    /// `Ok` if `self` (sent by the parent) names the running image.
+    pub fn check(&self) -> crate::Result<()> {
+        let mine = Self::current()?;
+        if *self == mine {
+            Ok(())
+        } else {
+            Err(crate::Error::BuildMismatch(format!(
+                "parent runs exe (dev {}, inode {}) with canary offset {:#x}; \
+                 this child runs (dev {}, inode {}) with canary offset {:#x}",
+                self.exe_dev, self.exe_ino, self.canary, mine.exe_dev, mine.exe_ino, mine.canary
+            )))
+        }
+    }
+}
+
+/// The boot function of a child: it gets the argument bytes and returns the exit code.
+pub type BootFn = fn(&[u8]) -> i32;
+
+/// Identity of a [`BootFn`] (a non-generic or monomorphized `fn(&[u8]) -> i32`)
+/// that travels to a child as an anchor-relative offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Entry(i64);
+
+impl Entry {
+    /// The entry for `f`.
+    pub fn new(f: BootFn) -> Self {
+        Entry(offset_of_addr(f as usize))
+    }
+
+    /// The offset that travels.
+    pub fn offset(self) -> i64 {
+        self.0
+    }
+
+    /// Turns the entry back into a callable function.
+    ///
+    /// # Safety
+    /// - `self` must have been made by [`Entry::new`] in a process running the same
+    ///   executable image (checked with [`BuildIdentity::check`], or a fork).
+    pub unsafe fn resolve(self) -> BootFn {
+        let addr = addr_of_offset(self.0) as *const ();
+        // SAFETY: by the caller's contract the offset was computed from a `BootFn`
+        // in this very image, so anchor + offset is that function's address.
+        unsafe { std::mem::transmute::<*const (), BootFn>(addr) }
+    }
+}
+
+/// The pool's task trampoline: decode the argument, call, encode the result; a
+/// panic comes back as `Err(message)`.
+pub type RawCall = fn(&[u8]) -> Result<Vec<u8>, String>;
+
+/// Serializable identity of a [`RawCall`]: its offset from the anchor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FnId(pub i64);
+
+impl FnId {
+    /// The id of `f`.
+    pub fn of(f: RawCall) -> Self {
+        FnId(offset_of_addr(f as usize))
+    }
+
+    /// The id of the trampoline of the zero-sized function `F`.
+    pub fn of_fn<F, A, R>(_f: F) -> Self
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: DeserializeOwned,
+        R: Serialize,
+    {
+        Self::of(raw_call::<F, A, R>())
+    }
+
+    /// Turns the id back into the trampoline.
+    ///
+    /// # Safety
+    /// - `self` must have been made by [`FnId::of`] in a process running the same
+    ///   executable image: a child after the handshake's identity check, a forked
+    ///   child, or the same process. See the module's trust model.
+    pub unsafe fn resolve(self) -> RawCall {
+        let addr = addr_of_offset(self.0) as *const ();
+        // SAFETY: by the caller's contract the offset was computed from a
+        // `RawCall` in this very image.
+        unsafe { std::mem::transmute::<*const (), RawCall>(addr) }
+    }
+}
+
+/// Compile-time check that `F` captures nothing. A post-monomorphization error:
+/// it fires where a capturing closure is handed to a generic function that calls it.
+#[inline(always)]
+pub(crate) fn assert_zero_sized<F>() {
+    const {
+        assert!(
+            std::mem::size_of::<F>() == 0,
+            "shmproc: a process target must be a fn item or a non-capturing closure \
+             (it is named by its code address in the child; captured state cannot travel, \
+             pass it as an argument instead)"
+        )
+    }
+}
+
+/// Makes a value of the zero-sized, `Copy` function type `F` out of nothing.
+pub(crate) fn conjure<F: Copy + 'static>() -> F {
+    assert_zero_sized::<F>();
+    // SAFETY: `F` is zero-sized (checked at compile time), so reading it touches
+    // no memory and a dangling, well-aligned pointer is a valid source. `F: Copy`
+    // means duplicating a value of it is allowed; fn items and non-capturing
+    // closures (the only `Fn` types of size zero in practice) have no invariants.
+    unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() }
+}
+
+/// The message of a panic payload.
+pub(crate) fn panic_message(p: &(dyn Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&'static str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_string()
+    }
+}
+
+fn call_trampoline<F, A, R>(bytes: &[u8]) -> Result<Vec<u8>, String>
+where
+    F: Fn(A) -> R + Copy + 'static,
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    let args: A = postcard::from_bytes(bytes).map_err(|e| format!("decoding arguments: {e}"))?;
+    let f = conjure::<F>();
+    let r = catch_unwind(AssertUnwindSafe(move || f(args)))
+        .map_err(|p| format!("panic: {}", panic_message(&*p)))?;
+    postcard::to_stdvec(&r).map_err(|e| format!("encoding result: {e}"))
+}
+
+/// The monomorphized trampoline for the zero-sized function `F: Fn(A) -> R`.
+pub fn raw_call<F, A, R>() -> RawCall
+where
+    F: Fn(A) -> R + Copy + 'static,
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    assert_zero_sized::<F>();
+    call_trampoline::<F, A, R>
+}
+
+/// Boot function of a [`Process`](crate::process::Process) target `F: Fn(A) -> R`:
+/// decode `A`, call, ignore the result; exit code 0, or 1 after a panic (the
+/// panic hook has printed the message to stderr).
+pub(crate) fn boot_target<F, A, R>(bytes: &[u8]) -> i32
+where
+    F: Fn(A) -> R + Copy + 'static,
+    A: DeserializeOwned,
+{
+    let args: A = match postcard::from_bytes(bytes) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("shmproc: cannot decode the process arguments: {e}");
+            return 1;
+        }
+    };
+    let f = conjure::<F>();
+    match catch_unwind(AssertUnwindSafe(move || f(args))) {
+        Ok(_) => 0,
+        Err(_) => 1,
+    }
+}
+
+/// Boot function of a [`Runnable`](crate::process::ProcessRun) object `T`.
+pub(crate) fn boot_runnable<T: crate::process::ProcessRun>(bytes: &[u8]) -> i32 {
+    let mut obj: T = match postcard::from_bytes(bytes) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("shmproc: cannot decode the process object: {e}");
+            return 1;
+        }
+    };
+    match catch_unwind(AssertUnwindSafe(move || obj.run())) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn double(x: u32) -> u32 {
+        x * 2
+    }
+
+    fn boot_seven(_: &[u8]) -> i32 {
+        7
+    }
+
+    #[test]
+    fn entry_round_trip() {
+        let e = Entry::new(boot_seven);
+        // SAFETY: made in this very process.
+        let f = unsafe { e.resolve() };
+        assert_eq!(f(&[]), 7);
+    }
+
+    #[test]
+    fn fn_id_round_trip_and_panic() {
+        let id = FnId::of_fn(double);
+        // SAFETY: made in this very process.
+        let call = unsafe { id.resolve() };
+        let out = call(&postcard::to_stdvec(&21u32).expect("encode")).expect("call");
+        assert_eq!(postcard::from_bytes::<u32>(&out).expect("decode"), 42);
+
+        let boom = FnId::of_fn(|x: u32| -> u32 {
+            if x > 0 {
+                panic!("boom {x}")
+            }
+            x
+        });
+        // SAFETY: made in this very process.
+        let call = unsafe { boom.resolve() };
+        let err = call(&postcard::to_stdvec(&3u32).expect("encode")).expect_err("panics");
+        assert!(err.contains("boom 3"), "{err}");
+        let err = call(&[0xff, 0xff]).expect_err("bad bytes");
+        assert!(err.contains("decoding"), "{err}");
+    }
+
+    #[test]
+    fn identity_is_stable() {
+        let a = BuildIdentity::current().expect("identity");
+        a.check().expect("same image");
+        let mut b = a;
+        b.canary += 16;
+        assert!(matches!(b.check(), Err(crate::Error::BuildMismatch(_))));
+    }
+}

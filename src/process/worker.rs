@@ -1,0 +1,244 @@
+//! The child side: `init()` in a spawned worker, the body of a forked child, and
+//! the per-process state behind `current_process()` / `parent_process()`.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use super::spawn::{
+    encode_answer, Boot, ChildOptions, Entry, EXIT_BOOT_FAILED, EXIT_INIT_MISSING, MARKER_ENV,
+};
+use super::{liveness, registry, ProcessInfo};
+use crate::sys::proc as sys;
+use crate::{Error, Result};
+
+/// What a child knows about itself and its parent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ChildState {
+    pub(crate) name: String,
+    pub(crate) daemon: bool,
+    pub(crate) ident: Vec<u32>,
+    pub(crate) parent_name: String,
+    pub(crate) parent_pid: u32,
+}
+
+/// `None` in the main process.
+static CURRENT: Mutex<Option<ChildState>> = Mutex::new(None);
+/// Children numbered so far by this process (Python's `_process_counter`).
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+/// This process is a worker that went through `init()` (or a forked child).
+static INITIALIZED: AtomicBool = AtomicBool::new(false);
+
+fn current() -> std::sync::MutexGuard<'static, Option<ChildState>> {
+    CURRENT.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The next identity path for a child of this process: ours + `[n]`.
+pub(crate) fn next_ident() -> Vec<u32> {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
+    let mut ident = current()
+        .as_ref()
+        .map(|c| c.ident.clone())
+        .unwrap_or_default();
+    ident.push(n);
+    ident
+}
+
+/// `Process-1`, `Process-1:2`, ...
+pub(crate) fn default_name(prefix: &str, ident: &[u32]) -> String {
+    let parts: Vec<String> = ident.iter().map(|n| n.to_string()).collect();
+    format!("{prefix}-{}", parts.join(":"))
+}
+
+/// Information about this process.
+pub(crate) fn current_info() -> ProcessInfo {
+    let pid = std::process::id();
+    match current().as_ref() {
+        Some(c) => ProcessInfo {
+            name: c.name.clone(),
+            pid,
+            daemon: c.daemon,
+        },
+        None => ProcessInfo {
+            name: "MainProcess".into(),
+            pid,
+            daemon: false,
+        },
+    }
+}
+
+/// Information about the parent, `None` in the main process.
+pub(crate) fn parent_info() -> Option<ProcessInfo> {
+    current().as_ref().map(|c| ProcessInfo {
+        name: c.parent_name.clone(),
+        pid: c.parent_pid,
+        daemon: false,
+    })
+}
+
+/// The state a new child will have.
+pub(crate) fn state_for_child(opts: &ChildOptions) -> ChildState {
+    let me = current_info();
+    ChildState {
+        name: opts.name.clone(),
+        daemon: opts.daemon,
+        ident: opts.ident.clone(),
+        parent_name: me.name,
+        parent_pid: me.pid,
+    }
+}
+
+/// The parsed env marker of a spawned child.
+#[derive(Debug)]
+struct Marker {
+    payload: RawFd,
+    status: RawFd,
+    live: RawFd,
+}
+
+/// The marker, if this process was spawned as a worker by its current parent.
+/// A marker left from another ancestor (the parent pid does not match) is ignored.
+fn marker() -> Option<Marker> {
+    let v = std::env::var(MARKER_ENV).ok()?;
+    let mut it = v.split(':').map(|s| s.parse::<i64>().ok());
+    let ppid = it.next()??;
+    let payload = RawFd::try_from(it.next()??).ok()?;
+    let status = RawFd::try_from(it.next()??).ok()?;
+    let live = RawFd::try_from(it.next()??).ok()?;
+    if ppid != i64::from(sys::getppid()) {
+        return None;
+    }
+    Some(Marker {
+        payload,
+        status,
+        live,
+    })
+}
+
+/// Called before starting any child: a spawned worker that skipped `init()` is
+/// running `main` again and must not spawn (that would recurse). It exits with
+/// [`EXIT_INIT_MISSING`]; its parent's `start()` then returns
+/// [`Error::InitMissing`].
+pub(crate) fn check_may_start_children() {
+    if INITIALIZED.load(Ordering::Relaxed) || marker().is_none() {
+        return;
+    }
+    eprintln!(
+        "shmproc: this process was started as a worker (pid {}, parent {}) but \
+         shmproc::init() was not called first in main; exiting",
+        std::process::id(),
+        sys::getppid()
+    );
+    let _ = std::io::stderr().flush();
+    sys::exit_now(EXIT_INIT_MISSING);
+}
+
+/// See [`crate::init`].
+pub(crate) fn init() {
+    if INITIALIZED.load(Ordering::Relaxed) {
+        return;
+    }
+    if let Some(m) = marker() {
+        run_spawned(m);
+    }
+}
+
+fn fail_boot(what: &str, e: impl std::fmt::Display) -> ! {
+    eprintln!("shmproc worker {}: {what}: {e}", std::process::id());
+    let _ = std::io::stderr().flush();
+    sys::exit_now(EXIT_BOOT_FAILED)
+}
+
+fn adopt(raw: RawFd) -> OwnedFd {
+    // SAFETY: `raw` was named in the marker by our parent, which kept it open
+    // across exec for us alone; INITIALIZED (set before this) ensures it is
+    // adopted once.
+    let fd = match unsafe { sys::adopt_inherited_fd(raw) } {
+        Ok(fd) => fd,
+        Err(e) => fail_boot(&format!("inherited fd {raw}"), e),
+    };
+    // Grandchildren must not inherit it.
+    if let Err(e) = sys::set_cloexec(fd.as_fd(), true) {
+        fail_boot("FD_CLOEXEC", e);
+    }
+    fd
+}
+
+fn read_boot(fd: OwnedFd) -> Result<Boot> {
+    let mut f = sys::file(fd);
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)
+        .map_err(|e| Error::io("reading the boot message", e))?;
+    let len = u64::from_le_bytes(len);
+    let len =
+        usize::try_from(len).map_err(|_| Error::Codec(format!("boot message of {len} bytes")))?;
+    let mut body = vec![0u8; len];
+    f.read_exact(&mut body)
+        .map_err(|e| Error::io("reading the boot message", e))?;
+    Ok(postcard::from_bytes(&body)?)
+}
+
+fn run_spawned(m: Marker) -> ! {
+    INITIALIZED.store(true, Ordering::Relaxed);
+    let payload = adopt(m.payload);
+    let status = adopt(m.status);
+    let live = adopt(m.live);
+    if let Err(e) = liveness::watch_parent(live) {
+        fail_boot("liveness watcher", e);
+    }
+    let mut status = sys::file(status);
+    let boot = match read_boot(payload).and_then(|b| b.build.check().map(|()| b)) {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = status.write_all(&encode_answer(Some(&e)));
+            fail_boot("handshake", e);
+        }
+    };
+    *current() = Some(boot.state);
+    if let Err(e) = status.write_all(&encode_answer(None)) {
+        fail_boot("answering the handshake", e);
+    }
+    drop(status);
+    // SAFETY: the build identity was checked above: this process runs the very
+    // same executable image as the parent that computed the entry offset.
+    let entry = unsafe { boot.entry.resolve() };
+    let code = catch_unwind(AssertUnwindSafe(|| entry(&boot.args))).unwrap_or(1);
+    finish(code)
+}
+
+/// Normal end of a spawned worker: flush, then `exit`, which runs the atexit
+/// handler that joins this worker's own children.
+fn finish(code: i32) -> ! {
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    std::process::exit(code)
+}
+
+/// The body of a forked child. Never returns; leaves with `_exit`, so no
+/// destructor of state inherited from the parent ever runs.
+pub(crate) fn run_forked(entry: Entry, payload: &[u8], state: ChildState) -> ! {
+    INITIALIZED.store(true, Ordering::Relaxed);
+    COUNTER.store(0, Ordering::Relaxed);
+    if let Some(fd) = liveness::after_fork_in_child() {
+        if let Err(e) = liveness::watch_parent(fd) {
+            eprintln!("shmproc: forked child: {e}");
+            sys::exit_now(EXIT_BOOT_FAILED);
+        }
+    }
+    registry::after_fork_in_child();
+    // try_lock: see registry::after_fork_in_child.
+    if let Ok(mut g) = CURRENT.try_lock() {
+        *g = Some(state);
+    }
+    // SAFETY: a forked child runs the parent's image, where the entry was made.
+    let f = unsafe { entry.resolve() };
+    let code = catch_unwind(AssertUnwindSafe(|| f(payload))).unwrap_or(1);
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    let _ = catch_unwind(registry::shutdown_children);
+    sys::exit_now(code)
+}
