@@ -25,6 +25,7 @@ pub mod cli;
 pub mod error;
 #[allow(unsafe_code)]
 pub mod ipc;
+#[allow(unsafe_code)]
 pub mod pool;
 #[allow(unsafe_code)]
 pub mod process;
@@ -38,6 +39,7 @@ pub(crate) mod sys;
 pub use error::{Error, Result};
 pub use process::init;
 pub use segment::{Segment, SharedArray};
+pub use pool::{AsyncResult, Pool, PoolBuilder};
 
 // The library's own unit tests spawn children: the re-exec'd test binary must
 // become a worker.

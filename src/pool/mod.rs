@@ -1,1 +1,751 @@
-//! pool layer (being built).
+//! The process pool: Python's `multiprocessing.Pool` on shared memory.
+//!
+//! A [`Pool`] starts N worker processes (spawn or fork, see
+//! [`StartMethod`](crate::process::StartMethod)) that share a control segment
+//! with the parent. A task is a function (a `fn` item or non-capturing closure,
+//! named by its offset in the binary) plus its encoded arguments; it travels in
+//! a slot of the control segment, and the result comes back the same way. No
+//! pipe, no per-task system call beyond the futex wake-ups that are needed:
+//! idle workers and waiting parents spin briefly before they sleep.
+//!
+//! | Python | shmproc |
+//! |---|---|
+//! | `Pool(3)` | [`Pool::new(3)`](Pool::new), [`Pool::builder()`](Pool::builder) |
+//! | `apply(f, (x,))` | [`pool.apply(f, x)`](Pool::apply) |
+//! | `apply_async(f, (x,), callback=cb)` | [`apply_async`](Pool::apply_async), [`apply_async_with`](Pool::apply_async_with) |
+//! | `map(f, xs, chunksize)` | [`map`](Pool::map), [`map_chunked`](Pool::map_chunked), [`map_async`](Pool::map_async) |
+//! | `imap`, `imap_unordered` | [`imap`](Pool::imap), [`imap_unordered`](Pool::imap_unordered) (lazy, bounded) |
+//! | `starmap(f, [(x, t)])` | [`starmap`](Pool::starmap), [`starmap_async`](Pool::starmap_async) |
+//! | `map(partial(f, time=4), xs)` | [`map_with(f, 4, xs)`](Pool::map_with) |
+//! | — | [`map_chunks`](Pool::map_chunks): zero-copy kernels over [`SharedArray`]s |
+//!
+//! # Supervision
+//!
+//! A supervisor thread watches every worker. When one dies (SIGKILL, abort,
+//! OOM) the tasks it held are found exactly (a claim records the claimant in the
+//! slot), retried on another worker ([`PoolBuilder::retries`], default 1) or
+//! failed with [`Error::WorkerLost`], and the worker is replaced. A task that
+//! panics returns [`Error::TaskPanicked`] with the message and the worker keeps
+//! serving. Nothing hangs: Python's `Pool` waits forever for a killed worker's
+//! task; this pool does not.
+//!
+//! ```no_run
+//! fn power(x: u64) -> u64 {
+//!     shmproc::kernels::power_u64(x, 4)
+//! }
+//!
+//! fn main() -> shmproc::Result<()> {
+//!     shmproc::init();
+//!     let pool = shmproc::Pool::new(3)?;
+//!     assert_eq!(pool.map(power, [1, 2, 3])?, vec![1, 65536, 43046721]);
+//!     let r = pool.apply_async(power, 2)?;
+//!     assert_eq!(r.get()?, 65536);
+//!     pool.close();
+//!     pool.join()
+//! }
+//! ```
+
+mod chunk;
+mod control;
+mod core;
+mod imap;
+mod result;
+mod spill;
+mod worker;
+
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use bytemuck::Pod;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use self::core::{lock, Callback, Cell, Config, Outcome, Shared, Sink, State, Stream};
+use crate::error::{Error, Result};
+use crate::process::spawn::{raw_call, FnId};
+use crate::process::task::{assert_zero_sized, conjure, panic_message};
+use crate::process::StartMethod;
+use crate::segment::SharedArray;
+
+pub use control::MAX_WORKERS;
+pub use imap::IMap;
+pub use result::AsyncResult;
+use result::{decode_chunks, Kind};
+
+/// A pool of worker processes.
+///
+/// Dropping a pool terminates it (like leaving Python's `with Pool() as p:`):
+/// workers are stopped, unfinished tasks fail, segments are removed.
+pub struct Pool {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("processes", &self.shared.config.processes)
+            .field("state", &self.shared.state())
+            .finish()
+    }
+}
+
+/// Configures a [`Pool`]: `Pool::builder().processes(4).build()`.
+#[derive(Debug, Clone)]
+pub struct PoolBuilder {
+    processes: Option<usize>,
+    method: Option<StartMethod>,
+    force_fork: bool,
+    initializer: Option<(FnId, Vec<u8>)>,
+    maxtasks: u64,
+    retries: u32,
+    capacity: usize,
+}
+
+impl Default for PoolBuilder {
+    fn default() -> Self {
+        PoolBuilder {
+            processes: None,
+            method: None,
+            force_fork: false,
+            initializer: None,
+            maxtasks: 0,
+            retries: 1,
+            capacity: control::DEFAULT_CAPACITY,
+        }
+    }
+}
+
+impl PoolBuilder {
+    /// Number of worker processes (default: [`cpu_count`](crate::process::cpu_count)).
+    pub fn processes(mut self, n: usize) -> Self {
+        self.processes = Some(n);
+        self
+    }
+
+    /// Spawn or fork (default: the global start method).
+    pub fn start_method(mut self, m: StartMethod) -> Self {
+        self.method = Some(m);
+        self
+    }
+
+    /// Fork even if this process has several threads (see
+    /// [`StartMethod::Fork`](crate::process::StartMethod)).
+    pub fn force_fork(mut self, yes: bool) -> Self {
+        self.force_fork = yes;
+        self
+    }
+
+    /// Runs `f(arg)` in every worker when it starts (Python's `initializer`
+    /// and `initargs`). A worker whose initializer panics exits and is replaced.
+    pub fn initializer<F, A>(mut self, f: F, arg: A) -> Result<Self>
+    where
+        F: Fn(A) + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+    {
+        assert_zero_sized::<F>();
+        let _ = f;
+        self.initializer = Some((FnId::of(raw_call::<F, A, ()>()), postcard::to_stdvec(&arg)?));
+        Ok(self)
+    }
+
+    /// Replace a worker after it has run `n` tasks (0: never; Python's
+    /// `maxtasksperchild`).
+    pub fn maxtasksperchild(mut self, n: u64) -> Self {
+        self.maxtasks = n;
+        self
+    }
+
+    /// How many times a task whose worker died is run again before it fails
+    /// with [`Error::WorkerLost`] (default 1).
+    pub fn retries(mut self, n: u32) -> Self {
+        self.retries = n;
+        self
+    }
+
+    /// Tasks that can be in flight at once (default 1024).
+    pub fn capacity(mut self, n: usize) -> Self {
+        self.capacity = n.clamp(2, 1 << 20);
+        self
+    }
+
+    /// Starts the workers.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for 0 or more than [`MAX_WORKERS`] processes;
+    /// [`Error::InitMissing`], [`Error::ForkUnsafe`] and the other start errors
+    /// of [`Process`](crate::Process).
+    pub fn build(self) -> Result<Pool> {
+        let processes = self
+            .processes
+            .unwrap_or_else(crate::process::cpu_count)
+            .max(0);
+        let config = Config {
+            processes,
+            method: self.method.unwrap_or_else(crate::process::get_start_method),
+            force_fork: self.force_fork,
+            initializer: self.initializer,
+            maxtasks: self.maxtasks,
+            retries: self.retries,
+            capacity: self.capacity,
+        };
+        Ok(Pool {
+            shared: Shared::start(config)?,
+        })
+    }
+}
+
+// ---- trampolines ------------------------------------------------------------
+
+fn guarded<R>(f: impl FnOnce() -> R) -> std::result::Result<R, String> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|p| format!("panic: {}", panic_message(&*p)))
+}
+
+fn encode<T: Serialize>(v: &T) -> std::result::Result<Vec<u8>, String> {
+    postcard::to_stdvec(v).map_err(|e| format!("encoding result: {e}"))
+}
+
+fn decode<T: DeserializeOwned>(b: &[u8]) -> std::result::Result<T, String> {
+    postcard::from_bytes(b).map_err(|e| format!("decoding arguments: {e}"))
+}
+
+/// `f` over a batch of items.
+fn batch_trampoline<F, A, R>(bytes: &[u8]) -> std::result::Result<Vec<u8>, String>
+where
+    F: Fn(A) -> R + Copy + 'static,
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    let items: Vec<A> = decode(bytes)?;
+    let f = conjure::<F>();
+    let out: Vec<R> = guarded(|| items.into_iter().map(f).collect())?;
+    encode(&out)
+}
+
+/// `f(a, b)` over a batch of pairs.
+fn star_trampoline<F, A, B, R>(bytes: &[u8]) -> std::result::Result<Vec<u8>, String>
+where
+    F: Fn(A, B) -> R + Copy + 'static,
+    A: DeserializeOwned,
+    B: DeserializeOwned,
+    R: Serialize,
+{
+    let items: Vec<(A, B)> = decode(bytes)?;
+    let f = conjure::<F>();
+    let out: Vec<R> = guarded(|| items.into_iter().map(|(a, b)| f(a, b)).collect())?;
+    encode(&out)
+}
+
+/// `f(item, fixed.clone())` over a batch: `functools.partial`.
+fn with_trampoline<F, A, P, R>(bytes: &[u8]) -> std::result::Result<Vec<u8>, String>
+where
+    F: Fn(A, P) -> R + Copy + 'static,
+    A: DeserializeOwned,
+    P: DeserializeOwned + Clone,
+    R: Serialize,
+{
+    let (fixed, items): (P, Vec<A>) = decode(bytes)?;
+    let f = conjure::<F>();
+    let out: Vec<R> = guarded(|| items.into_iter().map(|a| f(a, fixed.clone())).collect())?;
+    encode(&out)
+}
+
+/// Python's default chunk size for `map`: about four chunks per worker.
+fn default_chunksize(len: usize, workers: usize) -> usize {
+    len.div_ceil(4 * workers.max(1)).max(1)
+}
+
+impl Pool {
+    /// A pool of `processes` workers with default settings.
+    pub fn new(processes: usize) -> Result<Pool> {
+        PoolBuilder::default().processes(processes).build()
+    }
+
+    /// A builder for the other settings.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::default()
+    }
+
+    /// Number of worker processes.
+    pub fn processes(&self) -> usize {
+        self.shared.config.processes
+    }
+
+    /// Pids of the workers now alive.
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.shared.worker_pids()
+    }
+
+    // ---- single tasks ---------------------------------------------------------
+
+    fn submit_cell<R>(&self, fn_id: FnId, args: Vec<u8>, cb: Option<Callback>) -> Result<AsyncResult<R>> {
+        let cell = Cell::new(cb);
+        self.shared
+            .submit(fn_id, args, Sink::Cell(Arc::clone(&cell)))?;
+        Ok(AsyncResult {
+            shared: Arc::clone(&self.shared),
+            kind: Kind::Cell(cell),
+            _r: PhantomData,
+        })
+    }
+
+    /// Runs `f(args)` in a worker and waits for the result.
+    ///
+    /// # Errors
+    /// [`Error::TaskPanicked`] if `f` panicked, [`Error::WorkerLost`] if its
+    /// worker died (after the retries), [`Error::InvalidState`] if the pool is
+    /// closed.
+    pub fn apply<F, A, R>(&self, f: F, args: A) -> Result<R>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        self.apply_async(f, args)?.get()
+    }
+
+    /// Starts `f(args)` in a worker and returns at once.
+    pub fn apply_async<F, A, R>(&self, f: F, args: A) -> Result<AsyncResult<R>>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        assert_zero_sized::<F>();
+        let _ = f;
+        self.submit_cell(FnId::of(raw_call::<F, A, R>()), postcard::to_stdvec(&args)?, None)
+    }
+
+    /// Like [`apply_async`](Pool::apply_async), and runs `callback(&result)` or
+    /// `error_callback(&error)` in the parent when the task finishes (in the
+    /// pool's supervisor thread or in whichever thread is waiting).
+    pub fn apply_async_with<F, A, R, C, E>(
+        &self,
+        f: F,
+        args: A,
+        callback: C,
+        error_callback: E,
+    ) -> Result<AsyncResult<R>>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+        C: FnOnce(&R) + Send + 'static,
+        E: FnOnce(&Error) + Send + 'static,
+    {
+        assert_zero_sized::<F>();
+        let _ = f;
+        let cb: Callback = Box::new(move |o: &Outcome| match o {
+            Ok(bytes) => match postcard::from_bytes::<R>(bytes) {
+                Ok(r) => callback(&r),
+                Err(e) => error_callback(&Error::from(e)),
+            },
+            Err(e) => error_callback(e),
+        });
+        self.submit_cell(
+            FnId::of(raw_call::<F, A, R>()),
+            postcard::to_stdvec(&args)?,
+            Some(cb),
+        )
+    }
+
+    // ---- maps -----------------------------------------------------------------
+
+    /// Submits pre-encoded chunks as one stream.
+    fn submit_stream(
+        &self,
+        fn_id: FnId,
+        chunks: impl IntoIterator<Item = Result<Vec<u8>>>,
+    ) -> Result<Arc<Stream>> {
+        let stream = Arc::new(Stream::default());
+        let mut n = 0;
+        for bytes in chunks {
+            let bytes = match bytes {
+                Ok(b) => b,
+                Err(e) => {
+                    stream.set_total(n);
+                    return Err(e);
+                }
+            };
+            if let Err(e) = self
+                .shared
+                .submit(fn_id, bytes, Sink::Stream(Arc::clone(&stream), n))
+            {
+                stream.set_total(n);
+                return Err(e);
+            }
+            n += 1;
+        }
+        stream.set_total(n);
+        Ok(stream)
+    }
+
+    fn map_result<T: DeserializeOwned>(&self, stream: Arc<Stream>) -> AsyncResult<Vec<T>> {
+        AsyncResult {
+            shared: Arc::clone(&self.shared),
+            kind: Kind::Map(stream, decode_chunks::<T>),
+            _r: PhantomData,
+        }
+    }
+
+    fn encoded_chunks<T: Serialize>(
+        items: Vec<T>,
+        chunksize: usize,
+        prefix: impl Fn(&[T]) -> Result<Vec<u8>>,
+    ) -> Vec<Result<Vec<u8>>> {
+        items.chunks(chunksize.max(1)).map(prefix).collect()
+    }
+
+    /// `f` over every item, results in order; Python's `map` with its default
+    /// chunk size (about four chunks per worker).
+    pub fn map<F, A, R, I>(&self, f: F, items: I) -> Result<Vec<R>>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+        I: IntoIterator<Item = A>,
+    {
+        self.map_async_chunked(f, items, None)?.get()
+    }
+
+    /// `map` with `chunksize` items per task.
+    pub fn map_chunked<F, A, R, I>(&self, f: F, items: I, chunksize: usize) -> Result<Vec<R>>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+        I: IntoIterator<Item = A>,
+    {
+        self.map_async_chunked(f, items, Some(chunksize))?.get()
+    }
+
+    /// Starts a `map` and returns at once; `get()` gives the `Vec` of results.
+    pub fn map_async<F, A, R, I>(&self, f: F, items: I) -> Result<AsyncResult<Vec<R>>>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+        I: IntoIterator<Item = A>,
+    {
+        self.map_async_chunked(f, items, None)
+    }
+
+    /// [`map_async`](Pool::map_async) with an explicit chunk size (`None`: the
+    /// default).
+    pub fn map_async_chunked<F, A, R, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: Option<usize>,
+    ) -> Result<AsyncResult<Vec<R>>>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+        I: IntoIterator<Item = A>,
+    {
+        assert_zero_sized::<F>();
+        let _ = f;
+        let items: Vec<A> = items.into_iter().collect();
+        let cs = chunksize.unwrap_or_else(|| default_chunksize(items.len(), self.processes()));
+        let chunks = Self::encoded_chunks(items, cs, |c| Ok(postcard::to_stdvec(c)?));
+        let stream = self.submit_stream(FnId::of(batch_trampoline::<F, A, R>), chunks)?;
+        Ok(self.map_result(stream))
+    }
+
+    /// `f(a, b)` for every pair, results in order (Python's `starmap`).
+    pub fn starmap<F, A, B, R, I>(&self, f: F, items: I) -> Result<Vec<R>>
+    where
+        F: Fn(A, B) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+        I: IntoIterator<Item = (A, B)>,
+    {
+        self.starmap_async(f, items)?.get()
+    }
+
+    /// Starts a [`starmap`](Pool::starmap) and returns at once.
+    pub fn starmap_async<F, A, B, R, I>(&self, f: F, items: I) -> Result<AsyncResult<Vec<R>>>
+    where
+        F: Fn(A, B) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+        I: IntoIterator<Item = (A, B)>,
+    {
+        assert_zero_sized::<F>();
+        let _ = f;
+        let items: Vec<(A, B)> = items.into_iter().collect();
+        let cs = default_chunksize(items.len(), self.processes());
+        let chunks = Self::encoded_chunks(items, cs, |c| Ok(postcard::to_stdvec(c)?));
+        let stream = self.submit_stream(FnId::of(star_trampoline::<F, A, B, R>), chunks)?;
+        Ok(self.map_result(stream))
+    }
+
+    /// `f(item, fixed.clone())` for every item, results in order: a map with a
+    /// bound parameter, like `map(functools.partial(f, time=4), items)`.
+    pub fn map_with<F, A, P, R, I>(&self, f: F, fixed: P, items: I) -> Result<Vec<R>>
+    where
+        F: Fn(A, P) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        P: Serialize + DeserializeOwned + Clone,
+        R: Serialize + DeserializeOwned,
+        I: IntoIterator<Item = A>,
+    {
+        assert_zero_sized::<F>();
+        let _ = f;
+        let items: Vec<A> = items.into_iter().collect();
+        let cs = default_chunksize(items.len(), self.processes());
+        let chunks = Self::encoded_chunks(items, cs, |c| Ok(postcard::to_stdvec(&(&fixed, c))?));
+        let stream = self.submit_stream(FnId::of(with_trampoline::<F, A, P, R>), chunks)?;
+        self.map_result(stream).get()
+    }
+
+    /// A lazy, ordered map over an iterator (Python's `imap`, chunk size 1).
+    /// The input is consumed only as workers need it: at most a few chunks per
+    /// worker are in flight, so endless inputs work in bounded memory.
+    pub fn imap<F, A, R, I>(&self, f: F, items: I) -> IMap<'_, I::IntoIter, R>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+        I: IntoIterator<Item = A>,
+    {
+        self.imap_chunked(f, items, 1)
+    }
+
+    /// [`imap`](Pool::imap) with `chunksize` items per task.
+    pub fn imap_chunked<F, A, R, I>(&self, f: F, items: I, chunksize: usize) -> IMap<'_, I::IntoIter, R>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+        I: IntoIterator<Item = A>,
+    {
+        assert_zero_sized::<F>();
+        let _ = f;
+        IMap::new(
+            self,
+            items.into_iter(),
+            FnId::of(batch_trampoline::<F, A, R>),
+            chunksize,
+            true,
+        )
+    }
+
+    /// Like [`imap`](Pool::imap), yielding results as they finish.
+    pub fn imap_unordered<F, A, R, I>(&self, f: F, items: I) -> IMap<'_, I::IntoIter, R>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+        I: IntoIterator<Item = A>,
+    {
+        self.imap_unordered_chunked(f, items, 1)
+    }
+
+    /// [`imap_unordered`](Pool::imap_unordered) with `chunksize` items per task.
+    pub fn imap_unordered_chunked<F, A, R, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: usize,
+    ) -> IMap<'_, I::IntoIter, R>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+        I: IntoIterator<Item = A>,
+    {
+        assert_zero_sized::<F>();
+        let _ = f;
+        IMap::new(
+            self,
+            items.into_iter(),
+            FnId::of(batch_trampoline::<F, A, R>),
+            chunksize,
+            false,
+        )
+    }
+
+    // ---- zero-copy chunk maps ---------------------------------------------------
+
+    fn run_chunks<P: Serialize>(
+        &self,
+        fn_id: FnId,
+        input: crate::segment::ArrayHandle,
+        output: Option<crate::segment::ArrayHandle>,
+        len: usize,
+        params: &P,
+        chunk: Option<usize>,
+    ) -> Result<Arc<Stream>> {
+        let chunks = chunk::chunk_ranges(len, chunk, self.processes())
+            .into_iter()
+            .map(|range| {
+                Ok(postcard::to_stdvec(&chunk::ChunkArgs {
+                    input: input.clone(),
+                    output: output.clone(),
+                    range,
+                    params,
+                })?)
+            });
+        let stream = self.submit_stream(fn_id, chunks)?;
+        let shared = Arc::clone(&self.shared);
+        shared.wait_until(None, || stream.is_complete())?;
+        let first_err = lock(&stream.state)
+            .done
+            .values()
+            .find_map(|o| o.as_ref().err().map(result::clone_error));
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(stream),
+        }
+    }
+
+    /// Runs `kernel(&input[c], &mut output[c], &params)` for disjoint chunks `c`
+    /// of two shared arrays, in the workers. Only the arrays' handles and the
+    /// chunk ranges travel; every worker reads and writes the shared memory in
+    /// place. `chunk`: elements per task (`None`: about four chunks per worker).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if the lengths differ or the arrays overlap;
+    /// the first task error otherwise.
+    pub fn map_chunks<F, T, U, P>(
+        &self,
+        kernel: F,
+        input: &SharedArray<T>,
+        output: &SharedArray<U>,
+        params: P,
+        chunk: Option<usize>,
+    ) -> Result<()>
+    where
+        F: Fn(&[T], &mut [U], &P) + Copy + Send + 'static,
+        T: Pod,
+        U: Pod,
+        P: Serialize + DeserializeOwned,
+    {
+        assert_zero_sized::<F>();
+        let _ = kernel;
+        if input.len() != output.len() {
+            return Err(Error::InvalidArgument(format!(
+                "input has {} elements, output {}",
+                input.len(),
+                output.len()
+            )));
+        }
+        if !output.segment().is_writable() {
+            return Err(Error::InvalidArgument("the output array is read-only".into()));
+        }
+        chunk::check_disjoint(input, output)?;
+        self.run_chunks(
+            FnId::of(chunk::map_trampoline::<F, T, U, P>),
+            input.handle(),
+            Some(output.handle()),
+            input.len(),
+            &params,
+            chunk,
+        )
+        .map(|_| ())
+    }
+
+    /// Runs `kernel(&mut data[c], &params)` for disjoint chunks `c` of a shared
+    /// array, in place, in the workers.
+    pub fn map_chunks_in_place<F, T, P>(
+        &self,
+        kernel: F,
+        data: &SharedArray<T>,
+        params: P,
+        chunk: Option<usize>,
+    ) -> Result<()>
+    where
+        F: Fn(&mut [T], &P) + Copy + Send + 'static,
+        T: Pod,
+        P: Serialize + DeserializeOwned,
+    {
+        assert_zero_sized::<F>();
+        let _ = kernel;
+        if !data.segment().is_writable() {
+            return Err(Error::InvalidArgument("the array is read-only".into()));
+        }
+        self.run_chunks(
+            FnId::of(chunk::in_place_trampoline::<F, T, P>),
+            data.handle(),
+            None,
+            data.len(),
+            &params,
+            chunk,
+        )
+        .map(|_| ())
+    }
+
+    /// Runs `kernel(&input[c], c.start, &params)` for chunks `c` of a shared
+    /// array and returns the per-chunk results in chunk order (a parallel
+    /// reduction: combine them in order for a deterministic answer).
+    pub fn reduce_chunks<F, T, P, R>(
+        &self,
+        kernel: F,
+        input: &SharedArray<T>,
+        params: P,
+        chunk: Option<usize>,
+    ) -> Result<Vec<R>>
+    where
+        F: Fn(&[T], usize, &P) -> R + Copy + Send + 'static,
+        T: Pod,
+        P: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        assert_zero_sized::<F>();
+        let _ = kernel;
+        let stream = self.run_chunks(
+            FnId::of(chunk::reduce_trampoline::<F, T, P, R>),
+            input.handle(),
+            None,
+            input.len(),
+            &params,
+            chunk,
+        )?;
+        let st = lock(&stream.state);
+        st.done
+            .values()
+            .map(|o| match o {
+                Ok(b) => Ok(postcard::from_bytes::<R>(b)?),
+                Err(e) => Err(result::clone_error(e)),
+            })
+            .collect()
+    }
+
+    // ---- lifecycle ----------------------------------------------------------------
+
+    /// No more tasks may be submitted; the workers leave once the submitted
+    /// ones are done (see [`join`](Pool::join)).
+    pub fn close(&self) {
+        self.shared.close();
+    }
+
+    /// Stops the workers now. Unfinished tasks fail with
+    /// [`Error::InvalidState`] (their results never hang).
+    pub fn terminate(&self) {
+        self.shared.terminate();
+    }
+
+    /// Waits for the workers to finish and exit.
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`] if the pool was neither closed nor terminated
+    /// (Python raises `ValueError`).
+    pub fn join(&self) -> Result<()> {
+        self.shared.join()
+    }
+
+    /// Whether [`close`](Pool::close) or [`terminate`](Pool::terminate) was called.
+    pub fn is_closed(&self) -> bool {
+        self.shared.state() != State::Running
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.shared.terminate();
+    }
+}

@@ -64,7 +64,7 @@ mod liveness;
 mod registry;
 #[doc(hidden)]
 pub mod spawn;
-mod task;
+pub(crate) mod task;
 mod worker;
 
 use std::sync::atomic::{AtomicU8, Ordering};

@@ -655,6 +655,24 @@ impl Segment {
         }
     }
 
+    /// Whether `handle` still names the object this segment maps (the name was
+    /// not removed or re-created, the memfd's creator still runs).
+    pub(crate) fn still_named_by(&self, handle: &SegmentHandle) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(mine) = self.file.metadata() else {
+            return false;
+        };
+        match handle {
+            SegmentHandle::Shm { name } => std::fs::metadata(Path::new(sys::SHM_DIR).join(name))
+                .is_ok_and(|m| m.ino() == mine.ino() && m.dev() == mine.dev()),
+            SegmentHandle::Memfd {
+                pid, start_time, ..
+            } => *pid == sys::getpid() || sys::process_alive(*pid, *start_time),
+            SegmentHandle::File { path, .. } => std::fs::metadata(path)
+                .is_ok_and(|m| m.ino() == mine.ino() && m.dev() == mine.dev()),
+        }
+    }
+
     /// The open file behind the mapping.
     pub fn file(&self) -> &File {
         &self.file
@@ -671,6 +689,14 @@ impl Drop for Segment {
             }
         }
     }
+}
+
+/// Removes the name `name` from `/dev/shm` (mappings stay valid).
+///
+/// # Errors
+/// [`Error::SegmentNotFound`] if there is no such name.
+pub fn unlink(name: &str) -> Result<()> {
+    sys::shm_unlink(name)
 }
 
 /// One shmproc segment found in `/dev/shm`.

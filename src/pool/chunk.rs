@@ -1,0 +1,172 @@
+//! Zero-copy chunk maps: a task names a kernel, two shared arrays and a range;
+//! the worker attaches the arrays (once, then from a cache) and calls the
+//! kernel on `&[T]` / `&mut [U]` for its chunk. No element crosses a pipe.
+
+use std::ops::Range;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
+
+use bytemuck::Pod;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::process::task::{conjure, panic_message};
+use crate::segment::{ArrayHandle, Segment, SegmentHandle, SharedArray};
+
+/// Most segments a worker keeps mapped between tasks.
+const CACHE_SLOTS: usize = 16;
+
+type CacheEntry = (SegmentHandle, Arc<Segment>);
+
+static CACHE: Mutex<Vec<CacheEntry>> = Mutex::new(Vec::new());
+
+/// Opens the segment `h` names, reusing a mapping from an earlier task when the
+/// name still refers to the same object. Entries whose names are gone are
+/// dropped (so a worker never pins memory its parent has freed for long).
+pub(crate) fn open_cached(h: &SegmentHandle) -> Result<Arc<Segment>> {
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    cache.retain(|(hh, seg)| seg.still_named_by(hh));
+    if let Some((_, seg)) = cache.iter().find(|(hh, _)| hh == h) {
+        return Ok(Arc::clone(seg));
+    }
+    let seg = Arc::new(Segment::open_handle(h)?);
+    if cache.len() >= CACHE_SLOTS {
+        cache.remove(0);
+    }
+    cache.push((h.clone(), Arc::clone(&seg)));
+    Ok(seg)
+}
+
+fn attach<T: Pod>(h: &ArrayHandle) -> Result<SharedArray<T>> {
+    let seg = open_cached(&h.segment)?;
+    SharedArray::attach_in(seg, h)
+}
+
+/// Arguments of one chunk task.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ChunkArgs<P> {
+    pub(crate) input: ArrayHandle,
+    pub(crate) output: Option<ArrayHandle>,
+    pub(crate) range: Range<u64>,
+    pub(crate) params: P,
+}
+
+fn range_of(r: &Range<u64>, len: usize) -> std::result::Result<Range<usize>, String> {
+    let (s, e) = (r.start as usize, r.end as usize);
+    if s > e || e > len {
+        return Err(format!("chunk {r:?} out of bounds for {len} elements"));
+    }
+    Ok(s..e)
+}
+
+fn run_guarded<R>(f: impl FnOnce() -> R) -> std::result::Result<R, String> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|p| format!("panic: {}", panic_message(&*p)))
+}
+
+/// Trampoline of `map_chunks`: `kernel(&input[chunk], &mut output[chunk], &params)`.
+pub(crate) fn map_trampoline<F, T, U, P>(bytes: &[u8]) -> std::result::Result<Vec<u8>, String>
+where
+    F: Fn(&[T], &mut [U], &P) + Copy + 'static,
+    T: Pod,
+    U: Pod,
+    P: DeserializeOwned,
+{
+    let a: ChunkArgs<P> =
+        postcard::from_bytes(bytes).map_err(|e| format!("decoding chunk arguments: {e}"))?;
+    let out_h = a.output.as_ref().ok_or("chunk task without an output array")?;
+    let input = attach::<T>(&a.input).map_err(|e| e.to_string())?;
+    let output = attach::<U>(out_h).map_err(|e| e.to_string())?;
+    let r = range_of(&a.range, input.len().min(output.len()))?;
+    let f = conjure::<F>();
+    run_guarded(|| {
+        // SAFETY: the parent hands out disjoint chunk ranges of the output, and
+        // checked that the output does not overlap the input; no other task
+        // writes these elements while this one runs, and the parent does not
+        // touch them until the map returns.
+        let (src, dst) = unsafe {
+            (
+                &input.as_slice()[r.clone()],
+                &mut output.as_mut_slice()[r.clone()],
+            )
+        };
+        f(src, dst, &a.params)
+    })?;
+    Ok(Vec::new())
+}
+
+/// Trampoline of `map_chunks_in_place`: `kernel(&mut data[chunk], &params)`.
+pub(crate) fn in_place_trampoline<F, T, P>(bytes: &[u8]) -> std::result::Result<Vec<u8>, String>
+where
+    F: Fn(&mut [T], &P) + Copy + 'static,
+    T: Pod,
+    P: DeserializeOwned,
+{
+    let a: ChunkArgs<P> =
+        postcard::from_bytes(bytes).map_err(|e| format!("decoding chunk arguments: {e}"))?;
+    let data = attach::<T>(&a.input).map_err(|e| e.to_string())?;
+    let r = range_of(&a.range, data.len())?;
+    let f = conjure::<F>();
+    run_guarded(|| {
+        // SAFETY: chunk ranges are disjoint; nothing else touches these elements
+        // while the task runs (see map_trampoline).
+        let chunk = unsafe { &mut data.as_mut_slice()[r.clone()] };
+        f(chunk, &a.params)
+    })?;
+    Ok(Vec::new())
+}
+
+/// Trampoline of `reduce_chunks`: `kernel(&input[chunk], chunk_start, &params) -> R`.
+pub(crate) fn reduce_trampoline<F, T, P, R>(bytes: &[u8]) -> std::result::Result<Vec<u8>, String>
+where
+    F: Fn(&[T], usize, &P) -> R + Copy + 'static,
+    T: Pod,
+    P: DeserializeOwned,
+    R: Serialize,
+{
+    let a: ChunkArgs<P> =
+        postcard::from_bytes(bytes).map_err(|e| format!("decoding chunk arguments: {e}"))?;
+    let input = attach::<T>(&a.input).map_err(|e| e.to_string())?;
+    let r = range_of(&a.range, input.len())?;
+    let f = conjure::<F>();
+    let out = run_guarded(|| {
+        // SAFETY: the input is only read during the map; the caller of
+        // reduce_chunks promises no process writes it meanwhile.
+        let src = unsafe { &input.as_slice()[r.clone()] };
+        f(src, r.start, &a.params)
+    })?;
+    postcard::to_stdvec(&out).map_err(|e| format!("encoding result: {e}"))
+}
+
+/// Splits `len` items into chunks of `chunk` (or about 4 per worker).
+pub(crate) fn chunk_ranges(len: usize, chunk: Option<usize>, workers: usize) -> Vec<Range<u64>> {
+    let size = match chunk {
+        Some(c) => c.max(1),
+        None => len.div_ceil(4 * workers.max(1)).max(1),
+    };
+    (0..len)
+        .step_by(size)
+        .map(|s| s as u64..(s + size).min(len) as u64)
+        .collect()
+}
+
+/// Fails unless two arrays are disjoint, both in this process's address space
+/// and within the object they map (two mappings of one segment have different
+/// addresses but the same bytes).
+pub(crate) fn check_disjoint<T: Pod, U: Pod>(a: &SharedArray<T>, b: &SharedArray<U>) -> Result<()> {
+    let overlap = |a0: usize, a1: usize, b0: usize, b1: usize| a0 < b1 && b0 < a1;
+    let (abytes, bbytes) = (
+        a.len() * std::mem::size_of::<T>(),
+        b.len() * std::mem::size_of::<U>(),
+    );
+    let (pa, pb) = (a.as_ptr() as usize, b.as_ptr() as usize);
+    let in_memory = overlap(pa, pa + abytes, pb, pb + bbytes);
+    let in_object = a.segment().handle() == b.segment().handle()
+        && overlap(a.offset(), a.offset() + abytes, b.offset(), b.offset() + bbytes);
+    if in_memory || in_object {
+        return Err(Error::InvalidArgument(
+            "input and output arrays overlap; use map_chunks_in_place".into(),
+        ));
+    }
+    Ok(())
+}

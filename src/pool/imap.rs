@@ -1,0 +1,162 @@
+//! Lazy `imap` / `imap_unordered`.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::iter::FusedIterator;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::core::{lock, Sink, Stream};
+use super::result::clone_error;
+use super::Pool;
+use crate::error::Result;
+use crate::process::spawn::FnId;
+
+/// The iterator of [`Pool::imap`] and [`Pool::imap_unordered`]: yields
+/// `Result<R>` per input item. It pulls input items only to keep at most two
+/// chunks per worker in flight.
+pub struct IMap<'p, I: Iterator, R> {
+    pool: &'p Pool,
+    input: I,
+    fn_id: FnId,
+    chunksize: usize,
+    ordered: bool,
+    stream: Arc<Stream>,
+    window: usize,
+    submitted: usize,
+    consumed: usize,
+    next_chunk: usize,
+    exhausted: bool,
+    buffer: VecDeque<R>,
+    failed: bool,
+    _r: PhantomData<fn() -> R>,
+}
+
+impl<I: Iterator, R> fmt::Debug for IMap<'_, I, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IMap")
+            .field("ordered", &self.ordered)
+            .field("chunksize", &self.chunksize)
+            .field("submitted", &self.submitted)
+            .field("consumed", &self.consumed)
+            .finish()
+    }
+}
+
+impl<'p, I, R> IMap<'p, I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: DeserializeOwned,
+{
+    pub(crate) fn new(pool: &'p Pool, input: I, fn_id: FnId, chunksize: usize, ordered: bool) -> Self {
+        IMap {
+            pool,
+            input,
+            fn_id,
+            chunksize: chunksize.max(1),
+            ordered,
+            stream: Arc::new(Stream::default()),
+            window: 2 * pool.processes().max(1),
+            submitted: 0,
+            consumed: 0,
+            next_chunk: 0,
+            exhausted: false,
+            buffer: VecDeque::new(),
+            failed: false,
+            _r: PhantomData,
+        }
+    }
+
+    /// Chunks submitted and not yet taken by the consumer.
+    pub fn in_flight(&self) -> usize {
+        self.submitted - self.consumed
+    }
+
+    fn top_up(&mut self) -> Result<()> {
+        while !self.exhausted && self.in_flight() < self.window {
+            let chunk: Vec<I::Item> = self.input.by_ref().take(self.chunksize).collect();
+            if chunk.is_empty() {
+                self.exhausted = true;
+                self.stream.set_total(self.submitted);
+                break;
+            }
+            let bytes = postcard::to_stdvec(&chunk)?;
+            self.pool.shared.submit(
+                self.fn_id,
+                bytes,
+                Sink::Stream(Arc::clone(&self.stream), self.submitted),
+            )?;
+            self.submitted += 1;
+        }
+        Ok(())
+    }
+
+    fn take_chunk(&mut self) -> Option<super::core::Outcome> {
+        let mut st = lock(&self.stream.state);
+        let key = if self.ordered {
+            st.done.contains_key(&self.next_chunk).then_some(self.next_chunk)
+        } else {
+            st.done.keys().next().copied()
+        }?;
+        st.done.remove(&key)
+    }
+}
+
+impl<I, R> Iterator for IMap<'_, I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: DeserializeOwned,
+{
+    type Item = Result<R>;
+
+    fn next(&mut self) -> Option<Result<R>> {
+        loop {
+            if let Some(r) = self.buffer.pop_front() {
+                return Some(Ok(r));
+            }
+            if self.failed {
+                return None;
+            }
+            if let Err(e) = self.top_up() {
+                self.failed = true;
+                return Some(Err(e));
+            }
+            if self.exhausted && self.consumed == self.submitted {
+                return None;
+            }
+            let mut got = None;
+            let shared = Arc::clone(&self.pool.shared);
+            let r = shared.wait_until(None, || {
+                got = self.take_chunk();
+                got.is_some()
+            });
+            if let Err(e) = r {
+                self.failed = true;
+                return Some(Err(e));
+            }
+            let Some(outcome) = got else { continue };
+            self.consumed += 1;
+            self.next_chunk += 1;
+            match outcome {
+                Ok(bytes) => match postcard::from_bytes::<Vec<R>>(&bytes) {
+                    Ok(v) => self.buffer.extend(v),
+                    Err(e) => return Some(Err(e.into())),
+                },
+                Err(e) => return Some(Err(clone_error(&e))),
+            }
+        }
+    }
+}
+
+impl<I, R> FusedIterator for IMap<'_, I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: DeserializeOwned,
+{
+}

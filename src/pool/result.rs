@@ -1,0 +1,146 @@
+//! `AsyncResult`: the handle of a task (or a whole map) running in a pool.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+use super::core::{lock, Cell, Outcome, Shared, Stream};
+use crate::error::{Error, Result};
+
+/// Decodes a finished map's chunk results into the final value.
+pub(crate) type MapDecode<R> = fn(&BTreeMap<usize, Outcome>) -> Result<R>;
+
+pub(crate) enum Kind<R> {
+    Cell(Arc<Cell>),
+    /// A map: the chunk results concatenated in order.
+    Map(Arc<Stream>, MapDecode<R>),
+}
+
+/// The pending result of [`Pool::apply_async`](super::Pool::apply_async) or
+/// [`Pool::map_async`](super::Pool::map_async) (then `R` is the `Vec` of
+/// results in input order), like Python's `AsyncResult`.
+///
+/// Waiting for it also collects other finished tasks of the pool, so results
+/// arrive without a thread hop when somebody is waiting.
+pub struct AsyncResult<R> {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) kind: Kind<R>,
+    pub(crate) _r: PhantomData<fn() -> R>,
+}
+
+impl<R> fmt::Debug for AsyncResult<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncResult")
+            .field("ready", &self.ready())
+            .finish()
+    }
+}
+
+impl<R> AsyncResult<R> {
+    /// Whether the task has finished (successfully or not).
+    pub fn ready(&self) -> bool {
+        match &self.kind {
+            Kind::Cell(c) => c.is_ready(),
+            Kind::Map(s, _) => s.is_complete(),
+        }
+    }
+
+    fn wait_deadline(&self, deadline: Option<Instant>) -> Result<()> {
+        self.shared.wait_until(deadline, || self.ready())
+    }
+
+    /// Waits until the task has finished.
+    pub fn wait(&self) {
+        let _ = self.wait_deadline(None);
+    }
+
+    /// Waits at most `timeout`; returns whether the task has finished.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        let _ = self.wait_deadline(Instant::now().checked_add(timeout));
+        self.ready()
+    }
+
+    /// Whether the task finished without error.
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`] if it has not finished (Python raises
+    /// `ValueError` there).
+    pub fn successful(&self) -> Result<bool> {
+        if !self.ready() {
+            return Err(Error::InvalidState("the result is not ready".into()));
+        }
+        Ok(match &self.kind {
+            Kind::Cell(c) => matches!(&*lock(&c.value), Some(Ok(_))),
+            Kind::Map(s, _) => lock(&s.state).done.values().all(|o| o.is_ok()),
+        })
+    }
+}
+
+/// Returns a copy of an error (errors are not `Clone`: the OS ones keep their
+/// `io::Error`).
+pub(crate) fn clone_error(e: &Error) -> Error {
+    match e {
+        Error::TaskPanicked(m) => Error::TaskPanicked(m.clone()),
+        Error::WorkerLost { pid, signal } => Error::WorkerLost {
+            pid: *pid,
+            signal: *signal,
+        },
+        Error::Codec(m) => Error::Codec(m.clone()),
+        Error::InvalidState(m) => Error::InvalidState(m.clone()),
+        Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
+        Error::Timeout => Error::Timeout,
+        other => Error::InvalidState(other.to_string()),
+    }
+}
+
+impl<R: DeserializeOwned> AsyncResult<R> {
+    fn value(&self) -> Result<R> {
+        match &self.kind {
+            Kind::Cell(c) => match &*lock(&c.value) {
+                Some(Ok(bytes)) => Ok(postcard::from_bytes(bytes)?),
+                Some(Err(e)) => Err(clone_error(e)),
+                None => Err(Error::InvalidState("the result is not ready".into())),
+            },
+            Kind::Map(s, decode) => {
+                let st = lock(&s.state);
+                if st.total != Some(st.delivered) {
+                    return Err(Error::InvalidState("the result is not ready".into()));
+                }
+                decode(&st.done)
+            }
+        }
+    }
+
+    /// Waits for the result and returns it; a task that panicked returns
+    /// [`Error::TaskPanicked`], one whose worker died (after its retries)
+    /// [`Error::WorkerLost`].
+    pub fn get(&self) -> Result<R> {
+        self.wait_deadline(None)?;
+        self.value()
+    }
+
+    /// Like [`get`](AsyncResult::get), waiting at most `timeout`
+    /// ([`Error::Timeout`]).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<R> {
+        self.wait_deadline(Instant::now().checked_add(timeout))?;
+        self.value()
+    }
+}
+
+/// Concatenates the decoded chunk results in chunk order; the first error wins.
+pub(crate) fn decode_chunks<R: DeserializeOwned>(
+    done: &BTreeMap<usize, Outcome>,
+) -> Result<Vec<R>> {
+    let mut out = Vec::new();
+    for o in done.values() {
+        match o {
+            Ok(bytes) => out.extend(postcard::from_bytes::<Vec<R>>(bytes)?),
+            Err(e) => return Err(clone_error(e)),
+        }
+    }
+    Ok(out)
+}
