@@ -124,7 +124,6 @@ pub fn get_start_method() -> StartMethod {
 ///     shmproc::init();
 ///     // ... the program, which may start processes
 /// }
-/// # main();
 /// ```
 pub fn init() {
     worker::init();
