@@ -120,10 +120,9 @@ pub fn get_start_method() -> StartMethod {
 /// # Examples
 ///
 /// ```
-/// fn main() {
-///     shmproc::init();
-///     // ... the program, which may start processes
-/// }
+/// // The first line of `main`:
+/// shmproc::init();
+/// // ... the program, which may start processes
 /// ```
 pub fn init() {
     worker::init();
