@@ -65,6 +65,8 @@ mod registry;
 #[doc(hidden)]
 pub mod spawn;
 mod task;
+#[cfg(test)]
+mod test;
 mod worker;
 
 use std::sync::atomic::{AtomicU8, Ordering};

@@ -342,7 +342,7 @@ impl Child {
 pub fn start_child(entry: Entry, payload: Vec<u8>, opts: &ChildOptions) -> Result<Child> {
     worker::check_may_start_children();
     match opts.method {
-        StartMethod::Spawn => spawn_child(entry, payload, opts),
+        StartMethod::Spawn => spawn_child(entry, payload, opts, BuildIdentity::current()?),
         StartMethod::Fork => fork_child(entry, payload, opts),
     }
 }
@@ -354,12 +354,17 @@ fn argv0() -> std::ffi::OsString {
         .unwrap_or_else(|| "shmproc-worker".into())
 }
 
-fn spawn_child(entry: Entry, payload: Vec<u8>, opts: &ChildOptions) -> Result<Child> {
+pub(crate) fn spawn_child(
+    entry: Entry,
+    payload: Vec<u8>,
+    opts: &ChildOptions,
+    build: BuildIdentity,
+) -> Result<Child> {
     let live_r = liveness::read_end_for_children()?;
     let (pay_r, pay_w) = sys::pipe().map_err(|e| Error::io("creating the payload pipe", e))?;
     let (st_r, st_w) = sys::pipe().map_err(|e| Error::io("creating the status pipe", e))?;
     let boot = Boot {
-        build: BuildIdentity::current()?,
+        build,
         entry,
         state: worker::state_for_child(opts),
         args: payload,
