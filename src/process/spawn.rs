@@ -10,8 +10,8 @@
 //!
 //! # Spawn protocol
 //!
-//! 1. The parent makes two close-on-exec pipes (payload parent→child, status
-//!    child→parent) and re-execs `/proc/self/exe` with the fixed argv
+//! 1. The parent makes a close-on-exec socket pair (payload parent→child) and
+//!    pipe (status child→parent) and re-execs `/proc/self/exe` with the fixed argv
 //!    [`WORKER_ARGV`] and the env marker `SHMPROC_WORKER=<ppid>:<payload fd>:<status fd>:<liveness fd>`;
 //!    only the child side of the three fds survives the exec.
 //! 2. The parent writes `u64 length (LE) + postcard(Boot)`: the build identity,
@@ -361,7 +361,10 @@ pub(crate) fn spawn_child(
     build: BuildIdentity,
 ) -> Result<Child> {
     let live_r = liveness::read_end_for_children()?;
-    let (pay_r, pay_w) = sys::pipe().map_err(|e| Error::io("creating the payload pipe", e))?;
+    // A socket rather than a pipe for the payload: `send(MSG_NOSIGNAL)` cannot
+    // raise SIGPIPE in the parent if the child is gone.
+    let (pay_r, pay_w) =
+        sys::socketpair().map_err(|e| Error::io("creating the payload socket", e))?;
     let (st_r, st_w) = sys::pipe().map_err(|e| Error::io("creating the status pipe", e))?;
     let boot = Boot {
         build,
@@ -452,25 +455,30 @@ fn handshake(
 
     // 1. Send the boot message (non-blocking, so a child that never reads
     //    cannot block us past the deadline).
-    sys::set_nonblocking(pay_w.as_fd(), true).map_err(|e| io_err("O_NONBLOCK", e))?;
-    let mut out = File::from(pay_w);
     let mut off = 0;
     while off < msg.len() {
-        match out.write(&msg[off..]) {
+        match sys::send_nonblocking(pay_w.as_fd(), &msg[off..]) {
             Ok(n) => off += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let (_, exited) = wait_fd_or_exit(child, out.as_fd(), false, deadline)?;
+                let (_, exited) = wait_fd_or_exit(child, pay_w.as_fd(), false, deadline)?;
                 if exited {
                     break;
                 }
             }
-            // EPIPE: the child closed its end (exited without reading).
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break,
+            // EPIPE / ECONNRESET: the child closed its end (exited without reading).
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                break
+            }
             Err(e) => return Err(io_err("writing the payload", e)),
         }
     }
-    drop(out);
+    drop(pay_w);
 
     // 2. Wait for the answer.
     sys::set_nonblocking(st_r.as_fd(), true).map_err(|e| io_err("O_NONBLOCK", e))?;
