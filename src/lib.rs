@@ -36,7 +36,10 @@ pub mod sync;
 pub(crate) mod sys;
 
 pub use error::{Error, Result};
-pub use process::init;
+pub use process::{
+    active_children, cpu_count, current_process, init, parent_process, Process, ProcessBuilder,
+    ProcessRun, StartMethod,
+};
 
 // The library's own unit tests spawn children: the re-exec'd test binary must
 // become a worker.

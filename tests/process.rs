@@ -168,6 +168,7 @@ fn run_trait_object_travels() {
     p.start().expect("start");
     assert_eq!(p.join().expect("join"), 0);
     assert_eq!(read(&out), format!("42 {}", p.name()));
+    assert_no_leftovers(&[p.pid().expect("pid")]);
 }
 
 #[test]
@@ -183,6 +184,7 @@ fn lifecycle_errors() {
     // Signalling a joined process is a no-op, like Python.
     p.terminate().expect("terminate after join");
     assert_eq!(p.exitcode(), Some(0));
+    assert_no_leftovers(&[p.pid().expect("pid")]);
 }
 
 // ---- signals and timeouts ---------------------------------------------------------
@@ -331,6 +333,7 @@ fn panicking_target_gives_1_and_message_on_stderr() {
         assert!(out.status.success(), "{role}: {stdout}\n{stderr}");
         assert!(stdout.contains("EXITCODE 1"), "{role}: {stdout}\n{stderr}");
         assert!(stderr.contains("boom-marker-4242"), "{role}: {stderr}");
+        assert!(stderr.contains("panicked"), "{role}: {stderr}");
     }
 }
 

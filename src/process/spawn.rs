@@ -96,6 +96,16 @@ impl ChildOptions {
     }
 }
 
+impl ChildOptions {
+    /// As [`new`](ChildOptions::new), named `<prefix>-N` (e.g. a pool's
+    /// `SpawnPoolWorker-3`), numbered with the same counter as `Process-N`.
+    pub fn with_name_prefix(prefix: &str) -> Self {
+        let mut o = Self::new();
+        o.name = worker::default_name(prefix, &o.ident);
+        o
+    }
+}
+
 impl Default for ChildOptions {
     fn default() -> Self {
         Self::new()

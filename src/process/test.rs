@@ -45,7 +45,8 @@ fn boot_call(bytes: &[u8]) -> i32 {
 }
 
 fn opts(method: StartMethod) -> ChildOptions {
-    let mut o = ChildOptions::new();
+    let mut o = ChildOptions::with_name_prefix("TestWorker");
+    assert!(o.name.starts_with("TestWorker-"), "{}", o.name);
     o.method = method;
     o.force_fork = true;
     o
