@@ -495,6 +495,10 @@ fn handshake(
     let mut inp = File::from(st_r);
     let mut buf = [0u8; 4096];
     let mut got = Vec::new();
+    // Set once the child is seen to have exited: one more read then decides,
+    // since an answer written before the exit is in the pipe by then (poll may
+    // see the status pipe empty, then the answer and the exit, then the pidfd).
+    let mut exited = false;
     loop {
         match inp.read(&mut buf) {
             Ok(0) => return Err(no_answer(child)),
@@ -506,12 +510,12 @@ fn handshake(
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let (ready, exited) = wait_fd_or_exit(child, inp.as_fd(), true, deadline)?;
-                if exited && !ready {
+                if exited {
                     // Exited without answering; a stray copy of the write end
                     // (held by a forked sibling) may keep EOF from coming.
                     return Err(no_answer(child));
                 }
+                exited = wait_fd_or_exit(child, inp.as_fd(), true, deadline)?.1;
             }
             Err(e) => return Err(io_err("reading the status", e)),
         }
