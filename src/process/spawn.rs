@@ -318,19 +318,19 @@ impl Child {
         self.check_owner()?;
         match sys::kill(self.inner.pid, sig) {
             Ok(()) => Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(sys::ESRCH) => Ok(()),
             Err(e) => Err(Error::io(format!("kill({}, {sig})", self.inner.pid), e)),
         }
     }
 
     /// SIGTERM.
     pub fn terminate(&self) -> Result<()> {
-        self.signal(libc::SIGTERM)
+        self.signal(sys::SIGTERM)
     }
 
     /// SIGKILL.
     pub fn kill(&self) -> Result<()> {
-        self.signal(libc::SIGKILL)
+        self.signal(sys::SIGKILL)
     }
 
     /// Kills and reaps (used on failed starts).

@@ -213,6 +213,13 @@ pub(crate) fn poll(fds: &mut [PollFd<'_>], timeout: Option<Duration>) -> io::Res
     }
 }
 
+/// SIGTERM.
+pub(crate) const SIGTERM: i32 = libc::SIGTERM;
+/// SIGKILL.
+pub(crate) const SIGKILL: i32 = libc::SIGKILL;
+/// "No such process".
+pub(crate) const ESRCH: i32 = libc::ESRCH;
+
 /// Sends `sig` to `pid`.
 pub(crate) fn kill(pid: u32, sig: i32) -> io::Result<()> {
     let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
