@@ -138,17 +138,17 @@ pub fn run_with_limit(cmd: &mut Command, limit: Duration) -> Output {
 /// `cargo test` builds all examples first).
 pub fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test> -> target/<profile>/examples/<name>
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("examples");
-    let path = dir.join(name);
+    // target/<profile dir>/deps/<test> -> target/<profile dir>/examples/<name>
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = profile_dir.join("examples").join(name);
     if !path.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => "dev",
+            Some(other) => other,
+        };
         let st = Command::new(cargo)
-            .args(["build", "--example", name])
+            .args(["build", "--profile", profile, "--example", name])
             .status()
             .expect("cargo build --example");
         assert!(st.success(), "building example {name}");
