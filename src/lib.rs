@@ -37,9 +37,12 @@ pub mod sync;
 pub(crate) mod sys;
 
 pub use error::{Error, Result};
-pub use process::init;
-pub use segment::{Segment, SharedArray};
 pub use pool::{AsyncResult, Pool, PoolBuilder};
+pub use process::{
+    active_children, cpu_count, current_process, init, parent_process, Process, ProcessBuilder,
+    ProcessRun, StartMethod,
+};
+pub use segment::{Segment, SharedArray};
 
 // The library's own unit tests spawn children: the re-exec'd test binary must
 // become a worker.

@@ -65,6 +65,8 @@ mod registry;
 #[doc(hidden)]
 pub mod spawn;
 pub(crate) mod task;
+#[cfg(test)]
+mod test;
 mod worker;
 
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -120,11 +122,9 @@ pub fn get_start_method() -> StartMethod {
 /// # Examples
 ///
 /// ```
-/// fn main() {
-///     shmproc::init();
-///     // ... the program, which may start processes
-/// }
-/// # main();
+/// // The first line of `main`:
+/// shmproc::init();
+/// // ... the program, which may start processes
 /// ```
 pub fn init() {
     worker::init();

@@ -10,8 +10,8 @@
 //!
 //! # Spawn protocol
 //!
-//! 1. The parent makes two close-on-exec pipes (payload parent→child, status
-//!    child→parent) and re-execs `/proc/self/exe` with the fixed argv
+//! 1. The parent makes a close-on-exec socket pair (payload parent→child) and
+//!    pipe (status child→parent) and re-execs `/proc/self/exe` with the fixed argv
 //!    [`WORKER_ARGV`] and the env marker `SHMPROC_WORKER=<ppid>:<payload fd>:<status fd>:<liveness fd>`;
 //!    only the child side of the three fds survives the exec.
 //! 2. The parent writes `u64 length (LE) + postcard(Boot)`: the build identity,
@@ -93,6 +93,16 @@ impl ChildOptions {
             ident,
             handshake_timeout: Duration::from_secs(60),
         }
+    }
+}
+
+impl ChildOptions {
+    /// As [`new`](ChildOptions::new), named `<prefix>-N` (e.g. a pool's
+    /// `SpawnPoolWorker-3`), numbered with the same counter as `Process-N`.
+    pub fn with_name_prefix(prefix: &str) -> Self {
+        let mut o = Self::new();
+        o.name = worker::default_name(prefix, &o.ident);
+        o
     }
 }
 
@@ -308,19 +318,19 @@ impl Child {
         self.check_owner()?;
         match sys::kill(self.inner.pid, sig) {
             Ok(()) => Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(sys::ESRCH) => Ok(()),
             Err(e) => Err(Error::io(format!("kill({}, {sig})", self.inner.pid), e)),
         }
     }
 
     /// SIGTERM.
     pub fn terminate(&self) -> Result<()> {
-        self.signal(libc::SIGTERM)
+        self.signal(sys::SIGTERM)
     }
 
     /// SIGKILL.
     pub fn kill(&self) -> Result<()> {
-        self.signal(libc::SIGKILL)
+        self.signal(sys::SIGKILL)
     }
 
     /// Kills and reaps (used on failed starts).
@@ -342,7 +352,7 @@ impl Child {
 pub fn start_child(entry: Entry, payload: Vec<u8>, opts: &ChildOptions) -> Result<Child> {
     worker::check_may_start_children();
     match opts.method {
-        StartMethod::Spawn => spawn_child(entry, payload, opts),
+        StartMethod::Spawn => spawn_child(entry, payload, opts, BuildIdentity::current()?),
         StartMethod::Fork => fork_child(entry, payload, opts),
     }
 }
@@ -354,12 +364,20 @@ fn argv0() -> std::ffi::OsString {
         .unwrap_or_else(|| "shmproc-worker".into())
 }
 
-fn spawn_child(entry: Entry, payload: Vec<u8>, opts: &ChildOptions) -> Result<Child> {
+pub(crate) fn spawn_child(
+    entry: Entry,
+    payload: Vec<u8>,
+    opts: &ChildOptions,
+    build: BuildIdentity,
+) -> Result<Child> {
     let live_r = liveness::read_end_for_children()?;
-    let (pay_r, pay_w) = sys::pipe().map_err(|e| Error::io("creating the payload pipe", e))?;
+    // A socket rather than a pipe for the payload: `send(MSG_NOSIGNAL)` cannot
+    // raise SIGPIPE in the parent if the child is gone.
+    let (pay_r, pay_w) =
+        sys::socketpair().map_err(|e| Error::io("creating the payload socket", e))?;
     let (st_r, st_w) = sys::pipe().map_err(|e| Error::io("creating the status pipe", e))?;
     let boot = Boot {
-        build: BuildIdentity::current()?,
+        build,
         entry,
         state: worker::state_for_child(opts),
         args: payload,
@@ -447,31 +465,40 @@ fn handshake(
 
     // 1. Send the boot message (non-blocking, so a child that never reads
     //    cannot block us past the deadline).
-    sys::set_nonblocking(pay_w.as_fd(), true).map_err(|e| io_err("O_NONBLOCK", e))?;
-    let mut out = File::from(pay_w);
     let mut off = 0;
     while off < msg.len() {
-        match out.write(&msg[off..]) {
+        match sys::send_nonblocking(pay_w.as_fd(), &msg[off..]) {
             Ok(n) => off += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let (_, exited) = wait_fd_or_exit(child, out.as_fd(), false, deadline)?;
+                let (_, exited) = wait_fd_or_exit(child, pay_w.as_fd(), false, deadline)?;
                 if exited {
                     break;
                 }
             }
-            // EPIPE: the child closed its end (exited without reading).
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break,
+            // EPIPE / ECONNRESET: the child closed its end (exited without reading).
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                break
+            }
             Err(e) => return Err(io_err("writing the payload", e)),
         }
     }
-    drop(out);
+    drop(pay_w);
 
     // 2. Wait for the answer.
     sys::set_nonblocking(st_r.as_fd(), true).map_err(|e| io_err("O_NONBLOCK", e))?;
     let mut inp = File::from(st_r);
     let mut buf = [0u8; 4096];
     let mut got = Vec::new();
+    // Set once the child is seen to have exited: one more read then decides,
+    // since an answer written before the exit is in the pipe by then (poll may
+    // see the status pipe empty, then the answer and the exit, then the pidfd).
+    let mut exited = false;
     loop {
         match inp.read(&mut buf) {
             Ok(0) => return Err(no_answer(child)),
@@ -483,12 +510,12 @@ fn handshake(
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let (ready, exited) = wait_fd_or_exit(child, inp.as_fd(), true, deadline)?;
-                if exited && !ready {
+                if exited {
                     // Exited without answering; a stray copy of the write end
                     // (held by a forked sibling) may keep EOF from coming.
                     return Err(no_answer(child));
                 }
+                exited = wait_fd_or_exit(child, inp.as_fd(), true, deadline)?.1;
             }
             Err(e) => return Err(io_err("reading the status", e)),
         }

@@ -30,6 +30,39 @@ pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((r, w))
 }
 
+/// A connected `AF_UNIX` stream socket pair, both ends close-on-exec.
+pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [-1 as libc::c_int; 2];
+    // SAFETY: `fds` is a valid, writable array of two c_ints, as socketpair requires.
+    cvt(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
+    // SAFETY: socketpair succeeded, so both fds are open and owned by nobody else.
+    let (a, b) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    Ok((a, b))
+}
+
+/// `send(fd, buf, MSG_DONTWAIT | MSG_NOSIGNAL)`: never blocks, and a peer that
+/// went away gives `EPIPE` instead of killing us with SIGPIPE (whatever the
+/// host program did with SIGPIPE).
+pub(crate) fn send_nonblocking(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes.
+    let ret = unsafe {
+        libc::send(
+            fd.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    usize::try_from(ret).map_err(|_| io::Error::last_os_error())
+}
+
 /// Sets or clears `FD_CLOEXEC`.
 pub(crate) fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     // SAFETY: F_GETFD/F_SETFD on a borrowed (so open) fd; no memory is passed.
@@ -179,6 +212,13 @@ pub(crate) fn poll(fds: &mut [PollFd<'_>], timeout: Option<Duration>) -> io::Res
         return Ok(usize::try_from(ret).unwrap_or(0));
     }
 }
+
+/// SIGTERM.
+pub(crate) const SIGTERM: i32 = libc::SIGTERM;
+/// SIGKILL.
+pub(crate) const SIGKILL: i32 = libc::SIGKILL;
+/// "No such process".
+pub(crate) const ESRCH: i32 = libc::ESRCH;
 
 /// Sends `sig` to `pid`.
 pub(crate) fn kill(pid: u32, sig: i32) -> io::Result<()> {

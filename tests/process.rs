@@ -1,0 +1,469 @@
+//! Real multi-process tests of the Process layer: spawn and fork, exit codes,
+//! signals, timeouts, names, orphans, a forgotten `init()`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{assert_no_leftovers, run_with_limit, wait_gone, watchdog, TempDir};
+use serde::{Deserialize, Serialize};
+use shmproc::process::{current_process, parent_process, Process, ProcessRun, StartMethod};
+use shmproc::Error;
+
+shmproc::worker_test_entry!();
+
+const LIMIT: Duration = Duration::from_secs(60);
+const ROLE_ENV: &str = "SHMPROC_TEST_ROLE";
+
+// ---- targets ------------------------------------------------------------------
+
+/// Writes "name pid parent_name parent_pid" to `path`.
+fn report_identity(path: String) {
+    let me = current_process();
+    let parent = parent_process().expect("a child has a parent");
+    let line = format!(
+        "{} {} {} {}",
+        me.name(),
+        me.pid(),
+        parent.name(),
+        parent.pid()
+    );
+    std::fs::write(path, line).expect("write report");
+}
+
+fn exit_with(code: i32) {
+    std::process::exit(code);
+}
+
+fn sleep_ms(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+fn panic_with(msg: String) {
+    panic!("{msg}");
+}
+
+fn write_sum((path, a, b): (String, u64, u64)) {
+    std::fs::write(path, (a + b).to_string()).expect("write");
+}
+
+/// Starts a grandchild (default name) that reports its identity, joins it.
+fn spawn_grandchild(path: String) {
+    let p = Process::new(report_identity, path);
+    p.start().expect("grandchild start");
+    assert_eq!(p.join().expect("grandchild join"), 0);
+}
+
+#[derive(Serialize, Deserialize)]
+struct Counter {
+    path: String,
+    start: u32,
+}
+
+impl ProcessRun for Counter {
+    fn run(&mut self) {
+        self.start += 1;
+        let line = format!("{} {}", self.start, current_process().name());
+        std::fs::write(&self.path, line).expect("write");
+    }
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+}
+
+// ---- basics -------------------------------------------------------------------
+
+#[test]
+fn spawn_runs_target_with_args() {
+    let _w = watchdog("spawn_runs_target_with_args", LIMIT);
+    let dir = TempDir::new("args");
+    let out = dir.file("sum");
+    let p = Process::new(write_sum, (out.clone(), 40u64, 2u64));
+    assert_eq!(p.start_method(), StartMethod::Spawn);
+    assert_eq!(p.exitcode(), None);
+    assert!(!p.is_alive());
+    p.start().expect("start");
+    assert_eq!(p.join().expect("join"), 0);
+    assert_eq!(p.exitcode(), Some(0));
+    assert!(!p.is_alive());
+    assert_eq!(read(&out), "42");
+    assert_no_leftovers(&[p.pid().expect("pid")]);
+}
+
+#[test]
+fn exit_code_travels() {
+    let _w = watchdog("exit_code_travels", LIMIT);
+    let p = Process::new(exit_with, 7);
+    p.start().expect("start");
+    assert_eq!(p.join().expect("join"), 7);
+    assert_no_leftovers(&[p.pid().expect("pid")]);
+}
+
+#[test]
+fn child_knows_its_name_pid_and_parent() {
+    let _w = watchdog("child_knows_its_name_pid_and_parent", LIMIT);
+    let dir = TempDir::new("ident");
+    let out = dir.file("id");
+    let p = Process::builder(report_identity, out.clone())
+        .name("reporter")
+        .build();
+    p.start().expect("start");
+    assert_eq!(p.join().expect("join"), 0);
+    let pid = p.pid().expect("pid");
+    assert_eq!(
+        read(&out),
+        format!("reporter {pid} MainProcess {}", std::process::id())
+    );
+    assert_no_leftovers(&[pid]);
+}
+
+#[test]
+fn default_names_are_numbered() {
+    let ps: Vec<Process> = (0..3).map(|_| Process::new(sleep_ms, 0)).collect();
+    let nums: Vec<u32> = ps
+        .iter()
+        .map(|p| {
+            p.name()
+                .strip_prefix("Process-")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("bad default name {}", p.name()))
+        })
+        .collect();
+    // Other tests in this binary number processes too, so only check order.
+    assert!(
+        nums[0] >= 1 && nums[1] > nums[0] && nums[2] > nums[1],
+        "{nums:?}"
+    );
+}
+
+#[test]
+fn grandchild_is_named_under_its_parent() {
+    let _w = watchdog("grandchild_is_named_under_its_parent", LIMIT);
+    let dir = TempDir::new("grand");
+    let out = dir.file("id");
+    let p = Process::new(spawn_grandchild, out.clone());
+    p.start().expect("start");
+    assert_eq!(p.join().expect("join"), 0);
+    let report = read(&out);
+    let f: Vec<&str> = report.split(' ').collect();
+    let n = p.name().strip_prefix("Process-").expect("default name");
+    assert_eq!(f[0], format!("Process-{n}:1"), "{report}");
+    assert_eq!(f[2], p.name(), "{report}");
+    assert_eq!(f[3], p.pid().expect("pid").to_string(), "{report}");
+    assert_no_leftovers(&[p.pid().expect("pid")]);
+}
+
+#[test]
+fn run_trait_object_travels() {
+    let _w = watchdog("run_trait_object_travels", LIMIT);
+    let dir = TempDir::new("run");
+    let out = dir.file("run");
+    let p = Process::from_run(Counter {
+        path: out.clone(),
+        start: 41,
+    });
+    p.start().expect("start");
+    assert_eq!(p.join().expect("join"), 0);
+    assert_eq!(read(&out), format!("42 {}", p.name()));
+    assert_no_leftovers(&[p.pid().expect("pid")]);
+}
+
+#[test]
+fn lifecycle_errors() {
+    let _w = watchdog("lifecycle_errors", LIMIT);
+    let p = Process::new(sleep_ms, 0);
+    assert!(matches!(p.join(), Err(Error::InvalidState(_))));
+    assert!(matches!(p.terminate(), Err(Error::InvalidState(_))));
+    assert_eq!(p.pid(), None);
+    p.start().expect("start");
+    assert!(matches!(p.start(), Err(Error::InvalidState(_))));
+    assert_eq!(p.join().expect("join"), 0);
+    // Signalling a joined process is a no-op, like Python.
+    p.terminate().expect("terminate after join");
+    assert_eq!(p.exitcode(), Some(0));
+    assert_no_leftovers(&[p.pid().expect("pid")]);
+}
+
+// ---- signals and timeouts ---------------------------------------------------------
+
+#[test]
+fn kill_gives_minus_9() {
+    let _w = watchdog("kill_gives_minus_9", LIMIT);
+    let p = Process::new(sleep_ms, 60_000);
+    p.start().expect("start");
+    assert!(p.is_alive());
+    p.kill().expect("kill");
+    assert_eq!(p.join().expect("join"), -9);
+    assert_eq!(p.exitcode(), Some(-9));
+    assert!(!p.is_alive());
+    assert_no_leftovers(&[p.pid().expect("pid")]);
+}
+
+#[test]
+fn terminate_gives_minus_15() {
+    let _w = watchdog("terminate_gives_minus_15", LIMIT);
+    let p = Process::new(sleep_ms, 60_000);
+    p.start().expect("start");
+    p.terminate().expect("terminate");
+    assert_eq!(p.join().expect("join"), -15);
+    assert_no_leftovers(&[p.pid().expect("pid")]);
+}
+
+#[test]
+fn join_timeout_returns_none_while_running() {
+    let _w = watchdog("join_timeout_returns_none_while_running", LIMIT);
+    let p = Process::new(sleep_ms, 60_000);
+    p.start().expect("start");
+    assert_eq!(
+        p.join_timeout(Duration::from_millis(100))
+            .expect("join_timeout"),
+        None
+    );
+    assert_eq!(p.exitcode(), None);
+    assert!(p.is_alive());
+    p.kill().expect("kill");
+    assert_eq!(
+        p.join_timeout(Duration::from_secs(30))
+            .expect("join_timeout"),
+        Some(-9)
+    );
+    assert_no_leftovers(&[p.pid().expect("pid")]);
+}
+
+// ---- fork -------------------------------------------------------------------------
+
+#[test]
+fn fork_refused_in_multithreaded_parent() {
+    let _w = watchdog("fork_refused_in_multithreaded_parent", LIMIT);
+    // The test harness runs this on a thread of its own (and the watchdog is
+    // another), so the process has several threads.
+    let p = Process::builder(sleep_ms, 0)
+        .start_method(StartMethod::Fork)
+        .build();
+    match p.start() {
+        Err(Error::ForkUnsafe { threads }) => assert!(threads > 1),
+        other => panic!("expected ForkUnsafe, got {other:?}"),
+    }
+    assert_eq!(p.pid(), None);
+}
+
+#[test]
+fn forced_fork_runs_target() {
+    let _w = watchdog("forced_fork_runs_target", LIMIT);
+    let dir = TempDir::new("fork");
+    let out = dir.file("id");
+    let p = Process::builder(report_identity, out.clone())
+        .start_method(StartMethod::Fork)
+        .force_fork(true)
+        .name("forked")
+        .build();
+    p.start().expect("start");
+    assert_eq!(p.join().expect("join"), 0);
+    let pid = p.pid().expect("pid");
+    assert_eq!(
+        read(&out),
+        format!("forked {pid} MainProcess {}", std::process::id())
+    );
+
+    let p = Process::builder(exit_with, 3)
+        .start_method(StartMethod::Fork)
+        .force_fork(true)
+        .build();
+    p.start().expect("start");
+    assert_eq!(p.join().expect("join"), 3);
+
+    let p = Process::builder(sleep_ms, 60_000)
+        .start_method(StartMethod::Fork)
+        .force_fork(true)
+        .build();
+    p.start().expect("start");
+    p.kill().expect("kill");
+    assert_eq!(p.join().expect("join"), -9);
+    assert_no_leftovers(&[pid, p.pid().expect("pid")]);
+}
+
+// ---- helpers run as subprocesses ----------------------------------------------------
+
+fn helper(role: &str, test: &str) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
+    cmd.args([
+        "--exact",
+        test,
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(ROLE_ENV, role);
+    cmd
+}
+
+fn role_is(role: &str) -> bool {
+    std::env::var(ROLE_ENV).is_ok_and(|r| r == role)
+}
+
+/// Helper: a spawned (or forced-fork) child panics; prints its exit code.
+#[test]
+#[ignore = "helper run by panicking_target_gives_1_and_message_on_stderr"]
+fn helper_panicking_child() {
+    for (role, method) in [
+        ("panic-spawn", StartMethod::Spawn),
+        ("panic-fork", StartMethod::Fork),
+    ] {
+        if role_is(role) {
+            let p = Process::builder(panic_with, "boom-marker-4242".to_string())
+                .start_method(method)
+                .force_fork(true)
+                .build();
+            p.start().expect("start");
+            println!("EXITCODE {}", p.join().expect("join"));
+        }
+    }
+}
+
+#[test]
+fn panicking_target_gives_1_and_message_on_stderr() {
+    let _w = watchdog("panicking_target_gives_1_and_message_on_stderr", LIMIT);
+    for role in ["panic-spawn", "panic-fork"] {
+        let out = run_with_limit(&mut helper(role, "helper_panicking_child"), LIMIT);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{role}: {stdout}\n{stderr}");
+        assert!(stdout.contains("EXITCODE 1"), "{role}: {stdout}\n{stderr}");
+        assert!(stderr.contains("boom-marker-4242"), "{role}: {stderr}");
+        assert!(stderr.contains("panicked"), "{role}: {stderr}");
+    }
+}
+
+/// Helper: starts a long-sleeping child, prints its pid, sleeps.
+#[test]
+#[ignore = "helper run by child_dies_with_killed_parent"]
+fn helper_orphan_parent() {
+    for (role, method) in [
+        ("orphan-spawn", StartMethod::Spawn),
+        ("orphan-fork", StartMethod::Fork),
+    ] {
+        if role_is(role) {
+            let p = Process::builder(sleep_ms, 120_000)
+                .start_method(method)
+                .force_fork(true)
+                .build();
+            p.start().expect("start");
+            println!("CHILD_PID {}", p.pid().expect("pid"));
+            std::thread::sleep(Duration::from_secs(120));
+        }
+    }
+}
+
+#[test]
+fn child_dies_with_killed_parent() {
+    let _w = watchdog("child_dies_with_killed_parent", LIMIT);
+    for role in ["orphan-spawn", "orphan-fork"] {
+        let mut parent = helper(role, "helper_orphan_parent")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn intermediate parent");
+        let stdout = parent.stdout.take().expect("stdout");
+        let mut child_pid = None;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("read line");
+            // libtest may have printed "test name ... " on the same line.
+            if let Some((_, p)) = line.split_once("CHILD_PID ") {
+                child_pid = Some(p.trim().parse::<u32>().expect("pid"));
+                break;
+            }
+        }
+        let child_pid = child_pid.unwrap_or_else(|| {
+            let _ = parent.kill();
+            let _ = parent.wait();
+            panic!("{role}: intermediate parent printed no child pid")
+        });
+        assert!(!common::pid_gone(child_pid), "{role}: child not running");
+        parent.kill().expect("SIGKILL the intermediate parent");
+        parent.wait().expect("reap the intermediate parent");
+        let gone = wait_gone(child_pid, Duration::from_secs(5));
+        if !gone {
+            // Do not leave it behind even when failing.
+            // SAFETY-free: plain kill(1) through the shell-less std API.
+            let _ = Command::new("kill")
+                .args(["-9", &child_pid.to_string()])
+                .status();
+        }
+        assert!(
+            gone,
+            "{role}: child {child_pid} outlived its SIGKILLed parent"
+        );
+    }
+}
+
+/// Helper: starts a daemon child that sleeps and a non-daemon child that
+/// writes a file after a pause, then returns (the harness exits normally).
+#[test]
+#[ignore = "helper run by exit_terminates_daemons_and_joins_others"]
+fn helper_exit_with_children() {
+    if let Ok(path) = std::env::var("SHMPROC_TEST_OUT") {
+        if role_is("exit") {
+            let d = Process::builder(sleep_ms, 120_000).daemon(true).build();
+            d.start().expect("start daemon");
+            let n = Process::new(write_sum, (path, 1u64, 2u64));
+            n.start().expect("start non-daemon");
+            println!("DAEMON_PID {}", d.pid().expect("pid"));
+        }
+    }
+}
+
+#[test]
+fn exit_terminates_daemons_and_joins_others() {
+    let _w = watchdog("exit_terminates_daemons_and_joins_others", LIMIT);
+    let dir = TempDir::new("exit");
+    let out = dir.file("sum");
+    let res = run_with_limit(
+        helper("exit", "helper_exit_with_children").env("SHMPROC_TEST_OUT", &out),
+        LIMIT,
+    );
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(res.status.success(), "{stdout}");
+    let daemon: u32 = stdout
+        .lines()
+        .find_map(|l| l.split_once("DAEMON_PID ").map(|(_, p)| p))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no daemon pid in {stdout}"));
+    // The non-daemon child was joined before the helper exited.
+    assert_eq!(read(&out), "3");
+    // The daemon was terminated (and reaped) before the helper exited.
+    assert!(
+        wait_gone(daemon, Duration::from_secs(5)),
+        "daemon {daemon} left behind"
+    );
+}
+
+#[test]
+fn forgotten_init_is_init_missing() {
+    let _w = watchdog("forgotten_init_is_init_missing", LIMIT);
+    let exe = common::example("forgot_init");
+    let out = run_with_limit(&mut Command::new(exe), LIMIT);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("start failed: InitMissing"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("call shmproc::init() first in main"),
+        "{stdout}"
+    );
+    // The child said why it stopped, and spawned nothing.
+    assert!(
+        stderr.contains("shmproc::init() was not called"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stdout.matches("forgot_init main starts").count(),
+        2,
+        "{stdout}"
+    );
+}
