@@ -20,20 +20,21 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod backend;
+#[doc(hidden)]
+pub mod cli;
 pub mod error;
 #[allow(unsafe_code)]
-pub(crate) mod sys;
+pub mod ipc;
+pub mod pool;
+#[allow(unsafe_code)]
+pub mod process;
 #[allow(unsafe_code)]
 pub mod segment;
 #[allow(unsafe_code)]
 pub mod sync;
 #[allow(unsafe_code)]
-pub mod ipc;
-#[allow(unsafe_code)]
-pub mod process;
-pub mod pool;
-#[doc(hidden)]
-pub mod cli;
+pub(crate) mod sys;
 
 pub use error::{Error, Result};
 pub use process::init;
