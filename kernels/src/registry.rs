@@ -298,7 +298,9 @@ impl KernelInfo {
             (_, Some(d)) => self.accepts(d),
         };
         if !ok {
-            return Err(self.wrong_dtype(input.map_or("no input", Dtype::name)));
+            return Err(
+                self.wrong_dtype(&input.map_or("no input".to_owned(), |d| format!("{d} input")))
+            );
         }
         Ok(match (self.output, input) {
             (OutputKind::Map { dtype: Some(d), .. }, _) | (OutputKind::Reduce { dtype: d }, _) => d,
