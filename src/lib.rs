@@ -20,6 +20,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod backend;
 #[doc(hidden)]
 pub mod cli;
 pub mod error;

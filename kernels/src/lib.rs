@@ -1,53 +1,43 @@
 //! Pure numeric kernels over slices. This crate knows nothing of processes or
 //! shared memory: every function takes plain `&[T]` / `&mut [T]`.
+//!
+//! * Elementwise: [`power_u64_slice`], [`power_f64_slice`], [`saxpy`].
+//! * Reductions: [`sum`], [`dot`], [`histogram`].
+//! * Generated from the index: [`mandelbrot`], [`monte_carlo_pi`], [`count_primes`].
+//! * The [registry](registry()) of named kernels with one chunk entry point,
+//!   [`run_chunk`], and [`combine`] for reductions, used by every backend
+//!   (sequential, threads, rayon, worker processes on shared memory).
+//!
+//! ```
+//! use shmproc_kernels::{find, run_chunk, Input, Output, Params};
+//! let power = find("power").unwrap();
+//! let params = Params::from_pairs(["times=4"])?;
+//! let input = [1u64, 2, 3];
+//! let mut out = [0u64; 3];
+//! run_chunk(power, &params, 0..3, Input::U64(&input), Output::U64(&mut out))?;
+//! assert_eq!(out, [1, 65536, 43046721]);
+//! # Ok::<(), shmproc_kernels::KernelError>(())
+//! ```
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
-/// Repeated squaring of one value: `x -> x * x`, `times` times, in wrapping
-/// 64-bit arithmetic.
-///
-/// ```
-/// assert_eq!(shmproc_kernels::power_u64(2, 4), 65536);
-/// assert_eq!(shmproc_kernels::power_u64(3, 4), 43046721);
-/// ```
-#[inline]
-pub fn power_u64(mut x: u64, times: u32) -> u64 {
-    for _ in 0..times {
-        x = x.wrapping_mul(x);
-    }
-    x
-}
+mod elementwise;
+mod error;
+mod generated;
+mod params;
+mod reduce;
+mod registry;
+pub mod rng;
 
-/// Repeated squaring of one `f64`: `x -> x * x`, `times` times.
-///
-/// ```
-/// assert_eq!(shmproc_kernels::power_f64(2.0, 4), 65536.0);
-/// ```
-#[inline]
-pub fn power_f64(mut x: f64, times: u32) -> f64 {
-    for _ in 0..times {
-        x *= x;
-    }
-    x
-}
-
-/// Applies [`power_u64`] to every element of `input`, writing into `output`.
-///
-/// # Panics
-/// If the slices differ in length.
-pub fn power_u64_slice(input: &[u64], output: &mut [u64], times: u32) {
-    assert_eq!(input.len(), output.len(), "input and output lengths differ");
-    for (o, &x) in output.iter_mut().zip(input) {
-        *o = power_u64(x, times);
-    }
-}
-
-/// Applies [`power_f64`] to every element of `input`, writing into `output`.
-///
-/// # Panics
-/// If the slices differ in length.
-pub fn power_f64_slice(input: &[f64], output: &mut [f64], times: u32) {
-    assert_eq!(input.len(), output.len(), "input and output lengths differ");
-    for (o, &x) in output.iter_mut().zip(input) {
-        *o = power_f64(x, times);
-    }
-}
+pub use elementwise::{power_f64, power_f64_slice, power_u64, power_u64_slice, saxpy};
+pub use error::KernelError;
+pub use generated::{
+    count_primes, mandelbrot, mandelbrot_coords, mandelbrot_point, monte_carlo_hit, monte_carlo_pi,
+    PRIMES_MAX,
+};
+pub use params::{ParamSpec, Params, ALL_PARAMS, MAX_BINS};
+pub use reduce::{dot, hist_nan, hist_over, hist_under, histogram, sum};
+pub use registry::{
+    combine, find, lookup, registry, run_chunk, Acc, Dtype, Input, InputKind, KernelId, KernelInfo,
+    Output, OutputKind, Values,
+};

@@ -1,12 +1,29 @@
-//! The `shmproc` command line.
+//! The `shmproc` command line: `run` maps a kernel over a file of numbers,
+//! `bench` compares backends, `kernels` lists the registry, `info` and `clean`
+//! list and remove shared segments.
 
+mod bench;
+mod files;
+mod mapped;
+mod npy;
+mod run;
 mod segments;
+mod svg;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
 
-/// shmproc: Python's multiprocessing on shared memory.
+/// Exit code of a run that failed at run time (bad input, I/O, kernel error).
+const EXIT_FAILURE: i32 = 1;
+/// Exit code of a command line that does not parse.
+const EXIT_USAGE: i32 = 2;
+
 #[derive(Debug, Parser)]
-#[command(name = "shmproc", version, about)]
+#[command(
+    name = "shmproc",
+    version,
+    about = "Map numeric kernels over files with worker processes on shared memory, and compare backends"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -14,6 +31,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run one kernel over an input file (or a generated 0..n) and write the output.
+    Run(RunArgs),
+    /// Time kernels on every backend and worker count; check the results agree.
+    Bench(BenchArgs),
+    /// List the registered kernels and their parameters.
+    Kernels,
     /// List this user's shmproc segments in /dev/shm (name, size, creator, alive or stale).
     Info,
     /// Remove shmproc segments whose creator process is dead.
@@ -24,18 +47,207 @@ enum Command {
     },
 }
 
+/// Arguments of `shmproc run`.
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Kernel name (see `shmproc kernels`).
+    kernel: String,
+    /// Input file: .npy (<u8 or <f8, 1-D), text (.txt/.csv: one number per line), else raw little-endian.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Second input of `dot` (y); defaults to the first.
+    #[arg(long)]
+    input2: Option<PathBuf>,
+    /// Input format, overriding the extension.
+    #[arg(long, value_enum)]
+    input_format: Option<files::Format>,
+    /// Element type of raw or text input, and of the generated 0..n.
+    #[arg(long, value_enum)]
+    dtype: Option<files::DtypeArg>,
+    /// Output file (written whole, through a temporary file and a rename).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Output format, overriding the extension.
+    #[arg(long, value_enum)]
+    format: Option<files::Format>,
+    /// Size of the index space when there is no input file (default: the
+    /// kernel's natural size, else 10000000).
+    #[arg(long)]
+    n: Option<usize>,
+    /// Workers (default: the number of CPUs).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Indices per chunk (default: about n/64).
+    #[arg(long)]
+    chunk: Option<usize>,
+    /// Backend.
+    #[arg(long, default_value = "processes")]
+    backend: crate::backend::Backend,
+    /// power: number of squarings (same as --param times=N).
+    #[arg(long)]
+    times: Option<u32>,
+    /// Kernel parameter as name=value (repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// Print nothing on success except with --json.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `shmproc bench`.
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// Kernels to time (comma-separated).
+    #[arg(
+        long = "kernel",
+        value_delimiter = ',',
+        default_value = "power,sum,dot,saxpy,histogram,mandelbrot,monte_carlo_pi,count_primes"
+    )]
+    kernels: Vec<String>,
+    /// Size of the index space (mandelbrot: a square image of about n pixels).
+    #[arg(long, default_value_t = 1_000_000)]
+    n: usize,
+    /// Worker counts (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    workers: Vec<usize>,
+    /// Timed runs per point (after one untimed warm-up run); the median is reported.
+    #[arg(long, default_value_t = 5)]
+    repeat: usize,
+    /// Backends (comma-separated); sequential is always run as the reference.
+    #[arg(
+        long = "backend",
+        value_delimiter = ',',
+        default_value = "sequential,threads,rayon"
+    )]
+    backends: Vec<crate::backend::Backend>,
+    /// Indices per chunk (default: about n/64).
+    #[arg(long)]
+    chunk: Option<usize>,
+    /// Kernel parameter as name=value (repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Write an SVG plot of speed-up against workers.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+}
+
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
-        Ok(c) => c,
+        Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
-            return code;
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+                || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            {
+                let _ = e.print();
+                return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                    EXIT_USAGE
+                } else {
+                    0
+                };
+            }
+            // One line: clap's first line, without the usage block.
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("error: bad command line");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("shmproc: error: {first} (see shmproc --help)");
+            return EXIT_USAGE;
         }
     };
-    match cli.command {
-        Command::Info => segments::info(),
-        Command::Clean { dry_run } => segments::clean(dry_run),
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Bench(args) => bench::bench(args),
+        Command::Kernels => {
+            list_kernels();
+            Ok(())
+        }
+        Command::Info => return segments::info(),
+        Command::Clean { dry_run } => return segments::clean(dry_run),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("shmproc: error: {}", one_line(&e));
+            e.exit_code()
+        }
     }
+}
+
+/// A CLI failure: its message and whether it is a usage error.
+#[derive(Debug)]
+struct CliError {
+    message: String,
+    usage: bool,
+}
+
+impl CliError {
+    fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            usage: false,
+        }
+    }
+
+    fn usage(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            usage: true,
+        }
+    }
+
+    fn exit_code(&self) -> i32 {
+        if self.usage {
+            EXIT_USAGE
+        } else {
+            EXIT_FAILURE
+        }
+    }
+}
+
+impl From<crate::kernels::KernelError> for CliError {
+    fn from(e: crate::kernels::KernelError) -> Self {
+        use crate::kernels::KernelError as K;
+        let usage = matches!(
+            e,
+            K::UnknownKernel(_) | K::UnknownParam(_) | K::BadParam { .. }
+        );
+        Self {
+            message: e.to_string(),
+            usage,
+        }
+    }
+}
+
+impl From<crate::backend::RunError> for CliError {
+    fn from(e: crate::backend::RunError) -> Self {
+        match e {
+            crate::backend::RunError::Kernel(k) => k.into(),
+            other => Self::new(other.to_string()),
+        }
+    }
+}
+
+fn one_line(e: &CliError) -> String {
+    e.message.replace('\n', " ")
+}
+
+fn list_kernels() {
+    for k in crate::kernels::registry() {
+        println!("{:<16} {}", k.name, k.summary);
+        for p in k.params {
+            println!("    {:<10} (default {:<5}) {}", p.name, p.default, p.help);
+        }
+    }
+}
+
+/// Default parameters updated by `--param name=value` pairs.
+fn parse_params(pairs: &[String]) -> Result<crate::kernels::Params, CliError> {
+    Ok(crate::kernels::Params::from_pairs(pairs)?)
 }

@@ -1,0 +1,140 @@
+//! Elementwise kernels: one output per input element.
+
+/// Repeated squaring of one value: `x -> x * x`, `times` times, in wrapping
+/// 64-bit arithmetic.
+///
+/// ```
+/// assert_eq!(shmproc_kernels::power_u64(2, 4), 65536);
+/// assert_eq!(shmproc_kernels::power_u64(3, 4), 43046721);
+/// ```
+#[inline]
+pub fn power_u64(mut x: u64, times: u32) -> u64 {
+    for _ in 0..times {
+        x = x.wrapping_mul(x);
+    }
+    x
+}
+
+/// Repeated squaring of one `f64`: `x -> x * x`, `times` times.
+///
+/// ```
+/// assert_eq!(shmproc_kernels::power_f64(2.0, 4), 65536.0);
+/// ```
+#[inline]
+pub fn power_f64(mut x: f64, times: u32) -> f64 {
+    for _ in 0..times {
+        x *= x;
+    }
+    x
+}
+
+/// Applies [`power_u64`] to every element of `input`, writing into `output`.
+///
+/// ```
+/// let mut out = [0u64; 3];
+/// shmproc_kernels::power_u64_slice(&[1, 2, 3], &mut out, 4);
+/// assert_eq!(out, [1, 65536, 43046721]);
+/// ```
+///
+/// # Panics
+/// If the slices differ in length.
+pub fn power_u64_slice(input: &[u64], output: &mut [u64], times: u32) {
+    assert_eq!(input.len(), output.len(), "input and output lengths differ");
+    for (o, &x) in output.iter_mut().zip(input) {
+        *o = power_u64(x, times);
+    }
+}
+
+/// Applies [`power_f64`] to every element of `input`, writing into `output`.
+///
+/// ```
+/// let mut out = [0.0; 2];
+/// shmproc_kernels::power_f64_slice(&[1.5, -2.0], &mut out, 1);
+/// assert_eq!(out, [2.25, 4.0]);
+/// ```
+///
+/// # Panics
+/// If the slices differ in length.
+pub fn power_f64_slice(input: &[f64], output: &mut [f64], times: u32) {
+    assert_eq!(input.len(), output.len(), "input and output lengths differ");
+    for (o, &x) in output.iter_mut().zip(input) {
+        *o = power_f64(x, times);
+    }
+}
+
+/// `y = a * x + y`, elementwise, without fused multiply-add (so the result is the
+/// same on every target).
+///
+/// ```
+/// let mut y = [1.0, 2.0];
+/// shmproc_kernels::saxpy(2.0, &[10.0, 20.0], &mut y);
+/// assert_eq!(y, [21.0, 42.0]);
+/// ```
+///
+/// # Panics
+/// If the slices differ in length.
+pub fn saxpy(a: f64, x: &[f64], y: &mut [f64]) {
+    assert_eq!(x.len(), y.len(), "x and y lengths differ");
+    for (yi, &xi) in y.iter_mut().zip(x) {
+        *yi += a * xi;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SplitMix64;
+
+    #[test]
+    fn power_u64_matches_wrapping_pow() {
+        let mut g = SplitMix64::new(1);
+        let xs: Vec<u64> = (0..1000).map(|_| g.next_u64()).collect();
+        for times in [0u32, 1, 2, 4, 7, 31] {
+            let mut out = vec![0; xs.len()];
+            power_u64_slice(&xs, &mut out, times);
+            for (&x, &o) in xs.iter().zip(&out) {
+                // Naive reference: x^(2^times) by the standard library.
+                assert_eq!(o, x.wrapping_pow(1u32 << times), "x={x} times={times}");
+            }
+        }
+    }
+
+    #[test]
+    fn power_f64_matches_powi_within_tolerance() {
+        let mut g = SplitMix64::new(2);
+        let xs: Vec<f64> = (0..1000).map(|_| g.next_f64() * 4.0 - 2.0).collect();
+        for times in [0u32, 1, 3, 5] {
+            let mut out = vec![0.0; xs.len()];
+            power_f64_slice(&xs, &mut out, times);
+            for (&x, &o) in xs.iter().zip(&out) {
+                let want = x.powi(1 << times);
+                // Each squaring rounds once: relative error <= times * 2^-52.
+                let tol = 1e-13 * want.abs().max(f64::MIN_POSITIVE);
+                assert!(
+                    (o - want).abs() <= tol,
+                    "x={x} times={times}: {o} vs {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn saxpy_matches_indexed_loop() {
+        let mut g = SplitMix64::new(3);
+        let x: Vec<f64> = (0..777).map(|_| g.next_f64() - 0.5).collect();
+        let y0: Vec<f64> = (0..777).map(|_| g.next_f64() * 10.0).collect();
+        let a = 2.5;
+        let mut y = y0.clone();
+        saxpy(a, &x, &mut y);
+        for i in 0..x.len() {
+            // Same operations in the same order: exact.
+            assert_eq!(y[i], a * x[i] + y0[i]);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "lengths differ")]
+    fn saxpy_rejects_length_mismatch() {
+        saxpy(1.0, &[1.0], &mut [1.0, 2.0]);
+    }
+}

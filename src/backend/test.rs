@@ -1,0 +1,198 @@
+use super::*;
+use crate::kernels::{find, registry, rng::SplitMix64, Dtype, InputKind};
+use std::sync::atomic::AtomicU64;
+
+fn inputs(n: usize) -> (Vec<u64>, Vec<f64>, Vec<f64>) {
+    let mut g = SplitMix64::new(77);
+    let u = (0..n).map(|_| g.next_u64()).collect();
+    let f = (0..n).map(|_| g.next_f64() * 3.0 - 1.0).collect();
+    let f2 = (0..n).map(|_| g.next_f64()).collect();
+    (u, f, f2)
+}
+
+/// Runs every kernel with `backend` and returns its outputs (f64 inputs for
+/// array kernels that take them, u64 for power).
+fn run_all(backend: Backend, workers: usize, chunk: Option<usize>) -> Vec<Values> {
+    let n = 3001;
+    let (u, f, f2) = inputs(n);
+    let params = Params {
+        width: 61,
+        height: 49,
+        max_iter: 100,
+        bins: 10,
+        ..Params::default()
+    };
+    let mut results = Vec::new();
+    for k in registry() {
+        let job = match k.input {
+            InputKind::Generated => Job::generated(k, params, k.natural_len(&params).unwrap_or(n)),
+            InputKind::F64Pair => Job::new(k, params, Input::F64Pair(&f, &f2)),
+            InputKind::Array(ds) if ds.contains(&Dtype::U64) => Job::new(k, params, Input::U64(&u)),
+            InputKind::Array(_) => Job::new(k, params, Input::F64(&f)),
+        };
+        let dtype = k.output_dtype(job.input.dtype()).unwrap();
+        let len = if k.is_reduction() {
+            k.acc_len(&params)
+        } else {
+            job.n
+        };
+        // saxpy updates in place: start from y = f2.
+        let mut out = if k.name == "saxpy" {
+            Values::F64(f2.clone())
+        } else {
+            Values::zeros(dtype, len)
+        };
+        let opts = RunOptions {
+            workers,
+            chunk,
+            progress: None,
+        };
+        run(backend, &job, out.as_output(), &opts)
+            .unwrap_or_else(|e| panic!("{backend} {}: {e}", k.name));
+        results.push(out);
+    }
+    results
+}
+
+#[test]
+fn all_backends_agree_bitwise_for_a_fixed_chunk() {
+    for chunk in [Some(7), Some(1000), None] {
+        let want = run_all(Backend::Sequential, 1, chunk);
+        for backend in [Backend::Threads, Backend::Rayon] {
+            for workers in [1, 2, 3] {
+                assert_eq!(
+                    run_all(backend, workers, chunk),
+                    want,
+                    "{backend} x{workers} {chunk:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn results_match_the_plain_functions() {
+    let results = run_all(Backend::Threads, 2, Some(100));
+    let (u, f, f2) = inputs(3001);
+    let by_name = |name: &str| &results[find(name).unwrap().id as usize];
+    let power: Vec<u64> = u.iter().map(|&x| crate::kernels::power_u64(x, 4)).collect();
+    assert_eq!(by_name("power"), &Values::U64(power));
+    let Values::F64(s) = by_name("sum") else {
+        panic!("dtype")
+    };
+    let naive: f64 = f.iter().sum();
+    assert!((s[0] - naive).abs() < 1e-9, "{} vs {naive}", s[0]);
+    let Values::F64(d) = by_name("dot") else {
+        panic!("dtype")
+    };
+    assert!((d[0] - crate::kernels::dot(&f, &f2)).abs() < 1e-9);
+    let mut y = f2.clone();
+    crate::kernels::saxpy(2.0, &f, &mut y);
+    assert_eq!(by_name("saxpy"), &Values::F64(y));
+    let mut counts = vec![0; 13];
+    crate::kernels::histogram(&f, 0.0, 1.0, &mut counts);
+    assert_eq!(by_name("histogram"), &Values::U64(counts));
+    let mut img = vec![0; 61 * 49];
+    crate::kernels::mandelbrot(61, 49, 100, 0, &mut img);
+    assert_eq!(by_name("mandelbrot"), &Values::U64(img));
+    let hits = crate::kernels::monte_carlo_pi(42, 0..3001);
+    assert_eq!(by_name("monte_carlo_pi"), &Values::U64(vec![hits, 3001]));
+    assert_eq!(by_name("count_primes"), &Values::U64(vec![430])); // pi(3001) = 430
+}
+
+#[test]
+fn progress_reports_every_index_once() {
+    let done = AtomicU64::new(0);
+    let progress = |k: usize| {
+        done.fetch_add(k as u64, Ordering::Relaxed);
+    };
+    let job = Job::generated(find("monte_carlo_pi").unwrap(), Params::default(), 10_007);
+    for backend in [Backend::Sequential, Backend::Threads, Backend::Rayon] {
+        done.store(0, Ordering::Relaxed);
+        let opts = RunOptions {
+            workers: 2,
+            chunk: Some(100),
+            progress: Some(&progress),
+        };
+        let mut acc = [0u64; 2];
+        run(backend, &job, Output::U64(&mut acc), &opts).unwrap();
+        assert_eq!(done.load(Ordering::Relaxed), 10_007, "{backend}");
+        assert_eq!(acc[1], 10_007);
+    }
+}
+
+#[test]
+fn invalid_runs_are_rejected_before_any_work() {
+    let input = [1u64, 2, 3];
+    let power = find("power").unwrap();
+    let job = Job::new(power, Params::default(), Input::U64(&input));
+    let mut out = [9u64; 3];
+    let bad = |workers, chunk| RunOptions {
+        workers,
+        chunk,
+        progress: None,
+    };
+    for backend in [Backend::Sequential, Backend::Threads, Backend::Rayon] {
+        let e = run(backend, &job, Output::U64(&mut out), &bad(0, None)).unwrap_err();
+        assert!(e.to_string().contains("worker count"), "{e}");
+        let e = run(backend, &job, Output::U64(&mut out), &bad(1, Some(0))).unwrap_err();
+        assert!(e.to_string().contains("chunk size"), "{e}");
+        let e = run(backend, &job, Output::U64(&mut out[..2]), &bad(1, None)).unwrap_err();
+        assert!(matches!(e, RunError::Invalid(_)), "{e}");
+        let e = run(backend, &job, Output::F64(&mut [0.0; 3]), &bad(1, None)).unwrap_err();
+        assert!(e.to_string().contains("writes u64"), "{e}");
+    }
+    assert_eq!(out, [9; 3]);
+    let sum = find("sum").unwrap();
+    let e = run(
+        Backend::Threads,
+        &Job::new(sum, Params::default(), Input::U64(&input)),
+        Output::F64(&mut [0.0]),
+        &bad(2, None),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, RunError::Kernel(KernelError::WrongDtype { .. })),
+        "{e}"
+    );
+    let mb = find("mandelbrot").unwrap();
+    let small = Params {
+        width: 4,
+        height: 4,
+        ..Params::default()
+    };
+    let e = run(
+        Backend::Rayon,
+        &Job::generated(mb, small, 17),
+        Output::U64(&mut [0; 17]),
+        &bad(2, None),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, RunError::Kernel(KernelError::RangeTooLarge { .. })),
+        "{e}"
+    );
+}
+
+#[test]
+fn process_backends_report_unavailable() {
+    let job = Job::generated(find("count_primes").unwrap(), Params::default(), 10);
+    for backend in [Backend::Processes, Backend::ProcessesCopy] {
+        let e = run(backend, &job, Output::U64(&mut [0]), &RunOptions::default()).unwrap_err();
+        assert!(matches!(e, RunError::Unavailable(b) if b == backend), "{e}");
+    }
+}
+
+#[test]
+fn empty_index_space_gives_zero_accumulator() {
+    let job = Job::new(find("sum").unwrap(), Params::default(), Input::F64(&[]));
+    let mut acc = [5.0];
+    run(
+        Backend::Threads,
+        &job,
+        Output::F64(&mut acc),
+        &RunOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(acc, [0.0]);
+}

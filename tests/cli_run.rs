@@ -1,0 +1,557 @@
+//! `shmproc run` end to end: the built binary on files in temporary directories,
+//! with expected values computed here, independently of the crate.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn shmproc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shmproc"))
+        .args(args)
+        .output()
+        .expect("run the shmproc binary")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = shmproc(args);
+    assert!(o.status.success(), "{args:?} failed: {}", stderr(&o));
+    stdout(&o)
+}
+
+/// Runs a command that must fail; returns its single stderr line.
+fn fails(args: &[&str]) -> String {
+    let o = shmproc(args);
+    assert!(!o.status.success(), "{args:?} succeeded: {}", stdout(&o));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "one line on stderr, got {err:?}");
+    assert!(err.starts_with("shmproc: error: "), "{err}");
+    err
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+/// Repeated squaring, written out here rather than taken from the crate.
+fn power(mut x: u64, times: u32) -> u64 {
+    for _ in 0..times {
+        x = x.wrapping_mul(x);
+    }
+    x
+}
+
+/// A .npy v1.0 file written by hand: magic, version, header padded to 64.
+fn npy_bytes(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
+    let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    let mut header = dict.into_bytes();
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(b' ');
+    }
+    header.push(b'\n');
+    let mut f = b"\x93NUMPY\x01\x00".to_vec();
+    f.extend((header.len() as u16).to_le_bytes());
+    f.extend(header);
+    f.extend(data);
+    f
+}
+
+fn le_u64(v: &[u64]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn le_f64(v: &[f64]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Reads a .npy file: checks its header says `descr` and `len`, returns the data.
+fn read_npy(path: &Path, descr: &str, len: usize) -> Vec<u8> {
+    let f = std::fs::read(path).expect("read output");
+    assert_eq!(&f[..8], b"\x93NUMPY\x01\x00");
+    let hlen = u16::from_le_bytes([f[8], f[9]]) as usize;
+    let header = std::str::from_utf8(&f[10..10 + hlen]).expect("ascii header");
+    assert!(header.contains(&format!("'descr': '{descr}'")), "{header}");
+    assert!(header.contains(&format!("'shape': ({len},)")), "{header}");
+    assert!(header.contains("'fortran_order': False"), "{header}");
+    assert_eq!((10 + hlen) % 64, 0, "data aligned to 64");
+    assert_eq!(f.len(), 10 + hlen + 8 * len);
+    f[10 + hlen..].to_vec()
+}
+
+fn u64s(bytes: &[u8]) -> Vec<u64> {
+    bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect()
+}
+
+fn f64s(bytes: &[u8]) -> Vec<f64> {
+    bytes
+        .chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect()
+}
+
+fn checksum_line(out: &str) -> u64 {
+    out.lines()
+        .find_map(|l| l.strip_prefix("checksum:"))
+        .expect("a checksum line")
+        .trim()
+        .parse()
+        .expect("checksum is a u64")
+}
+
+fn tmp() -> (tempfile::TempDir, PathBuf) {
+    let d = tempfile::tempdir().expect("temp dir");
+    let p = d.path().to_owned();
+    (d, p)
+}
+
+#[test]
+fn npy_u64_round_trip_for_power() {
+    let (_d, dir) = tmp();
+    let xs: Vec<u64> = (0..1000u64)
+        .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .collect();
+    let input = dir.join("in.npy");
+    std::fs::write(&input, npy_bytes("<u8", "(1000,)", &le_u64(&xs))).unwrap();
+    let output = dir.join("out.npy");
+    for backend in ["sequential", "threads", "rayon"] {
+        let out = ok(&[
+            "run",
+            "power",
+            "--input",
+            path_str(&input),
+            "--output",
+            path_str(&output),
+            "--times",
+            "3",
+            "--backend",
+            backend,
+            "--workers",
+            "2",
+            "--chunk",
+            "77",
+        ]);
+        let want: Vec<u64> = xs.iter().map(|&x| power(x, 3)).collect();
+        assert_eq!(u64s(&read_npy(&output, "<u8", 1000)), want, "{backend}");
+        let sum = want.iter().fold(0u64, |a, &x| a.wrapping_add(x));
+        assert_eq!(checksum_line(&out), sum);
+        assert!(out.contains("items:    1000"), "{out}");
+    }
+}
+
+#[test]
+fn npy_f64_round_trip_and_param_flag() {
+    let (_d, dir) = tmp();
+    let xs: Vec<f64> = (0..257).map(|i| 1.0 + i as f64 / 1000.0).collect();
+    let input = dir.join("in.npy");
+    std::fs::write(&input, npy_bytes("<f8", "(257,)", &le_f64(&xs))).unwrap();
+    let output = dir.join("out.npy");
+    ok(&[
+        "run",
+        "power",
+        "--input",
+        path_str(&input),
+        "--output",
+        path_str(&output),
+        "--param",
+        "times=2",
+        "--backend",
+        "threads",
+        "-q",
+    ]);
+    let got = f64s(&read_npy(&output, "<f8", 257));
+    for (x, y) in xs.iter().zip(&got) {
+        let want = (x * x) * (x * x);
+        assert_eq!(*y, want, "power of {x}");
+    }
+}
+
+#[test]
+fn raw_round_trip_and_dtype_flag() {
+    let (_d, dir) = tmp();
+    let xs: Vec<u64> = (1..=100).collect();
+    let input = dir.join("in.bin");
+    std::fs::write(&input, le_u64(&xs)).unwrap();
+    let output = dir.join("out.bin");
+    ok(&[
+        "run",
+        "power",
+        "--input",
+        path_str(&input),
+        "--output",
+        path_str(&output),
+        "--backend",
+        "rayon",
+        "--times",
+        "1",
+    ]);
+    let want: Vec<u64> = xs.iter().map(|x| x * x).collect();
+    assert_eq!(u64s(&std::fs::read(&output).unwrap()), want);
+
+    // The same bytes read as f64 by --dtype, summed.
+    let fs: Vec<f64> = (0..64).map(|i| i as f64 * 0.5).collect();
+    std::fs::write(&input, le_f64(&fs)).unwrap();
+    let out = ok(&[
+        "run",
+        "sum",
+        "--input",
+        path_str(&input),
+        "--dtype",
+        "f64",
+        "--backend",
+        "threads",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
+    assert_eq!(v["result"][0].as_f64(), Some(fs.iter().sum::<f64>()));
+    assert_eq!(v["items"], 64);
+}
+
+#[test]
+fn text_round_trip() {
+    let (_d, dir) = tmp();
+    let input = dir.join("in.txt");
+    std::fs::write(&input, "3\n 5 \n\n7\n").unwrap();
+    let output = dir.join("out.txt");
+    ok(&[
+        "run",
+        "power",
+        "--input",
+        path_str(&input),
+        "--output",
+        path_str(&output),
+        "--backend",
+        "sequential",
+        "--times",
+        "2",
+    ]);
+    assert_eq!(std::fs::read_to_string(&output).unwrap(), "81\n625\n2401\n");
+
+    // Floats in, floats out: text output round-trips every bit.
+    std::fs::write(&input, "0.1\n-2.5\n1e-300\n").unwrap();
+    let out_f = dir.join("f.txt");
+    ok(&[
+        "run",
+        "saxpy",
+        "--input",
+        path_str(&input),
+        "--output",
+        path_str(&out_f),
+        "--param",
+        "a=3",
+        "--backend",
+        "threads",
+    ]);
+    let got: Vec<f64> = std::fs::read_to_string(&out_f)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(got, [3.0 * 0.1, -7.5, 3.0 * 1e-300]);
+
+    // Text in, npy out (format chosen by --format despite the extension).
+    let out_n = dir.join("o.dat");
+    std::fs::write(&input, "2\n3\n").unwrap();
+    ok(&[
+        "run",
+        "power",
+        "--input",
+        path_str(&input),
+        "--output",
+        path_str(&out_n),
+        "--format",
+        "npy",
+        "--backend",
+        "threads",
+    ]);
+    assert_eq!(u64s(&read_npy(&out_n, "<u8", 2)), [65536, 43046721]);
+}
+
+#[test]
+fn generated_input_json_summary() {
+    let out = ok(&[
+        "run",
+        "power",
+        "--n",
+        "100",
+        "--backend",
+        "sequential",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
+    for key in [
+        "kernel",
+        "items",
+        "backend",
+        "workers",
+        "elapsed_s",
+        "items_per_s",
+        "checksum",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key} in {v}");
+    }
+    let want = (0..100u64).fold(0u64, |a, i| a.wrapping_add(power(i, 4)));
+    assert_eq!(v["checksum"].as_u64(), Some(want));
+    assert_eq!(v["kernel"], "power");
+    assert_eq!(v["backend"], "sequential");
+
+    let out = ok(&[
+        "run",
+        "count_primes",
+        "--n",
+        "1000",
+        "--backend",
+        "threads",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["result"][0], 168);
+
+    let out = ok(&[
+        "run",
+        "mandelbrot",
+        "--param",
+        "width=8",
+        "--param",
+        "height=6",
+        "--backend",
+        "rayon",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["items"], 48);
+}
+
+#[test]
+fn reduction_output_file_holds_the_accumulator() {
+    let (_d, dir) = tmp();
+    let xs = [0.1, 0.6, 0.7, -1.0, 2.0, f64::NAN];
+    let input = dir.join("x.npy");
+    std::fs::write(&input, npy_bytes("<f8", "(6,)", &le_f64(&xs))).unwrap();
+    let output = dir.join("h.npy");
+    ok(&[
+        "run",
+        "histogram",
+        "--input",
+        path_str(&input),
+        "--output",
+        path_str(&output),
+        "--param",
+        "bins=2",
+        "--backend",
+        "threads",
+    ]);
+    // Two bins [0, .5) [.5, 1), then under, over, NaN.
+    assert_eq!(u64s(&read_npy(&output, "<u8", 5)), [1, 2, 1, 1, 1]);
+}
+
+#[test]
+fn missing_input_file() {
+    let e = fails(&[
+        "run",
+        "power",
+        "--input",
+        "/no/such/file.npy",
+        "--backend",
+        "threads",
+    ]);
+    assert!(e.contains("cannot open /no/such/file.npy"), "{e}");
+}
+
+#[test]
+fn truncated_and_malformed_npy() {
+    let (_d, dir) = tmp();
+    let p = dir.join("bad.npy");
+    let good = npy_bytes("<u8", "(4,)", &le_u64(&[1, 2, 3, 4]));
+    std::fs::write(&p, &good[..40]).unwrap(); // cut inside the header
+    let e = fails(&[
+        "run",
+        "power",
+        "--input",
+        path_str(&p),
+        "--backend",
+        "threads",
+    ]);
+    assert!(e.contains("truncated .npy header"), "{e}");
+    std::fs::write(&p, &good[..good.len() - 8]).unwrap(); // one element short
+    let e = fails(&[
+        "run",
+        "power",
+        "--input",
+        path_str(&p),
+        "--backend",
+        "threads",
+    ]);
+    assert!(e.contains("truncated .npy data"), "{e}");
+    std::fs::write(&p, b"\x93NUMPY\x01\x00\x10\x00{'descr': <u8}  ").unwrap();
+    let e = fails(&[
+        "run",
+        "power",
+        "--input",
+        path_str(&p),
+        "--backend",
+        "threads",
+    ]);
+    assert!(e.contains("malformed .npy header"), "{e}");
+    std::fs::write(&p, npy_bytes("<i4", "(2,)", &[0; 8])).unwrap();
+    let e = fails(&[
+        "run",
+        "power",
+        "--input",
+        path_str(&p),
+        "--backend",
+        "threads",
+    ]);
+    assert!(e.contains("unsupported .npy dtype \"<i4\""), "{e}");
+    std::fs::write(&p, npy_bytes("<u8", "(2, 2)", &[0; 32])).unwrap();
+    let e = fails(&[
+        "run",
+        "power",
+        "--input",
+        path_str(&p),
+        "--backend",
+        "threads",
+    ]);
+    assert!(e.contains("only 1-D"), "{e}");
+}
+
+#[test]
+fn dtype_the_kernel_does_not_take() {
+    let (_d, dir) = tmp();
+    let p = dir.join("u.npy");
+    std::fs::write(&p, npy_bytes("<u8", "(2,)", &le_u64(&[1, 2]))).unwrap();
+    let e = fails(&[
+        "run",
+        "sum",
+        "--input",
+        path_str(&p),
+        "--backend",
+        "threads",
+    ]);
+    assert!(
+        e.contains("kernel sum takes f64 input, not u64 input"),
+        "{e}"
+    );
+    let e = fails(&[
+        "run",
+        "histogram",
+        "--dtype",
+        "u64",
+        "--n",
+        "3",
+        "--backend",
+        "threads",
+    ]);
+    assert!(e.contains("takes f64 input"), "{e}");
+}
+
+#[test]
+fn non_numeric_text_line() {
+    let (_d, dir) = tmp();
+    let p = dir.join("t.txt");
+    std::fs::write(&p, "1.5\n2\n\nthree\n4\n").unwrap();
+    let e = fails(&[
+        "run",
+        "sum",
+        "--input",
+        path_str(&p),
+        "--backend",
+        "threads",
+    ]);
+    assert!(e.contains("line 4: \"three\" is not a number"), "{e}");
+}
+
+#[test]
+fn unknown_kernel_option_and_parameter() {
+    let e = fails(&["run", "powr", "--backend", "threads"]);
+    assert!(e.contains("unknown kernel \"powr\""), "{e}");
+    let e = fails(&["run", "power", "--frobnicate"]);
+    assert!(e.contains("--frobnicate"), "{e}");
+    let e = fails(&[
+        "run",
+        "power",
+        "--param",
+        "colour=3",
+        "--backend",
+        "threads",
+    ]);
+    assert!(e.contains("unknown parameter \"colour\""), "{e}");
+    let e = fails(&["run", "power", "--backend", "gpu"]);
+    assert!(e.contains("gpu"), "{e}");
+    let e = fails(&[
+        "run",
+        "mandelbrot",
+        "--input",
+        "x.npy",
+        "--backend",
+        "threads",
+    ]);
+    assert!(e.contains("generates its input"), "{e}");
+}
+
+#[test]
+fn unwritable_output_leaves_nothing_behind() {
+    let (_d, dir) = tmp();
+    let missing = dir.join("no-such-dir").join("out.npy");
+    let e = fails(&[
+        "run",
+        "power",
+        "--n",
+        "10",
+        "--backend",
+        "threads",
+        "--output",
+        path_str(&missing),
+    ]);
+    assert!(e.contains("cannot create the output"), "{e}");
+
+    // A run that fails after the output was opened leaves neither the output
+    // nor a temporary file.
+    let out = dir.join("never.npy");
+    let e = fails(&[
+        "run",
+        "mandelbrot",
+        "--n",
+        "100",
+        "--param",
+        "width=2",
+        "--param",
+        "height=2",
+        "--backend",
+        "threads",
+        "--output",
+        path_str(&out),
+    ]);
+    assert!(e.contains("past the limit"), "{e}");
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn existing_output_is_replaced_whole() {
+    let (_d, dir) = tmp();
+    let out = dir.join("o.bin");
+    std::fs::write(&out, vec![0xffu8; 4096]).unwrap();
+    ok(&[
+        "run",
+        "power",
+        "--n",
+        "3",
+        "--backend",
+        "threads",
+        "--output",
+        path_str(&out),
+    ]);
+    assert_eq!(u64s(&std::fs::read(&out).unwrap()), [0, 1, 65536]);
+}
