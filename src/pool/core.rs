@@ -68,7 +68,6 @@ pub(crate) struct StreamState {
     pub(crate) total: Option<usize>,
     /// Chunks delivered so far.
     pub(crate) delivered: usize,
-    pub(crate) on_complete: Option<Box<dyn FnOnce(&mut StreamState) + Send>>,
 }
 
 /// The shared sink of a map or imap.
@@ -82,22 +81,11 @@ impl Stream {
         let mut st = lock(&self.state);
         st.done.insert(index, o);
         st.delivered += 1;
-        Self::maybe_complete(&mut st);
     }
 
     /// Records the number of chunks (the input is exhausted).
     pub(crate) fn set_total(&self, total: usize) {
-        let mut st = lock(&self.state);
-        st.total = Some(total);
-        Self::maybe_complete(&mut st);
-    }
-
-    fn maybe_complete(st: &mut StreamState) {
-        if st.total == Some(st.delivered) {
-            if let Some(f) = st.on_complete.take() {
-                f(st);
-            }
-        }
+        lock(&self.state).total = Some(total);
     }
 
     pub(crate) fn is_complete(&self) -> bool {
@@ -304,7 +292,8 @@ impl Shared {
             flags |= FLAG_ARG_SPILL;
         } else {
             self.ctl.write_payload(t, &task.args);
-            slot.arg_len.store(task.args.len() as u32, Ordering::Relaxed);
+            slot.arg_len
+                .store(task.args.len() as u32, Ordering::Relaxed);
         }
         // Relaxed: published by the READY Release in `publish`.
         slot.fn_id.store(task.fn_id.0, Ordering::Relaxed);
@@ -327,7 +316,11 @@ impl Shared {
         let h = self.ctl.header();
         // SYNC POINT: SeqCst bump + waiter check (see sync::wait_on).
         h.submit_seq.fetch_add(1, Ordering::SeqCst);
-        wake_if_waiting(&h.submit_seq, &h.idle_waiters, if all { u32::MAX } else { 1 });
+        wake_if_waiting(
+            &h.submit_seq,
+            &h.idle_waiters,
+            if all { u32::MAX } else { 1 },
+        );
     }
 
     /// Wakes parent threads waiting on the doorbell (after deliveries).
