@@ -1,7 +1,7 @@
 //! The process pool: Python's `multiprocessing.Pool` on shared memory.
 //!
 //! A [`Pool`] starts N worker processes (spawn or fork, see
-//! [`StartMethod`](crate::process::StartMethod)) that share a control segment
+//! [`StartMethod`]) that share a control segment
 //! with the parent. A task is a function (a `fn` item or non-capturing closure,
 //! named by its offset in the binary) plus its encoded arguments; it travels in
 //! a slot of the control segment, and the result comes back the same way. No
