@@ -104,7 +104,13 @@ fn byte_len<T>(len: usize) -> Result<usize> {
 }
 
 impl<T: Pod> SharedArray<T> {
-    /// A zeroed array of `len` elements in a new named segment of its own.
+    /// A zeroed array of `len` elements in a new segment of its own.
+    ///
+    /// The segment is a memfd: it has no name in `/dev/shm`, so nothing is left
+    /// behind whatever way this process ends (even `kill -9`). Other processes
+    /// of the same user attach through its handle while this process lives.
+    /// For a segment that unrelated processes open by name, use
+    /// [`SharedArray::new_in`] with a named [`Segment`].
     ///
     /// # Errors
     /// [`Error::NoSpace`] if shared memory cannot hold it.
@@ -112,6 +118,7 @@ impl<T: Pod> SharedArray<T> {
         let bytes = byte_len::<T>(len)?;
         let seg = SegmentBuilder::new()
             .kind(kind::ARRAY)
+            .memfd()
             .create(bytes + ARRAY_ALIGN)?;
         Self::new_in(&Arc::new(seg), len)
     }

@@ -94,6 +94,9 @@ pub enum SegmentHandle {
         start_time: u64,
         /// The descriptor number in the creator.
         fd: i32,
+        /// Inode number of the memfd: tells it from a later memfd that reuses
+        /// the descriptor number.
+        ino: u64,
     },
     /// A mapped file.
     File {
@@ -109,7 +112,7 @@ pub enum SegmentHandle {
 #[derive(Debug)]
 enum Backing {
     Shm(String),
-    Memfd { fd: i32 },
+    Memfd { fd: i32, ino: u64 },
     File { path: PathBuf, header: bool },
 }
 
@@ -210,8 +213,13 @@ impl SegmentBuilder {
             let name = generate_name()?;
             let file = sys::memfd_create(&name, total)?;
             use std::os::fd::AsRawFd;
+            use std::os::unix::fs::MetadataExt;
             let fd = file.as_raw_fd();
-            (file, Backing::Memfd { fd })
+            let ino = file
+                .metadata()
+                .map_err(|e| Error::io("fstat memfd", e))?
+                .ino();
+            (file, Backing::Memfd { fd, ino })
         } else {
             let name = match self.name {
                 Some(n) => n,
@@ -285,16 +293,29 @@ impl Segment {
                 pid,
                 start_time,
                 fd,
+                ino,
             } => {
+                use std::os::unix::fs::MetadataExt;
+                let gone = || {
+                    Error::SegmentNotFound(format!(
+                        "memfd {fd} (inode {ino}) of process {pid}, which has exited or closed it"
+                    ))
+                };
                 if *pid != sys::getpid() && !sys::process_alive(*pid, *start_time) {
-                    return Err(Error::SegmentNotFound(format!(
-                        "memfd {fd} of process {pid}, which has exited"
-                    )));
+                    return Err(gone());
                 }
                 let path = PathBuf::from(format!("/proc/{pid}/fd/{fd}"));
-                let file = sys::open_path(&path, true)?;
+                let file = sys::open_path(&path, true).map_err(|_| gone())?;
+                if file.metadata().map(|m| m.ino()).ok() != Some(*ino) {
+                    return Err(gone());
+                }
                 let what = path.display().to_string();
-                Self::from_file(file, Backing::Memfd { fd: *fd }, true, &what)
+                Self::from_file(
+                    file,
+                    Backing::Memfd { fd: *fd, ino: *ino },
+                    true,
+                    &what,
+                )
             }
             SegmentHandle::File {
                 path,
@@ -460,7 +481,7 @@ impl Segment {
     pub fn handle(&self) -> SegmentHandle {
         match &self.backing {
             Backing::Shm(name) => SegmentHandle::Shm { name: name.clone() },
-            Backing::Memfd { fd } => {
+            Backing::Memfd { fd, ino } => {
                 let pid = if self.has_header {
                     // Relaxed: set once at creation, before the handle exists.
                     self.header().creator_pid.load(Ordering::Relaxed)
@@ -471,6 +492,7 @@ impl Segment {
                     pid,
                     start_time: self.header().creator_start.load(Ordering::Relaxed),
                     fd: *fd,
+                    ino: *ino,
                 }
             }
             Backing::File { path, header } => SegmentHandle::File {
@@ -650,7 +672,7 @@ impl Segment {
     fn describe(&self) -> String {
         match &self.backing {
             Backing::Shm(n) => n.clone(),
-            Backing::Memfd { fd } => format!("memfd {fd}"),
+            Backing::Memfd { fd, .. } => format!("memfd {fd}"),
             Backing::File { path, .. } => path.display().to_string(),
         }
     }
@@ -666,8 +688,16 @@ impl Segment {
             SegmentHandle::Shm { name } => std::fs::metadata(Path::new(sys::SHM_DIR).join(name))
                 .is_ok_and(|m| m.ino() == mine.ino() && m.dev() == mine.dev()),
             SegmentHandle::Memfd {
-                pid, start_time, ..
-            } => *pid == sys::getpid() || sys::process_alive(*pid, *start_time),
+                pid,
+                start_time,
+                fd,
+                ino,
+            } => {
+                *ino == mine.ino()
+                    && (*pid == sys::getpid() || sys::process_alive(*pid, *start_time))
+                    && std::fs::metadata(format!("/proc/{pid}/fd/{fd}"))
+                        .is_ok_and(|m| m.ino() == *ino)
+            }
             SegmentHandle::File { path, .. } => std::fs::metadata(path)
                 .is_ok_and(|m| m.ino() == mine.ino() && m.dev() == mine.dev()),
         }

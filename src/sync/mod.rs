@@ -7,8 +7,9 @@
 //! | [`Event`] | shared futex | [`Event::mark_broken`] |
 //! | [`Barrier`] | shared futex | [`Barrier::mark_broken`]; a timed-out wait breaks it too, like Python's |
 //!
-//! Each primitive can be created in a segment of its own (`new`) or placed in an
-//! existing segment (`new_in`), and reached from another process through its
+//! Each primitive can be created in a segment of its own (`new`, a memfd that
+//! nothing can leak) or placed in an existing segment (`new_in`, e.g. a named
+//! one that unrelated processes open), and reached from another process through its
 //! serializable handle ([`SyncHandle`]) or by passing the value itself as a
 //! process argument (it serializes as its handle and re-attaches).
 //!
