@@ -233,6 +233,7 @@ impl Shared {
             initializer: self.config.initializer.clone(),
             maxtasks: self.config.maxtasks,
             spin_ns: crate::sync::spin().as_nanos() as u64,
+            owner: crate::segment::process_identity(),
         };
         let mut opts = ChildOptions::new();
         opts.method = self.config.method;
@@ -313,7 +314,7 @@ impl Shared {
         let mut flags = 0;
         if task.args.len() > INLINE {
             if task.arg_spill.is_none() {
-                let (seg, r) = create_spill(&task.args)?;
+                let (seg, r) = create_spill(&task.args, crate::segment::process_identity())?;
                 task.arg_spill = Some((seg, postcard::to_stdvec(&r)?));
             }
             let (_, r) = task.arg_spill.as_ref().expect("invariant: spill set above");

@@ -15,9 +15,12 @@ pub(crate) struct SpillRef {
     pub(crate) len: u64,
 }
 
-/// Writes `bytes` to a new named segment owned by this process.
-pub(crate) fn create_spill(bytes: &[u8]) -> Result<(Segment, SpillRef)> {
-    let seg = Segment::create(bytes.len())?;
+/// Writes `bytes` to a new named segment owned by this process, named after
+/// `owner` (pid, start time) so that `shmproc clean` keeps it while the owner
+/// lives.
+pub(crate) fn create_spill(bytes: &[u8], owner: (u32, u64)) -> Result<(Segment, SpillRef)> {
+    let name = crate::segment::generate_name_for(owner.0, owner.1)?;
+    let seg = Segment::builder().name(name).create(bytes.len())?;
     let off = seg.alloc(bytes.len(), 8)?;
     debug_assert_eq!(off, HEADER_SIZE);
     let dst = seg.region("spill", off as u64, bytes.len() as u64, 1)?;
@@ -31,11 +34,11 @@ pub(crate) fn create_spill(bytes: &[u8]) -> Result<(Segment, SpillRef)> {
     Ok((seg, r))
 }
 
-/// Writes `bytes` to a new named segment whose name outlives this value (the
-/// reader unlinks it with [`take_spill`]; `shmproc clean` removes it if the
-/// reader never comes).
-pub(crate) fn write_spill(bytes: &[u8]) -> Result<SpillRef> {
-    let (seg, r) = create_spill(bytes)?;
+/// Writes `bytes` to a new named segment whose name outlives this value: the
+/// reader (`owner`, the pool's parent) unlinks it with [`take_spill`]; if the
+/// owner dies first, `shmproc clean` (or the next pool start) removes it.
+pub(crate) fn write_spill(bytes: &[u8], owner: (u32, u64)) -> Result<SpillRef> {
+    let (seg, r) = create_spill(bytes, owner)?;
     seg.release_ownership();
     Ok(r)
 }

@@ -23,6 +23,8 @@ pub(crate) struct WorkerBoot {
     pub(crate) initializer: Option<(FnId, Vec<u8>)>,
     pub(crate) maxtasks: u64,
     pub(crate) spin_ns: u64,
+    /// The pool owner's pid and start time: result spills are named after it.
+    pub(crate) owner: (u32, u64),
 }
 
 /// Exit code of a worker whose initializer failed.
@@ -69,7 +71,7 @@ pub(crate) fn worker_main(bytes: &[u8]) -> i32 {
 
     let mut done = 0u64;
     while let Some(ticket) = claim(&ctl, w) {
-        run(&ctl, ticket);
+        run(&ctl, ticket, boot.owner);
         done += 1;
         // Relaxed: a statistic.
         rec.tasks_done.fetch_add(1, Ordering::Relaxed);
@@ -205,7 +207,7 @@ fn load_args(ctl: &Control, ticket: u64) -> Result<Vec<u8>> {
     }
 }
 
-fn run(ctl: &Control, ticket: u64) {
+fn run(ctl: &Control, ticket: u64, owner: (u32, u64)) {
     let slot = ctl.slot_of(ticket);
     // Relaxed: published by the READY Release, acquired by our claim.
     let fid = FnId(slot.fn_id.load(Ordering::Relaxed));
@@ -227,7 +229,7 @@ fn run(ctl: &Control, ticket: u64) {
     let inline = if bytes.len() <= INLINE {
         bytes
     } else {
-        match write_spill(&bytes) {
+        match write_spill(&bytes, owner) {
             Ok(r) => {
                 flags |= FLAG_RES_SPILL;
                 postcard::to_stdvec(&r).unwrap_or_default()

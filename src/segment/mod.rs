@@ -151,11 +151,23 @@ impl Default for SegmentBuilder {
 /// A name of the form `shmproc.<pid>.<start>.<random hex>`.
 pub(crate) fn generate_name() -> Result<String> {
     let pid = sys::getpid();
-    let start = sys::process_start_time(pid).unwrap_or(0);
+    generate_name_for(pid, sys::process_start_time(pid).unwrap_or(0))
+}
+
+/// A generated name that ties the segment's lifetime to another process (pid
+/// and start time): [`sweep`] removes it once *that* process is gone. Used for
+/// segments a worker creates for its parent to read.
+pub(crate) fn generate_name_for(pid: u32, start: u64) -> Result<String> {
     Ok(format!(
         "{NAME_PREFIX}.{pid}.{start}.{:016x}",
         sys::random_u64()?
     ))
+}
+
+/// This process's pid and start time.
+pub(crate) fn process_identity() -> (u32, u64) {
+    let pid = sys::getpid();
+    (pid, sys::process_start_time(pid).unwrap_or(0))
 }
 
 /// Parses the creator pid and start time out of a generated name.
@@ -310,12 +322,7 @@ impl Segment {
                     return Err(gone());
                 }
                 let what = path.display().to_string();
-                Self::from_file(
-                    file,
-                    Backing::Memfd { fd: *fd, ino: *ino },
-                    true,
-                    &what,
-                )
+                Self::from_file(file, Backing::Memfd { fd: *fd, ino: *ino }, true, &what)
             }
             SegmentHandle::File {
                 path,

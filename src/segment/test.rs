@@ -274,3 +274,15 @@ fn start_time_identifies_this_process() {
     assert!(sys::process_alive(me, t));
     assert!(!sys::process_alive(me, t + 1));
 }
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn both<T: Send + Sync>() {}
+    both::<Segment>();
+    both::<SharedArray<u64>>();
+    both::<crate::sync::Mutex<u64>>();
+    both::<crate::sync::Semaphore>();
+    both::<crate::sync::Event>();
+    both::<crate::sync::Barrier>();
+    both::<crate::Pool>();
+}
