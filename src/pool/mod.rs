@@ -534,6 +534,22 @@ impl Pool {
         R: Serialize + DeserializeOwned,
         I: IntoIterator<Item = A>,
     {
+        self.imap_impl(f, items, chunksize, true)
+    }
+
+    fn imap_impl<F, A, R, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: usize,
+        ordered: bool,
+    ) -> IMap<'_, I::IntoIter, R>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+        I: IntoIterator<Item = A>,
+    {
         assert_zero_sized::<F>();
         let _ = f;
         IMap::new(
@@ -541,7 +557,7 @@ impl Pool {
             items.into_iter(),
             FnId::of(batch_trampoline::<F, A, R>),
             chunksize,
-            true,
+            ordered,
         )
     }
 
@@ -569,15 +585,7 @@ impl Pool {
         R: Serialize + DeserializeOwned,
         I: IntoIterator<Item = A>,
     {
-        assert_zero_sized::<F>();
-        let _ = f;
-        IMap::new(
-            self,
-            items.into_iter(),
-            FnId::of(batch_trampoline::<F, A, R>),
-            chunksize,
-            false,
-        )
+        self.imap_impl(f, items, chunksize, false)
     }
 
     // ---- zero-copy chunk maps ---------------------------------------------------

@@ -357,13 +357,7 @@ impl Segment {
     /// `capacity` usable bytes. The file is not removed on drop.
     pub fn create_file(path: &Path, kind: u32, capacity: usize) -> Result<Segment> {
         let total = HEADER_SIZE as u64 + capacity as u64;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
+        let file = create_truncate(path)?;
         sys::reserve(&file, total)?;
         let map = sys::map(&file, "segment file")?;
         let seg = Segment {
@@ -411,13 +405,7 @@ impl Segment {
     /// Creates (or truncates) a plain file of `size` bytes, space reserved, and
     /// maps it read-write.
     pub fn create_raw_file(path: &Path, size: u64) -> Result<Segment> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
+        let file = create_truncate(path)?;
         sys::reserve(&file, size)?;
         drop(file);
         Segment::map_file(path, true)
@@ -734,6 +722,16 @@ impl Drop for Segment {
 /// [`Error::SegmentNotFound`] if there is no such name.
 pub fn unlink(name: &str) -> Result<()> {
     sys::shm_unlink(name)
+}
+
+fn create_truncate(path: &Path) -> Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| Error::io(format!("create {}", path.display()), e))
 }
 
 /// One shmproc segment found in `/dev/shm`.
