@@ -86,23 +86,30 @@ fn table_lists_backends_and_machine() {
 }
 
 #[test]
-fn unavailable_backends_are_skipped_with_a_note() {
+fn process_backends_are_timed_and_checked_against_sequential() {
     let o = shmproc(&[
         "bench",
         "--kernel",
-        "sum",
+        "power,sum,dot,saxpy,histogram,mandelbrot,monte_carlo_pi,count_primes",
         "--n",
-        "1000",
+        "3000",
         "--workers",
-        "1",
+        "1,2",
         "--repeat",
         "1",
         "--backend",
-        "threads,processes",
+        "processes,processes-copy",
+        "--json",
     ]);
-    assert!(o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("processes: not available yet"), "{err}");
+    // bench fails if any backend disagrees with sequential.
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    let results = v["results"].as_array().unwrap();
+    // 8 kernels x (sequential + 2 backends x 2 worker counts).
+    assert_eq!(results.len(), 8 * 5);
+    for b in ["processes", "processes-copy"] {
+        assert_eq!(results.iter().filter(|r| r["backend"] == b).count(), 16);
+    }
 }
 
 #[test]

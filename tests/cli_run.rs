@@ -122,7 +122,13 @@ fn npy_u64_round_trip_for_power() {
     let input = dir.join("in.npy");
     std::fs::write(&input, npy_bytes("<u8", "(1000,)", &le_u64(&xs))).unwrap();
     let output = dir.join("out.npy");
-    for backend in ["sequential", "threads", "rayon"] {
+    for backend in [
+        "sequential",
+        "threads",
+        "rayon",
+        "processes",
+        "processes-copy",
+    ] {
         let out = ok(&[
             "run",
             "power",
@@ -554,4 +560,255 @@ fn existing_output_is_replaced_whole() {
         path_str(&out),
     ]);
     assert_eq!(u64s(&std::fs::read(&out).unwrap()), [0, 1, 65536]);
+}
+
+// ---- process backends -------------------------------------------------------
+
+#[test]
+fn every_format_round_trips_with_the_process_backends() {
+    let (_d, dir) = tmp();
+    let xs: Vec<u64> = (0..3000u64)
+        .map(|i| i.wrapping_mul(0x2545_f491_4f6c_dd1d))
+        .collect();
+    let want: Vec<u64> = xs.iter().map(|&x| power(x, 5)).collect();
+    let fs: Vec<f64> = (0..3000).map(|i| (i as f64 / 7.0).sin()).collect();
+    let npy_in = dir.join("in.npy");
+    std::fs::write(&npy_in, npy_bytes("<u8", "(3000,)", &le_u64(&xs))).unwrap();
+    let raw_in = dir.join("in.bin");
+    std::fs::write(&raw_in, le_u64(&xs)).unwrap();
+    let txt_in = dir.join("in.txt");
+    let text: String = xs.iter().map(|x| format!("{x}\n")).collect();
+    std::fs::write(&txt_in, text).unwrap();
+    let f_in = dir.join("f.npy");
+    std::fs::write(&f_in, npy_bytes("<f8", "(3000,)", &le_f64(&fs))).unwrap();
+    for backend in ["processes", "processes-copy"] {
+        for (input, ext) in [(&npy_in, "npy"), (&raw_in, "bin"), (&txt_in, "txt")] {
+            for out_ext in ["npy", "bin", "txt"] {
+                let output = dir.join(format!("out-{backend}-{ext}.{out_ext}"));
+                let mut args = vec![
+                    "run",
+                    "power",
+                    "--input",
+                    path_str(input),
+                    "--output",
+                    path_str(&output),
+                    "--times",
+                    "5",
+                    "--backend",
+                    backend,
+                    "--workers",
+                    "2",
+                    "--chunk",
+                    "333",
+                ];
+                if ext == "bin" {
+                    args.extend(["--dtype", "u64"]);
+                }
+                let out = ok(&args);
+                let got = match out_ext {
+                    "npy" => u64s(&read_npy(&output, "<u8", 3000)),
+                    "bin" => u64s(&std::fs::read(&output).unwrap()),
+                    _ => std::fs::read_to_string(&output)
+                        .unwrap()
+                        .lines()
+                        .map(|l| l.parse().unwrap())
+                        .collect(),
+                };
+                assert_eq!(got, want, "{backend} {ext} -> {out_ext}");
+                let sum = want.iter().fold(0u64, |a, &x| a.wrapping_add(x));
+                assert_eq!(checksum_line(&out), sum);
+            }
+        }
+        // f64 in place (saxpy) and a reduction (sum), against sequential.
+        for kernel in ["saxpy", "sum", "histogram", "dot"] {
+            let run = |b: &str| {
+                let o = ok(&[
+                    "run",
+                    kernel,
+                    "--input",
+                    path_str(&f_in),
+                    "--backend",
+                    b,
+                    "--json",
+                ]);
+                let v: serde_json::Value = serde_json::from_str(o.trim()).unwrap();
+                (v["checksum"].as_u64(), v.get("result").cloned())
+            };
+            assert_eq!(run(backend), run("sequential"), "{kernel} on {backend}");
+        }
+    }
+}
+
+/// Children of `pid` (all its threads), from /proc.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+                out.extend(s.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Whether `pid` runs (a zombie does not count).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+/// Waits for `child` to exit, collecting the worker pids seen meanwhile;
+/// kills it and fails after `secs` seconds.
+fn wait_collecting(
+    child: &mut std::process::Child,
+    seen: &mut Vec<u32>,
+    secs: u64,
+) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        for c in children_of(child.id()) {
+            if !seen.contains(&c) {
+                seen.push(c);
+            }
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("shmproc did not finish within {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Starts `shmproc args` and waits until it has `n` worker processes.
+fn start_with_workers(args: &[&str], n: usize) -> (std::process::Child, Vec<u32>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shmproc"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start shmproc");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let kids = children_of(child.id());
+        if kids.len() >= n {
+            return (child, kids);
+        }
+        if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("shmproc never had {n} workers");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let st = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(st.success(), "kill {sig} {pid}");
+}
+
+fn segments_of(pid: u32) -> Vec<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&format!("shmproc.{pid}.")))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_worker_killed_mid_run_does_not_change_the_result() {
+    let (n, times) = (200_000u64, 3000u32);
+    let want = (0..n).fold(0u64, |a, i| a.wrapping_add(power(i, times)));
+    let (n_s, t_s) = (n.to_string(), times.to_string());
+    let args = [
+        "run",
+        "power",
+        "--n",
+        &n_s,
+        "--times",
+        &t_s,
+        "--workers",
+        "2",
+        "--json",
+    ];
+    let (mut child, mut seen) = start_with_workers(&args, 2);
+    let pid = child.id();
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run ended before the kill"
+    );
+    signal(seen[0], "-KILL");
+    let status = wait_collecting(&mut child, &mut seen, 120);
+    let out = child.wait_with_output().unwrap();
+    assert!(status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
+    assert_eq!(v["checksum"].as_u64(), Some(want));
+    assert!(seen.len() >= 3, "the killed worker was replaced: {seen:?}");
+    for pid in seen {
+        assert!(!alive(pid), "worker {pid} outlived the run");
+    }
+    assert!(segments_of(pid).is_empty());
+}
+
+#[test]
+fn ctrl_c_leaves_no_segment_no_output_and_no_worker() {
+    let (_d, dir) = tmp();
+    let output = dir.join("out.npy");
+    let args = [
+        "run",
+        "power",
+        "--n",
+        "4000000",
+        "--times",
+        "5000",
+        "--workers",
+        "2",
+        "--output",
+        path_str(&output),
+    ];
+    let (mut child, mut seen) = start_with_workers(&args, 2);
+    let pid = child.id();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!segments_of(pid).is_empty(), "the run has shared segments");
+    signal(pid, "-INT");
+    let status = wait_collecting(&mut child, &mut seen, 60);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
+    assert_eq!(segments_of(pid), Vec::<String>::new());
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    for w in seen {
+        assert!(!alive(w), "worker {w} outlived the run");
+    }
 }

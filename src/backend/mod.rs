@@ -1,6 +1,7 @@
 //! Backends: run a registered kernel over an index space `0..n` on one thread,
-//! on `std::thread`s, on rayon, or (once the pool is wired in) on worker
-//! processes over shared memory.
+//! on `std::thread`s, on rayon, or on worker processes over shared memory
+//! (zero copy with [`SharedValues`], or copying each chunk like Python's
+//! `Pool.map`).
 //!
 //! Every backend cuts `0..n` into the same chunks ([`chunk_ranges`]) and calls
 //! the same [`run_chunk`] on each, so outputs are identical across backends; for
@@ -18,9 +19,6 @@
 //! let opts = RunOptions { workers: 2, chunk: Some(64), ..RunOptions::default() };
 //! run(Backend::Threads, &job, Output::U64(&mut out), &opts)?;
 //! assert_eq!(out[3], 3u64.pow(16));
-//!
-//! let err = run(Backend::Processes, &job, Output::U64(&mut out), &opts).unwrap_err();
-//! assert!(err.to_string().contains("not available yet"));
 //! # Ok::<(), shmproc::backend::RunError>(())
 //! ```
 
@@ -127,6 +125,12 @@ pub enum RunError {
     /// The process pool failed.
     #[error(transparent)]
     Pool(#[from] crate::Error),
+    /// A task failed in a worker process.
+    #[error("a worker task failed: {0}")]
+    Worker(String),
+    /// The run was interrupted (SIGINT or [`interrupt`]) between chunks.
+    #[error("interrupted")]
+    Interrupted,
 }
 
 /// One kernel applied to one input over the index space `0..n`.
@@ -400,6 +404,7 @@ fn execute(
             pool.install(|| tasks.into_par_iter().try_for_each(|t| t.run(job, opts)))?;
             Ok(())
         }
+        // `run` sends these to `run_processes` before splitting into tasks.
         Backend::Processes | Backend::ProcessesCopy => Err(RunError::Unavailable(backend)),
     }
 }
@@ -499,26 +504,26 @@ pub enum ProcessMode {
 
 /// The process-pool hook: runs `job` on `opts.workers` worker processes, same
 /// chunking and same in-order combine as [`run`]. `run` has validated the job
-/// and the output shape before calling it.
-///
-/// Not wired yet: the pool lands in `crate::pool`; until then this returns
-/// [`RunError::Unavailable`].
+/// and the output shape before calling it. Zero copy ([`ProcessMode::Shared`])
+/// needs the input and output slices to lie in [`SharedValues`]; other slices
+/// are copied into temporary shared arrays (and the output copied back).
 ///
 /// # Errors
-/// [`RunError::Unavailable`] (for now); later the pool's errors as
-/// [`RunError::Pool`].
+/// The pool's errors as [`RunError::Pool`], a failed task as
+/// [`RunError::Worker`], [`RunError::Interrupted`].
 pub fn run_processes(
     job: &Job<'_>,
     output: Output<'_>,
     opts: &RunOptions<'_>,
     mode: ProcessMode,
 ) -> Result<(), RunError> {
-    let _ = (job, output, opts);
-    Err(RunError::Unavailable(match mode {
-        ProcessMode::Shared => Backend::Processes,
-        ProcessMode::Copy => Backend::ProcessesCopy,
-    }))
+    process::run_processes(job, output, opts, mode)
 }
+
+mod process;
+pub use process::{
+    clear_interrupt, interrupt, iota, is_interrupted, pool, shutdown_pools, SharedValues,
+};
 
 #[cfg(test)]
 mod test;

@@ -1,3 +1,4 @@
+use super::process::{locate, shared_task, SharedTask};
 use super::*;
 use crate::kernels::{find, registry, rng::SplitMix64, Dtype, InputKind};
 use std::sync::atomic::AtomicU64;
@@ -174,12 +175,83 @@ fn invalid_runs_are_rejected_before_any_work() {
     );
 }
 
+/// Every process-backend check in one test: the pools are shared by the
+/// whole test binary, and this test shuts them down at the end.
 #[test]
-fn process_backends_report_unavailable() {
-    let job = Job::generated(find("count_primes").unwrap(), Params::default(), 10);
-    for backend in [Backend::Processes, Backend::ProcessesCopy] {
-        let e = run(backend, &job, Output::U64(&mut [0]), &RunOptions::default()).unwrap_err();
-        assert!(matches!(e, RunError::Unavailable(b) if b == backend), "{e}");
+fn process_backends_agree_with_sequential() {
+    for chunk in [Some(7), None] {
+        let want = run_all(Backend::Sequential, 1, chunk);
+        for backend in [Backend::Processes, Backend::ProcessesCopy] {
+            for workers in [1, 2] {
+                assert_eq!(
+                    run_all(backend, workers, chunk),
+                    want,
+                    "{backend} x{workers} {chunk:?}"
+                );
+            }
+        }
+    }
+
+    // Zero copy: input and output in SharedValues are used in place.
+    let power = find("power").unwrap();
+    let x = SharedValues::from_values(&Values::U64((0..5000).collect())).unwrap();
+    let mut out = SharedValues::zeros(Dtype::U64, 5000).unwrap();
+    let job = Job::new(power, Params::default(), x.as_input());
+    let done = AtomicU64::new(0);
+    let progress = |k: usize| {
+        done.fetch_add(k as u64, Ordering::Relaxed);
+    };
+    let opts = RunOptions {
+        workers: 2,
+        chunk: Some(300),
+        progress: Some(&progress),
+    };
+    run(Backend::Processes, &job, out.as_output().unwrap(), &opts).unwrap();
+    let want: Vec<u64> = (0..5000).map(|i| crate::kernels::power_u64(i, 4)).collect();
+    assert_eq!(out.to_values(), Values::U64(want.clone()));
+    assert_eq!(done.load(Ordering::Relaxed), 5000);
+    assert!(locate(&[0u64; 3], false).is_none());
+    let Input::U64(xs) = x.as_input() else {
+        panic!("dtype")
+    };
+    assert!(locate(&xs[10..20], false).is_some_and(|a| a.len() == 10));
+
+    // Workers fill generated inputs.
+    let g = iota(Dtype::F64, 3000, 2).unwrap();
+    assert_eq!(
+        g.to_values(),
+        Values::F64((0..3000).map(|i| i as f64).collect())
+    );
+
+    // Errors in a worker come back as errors.
+    let k = find("histogram").unwrap();
+    let e = shared_task(SharedTask {
+        kernel: k.id as u32,
+        params: Params::default(),
+        index: 0,
+        range: 0..10,
+        x: None,
+        y: None,
+        out: None,
+    })
+    .unwrap_err();
+    assert!(e.contains("histogram"), "{e}");
+
+    // An interrupt stops a run between chunks.
+    interrupt();
+    let e = run(Backend::Processes, &job, out.as_output().unwrap(), &opts).unwrap_err();
+    clear_interrupt();
+    assert!(matches!(e, RunError::Interrupted), "{e}");
+
+    let pids = pool(2).unwrap().worker_pids();
+    assert_eq!(pids.len(), 2);
+    shutdown_pools();
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(
+            stat.is_empty() || stat.contains(") Z "),
+            "worker {pid} still runs: {stat}"
+        );
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::svg::{speedup_plot, Panel, Series};
 use super::{parse_params, BenchArgs, CliError};
-use crate::backend::{self, Backend, Job, RunError, RunOptions};
+use crate::backend::{self, Backend, Job, RunError, RunOptions, SharedValues};
 use crate::kernels::{lookup, rng::SplitMix64, Dtype, InputKind, KernelInfo, Params, Values};
 use std::time::Instant;
 
@@ -59,17 +59,26 @@ fn machine() -> Machine {
 }
 
 /// Inputs of one kernel: the job's arrays and the output's initial contents.
+/// Inputs and output live in shared memory, allocated once and used by every
+/// backend (so all of them read the same pages, and the process backend works
+/// on them in place); the output is reset before each run, untimed.
 struct Workload {
     kernel: &'static KernelInfo,
     params: Params,
     n: usize,
-    x: Option<Values>,
-    y: Option<Values>,
+    x: Option<SharedValues>,
+    y: Option<SharedValues>,
     out_init: Values,
+    out: SharedValues,
 }
 
 impl Workload {
-    fn new(kernel: &'static KernelInfo, params: Params, n: usize, explicit: &[String]) -> Self {
+    fn new(
+        kernel: &'static KernelInfo,
+        params: Params,
+        n: usize,
+        explicit: &[String],
+    ) -> Result<Self, CliError> {
         let mut params = params;
         let mut n = n;
         if kernel.natural_len(&params).is_some() {
@@ -103,47 +112,63 @@ impl Workload {
             _ if kernel.is_reduction() => Values::zeros(dtype, kernel.acc_len(&params)),
             _ => Values::zeros(dtype, n),
         };
-        Self {
+        let shm = |v: &Values| {
+            SharedValues::from_values(v)
+                .map_err(|e| CliError::new(format!("cannot allocate shared memory: {e}")))
+        };
+        Ok(Self {
             kernel,
             params,
             n,
-            x,
-            y,
+            x: x.as_ref().map(shm).transpose()?,
+            y: y.as_ref().map(shm).transpose()?,
+            out: shm(&out_init)?,
             out_init,
-        }
+        })
     }
 
-    fn job(&self) -> Job<'_> {
-        let input = match (&self.x, &self.y) {
-            (Some(Values::F64(x)), Some(Values::F64(y))) => crate::kernels::Input::F64Pair(x, y),
-            (Some(x), _) => x.as_input(),
-            (None, _) => crate::kernels::Input::Generated,
+    fn job_of<'a>(
+        kernel: &'static KernelInfo,
+        params: Params,
+        n: usize,
+        x: &'a Option<SharedValues>,
+        y: &'a Option<SharedValues>,
+    ) -> Job<'a> {
+        use crate::kernels::Input;
+        let input = match (x.as_ref().map(SharedValues::as_input), y) {
+            (Some(Input::F64(x)), Some(y)) => match y.as_input() {
+                Input::F64(y) => Input::F64Pair(x, y),
+                _ => Input::F64(x),
+            },
+            (Some(x), _) => x,
+            (None, _) => Input::Generated,
         };
         Job {
-            kernel: self.kernel,
-            params: self.params,
-            n: self.n,
+            kernel,
+            params,
+            n,
             input,
         }
     }
 
-    /// Runs once; returns the output and the elapsed seconds.
+    /// Runs once; returns the elapsed seconds (the output stays in `self.out`).
     fn run_once(
-        &self,
+        &mut self,
         backend: Backend,
         workers: usize,
         chunk: Option<usize>,
-    ) -> Result<(Values, f64), RunError> {
-        let mut out = self.out_init.clone();
+    ) -> Result<f64, RunError> {
+        self.out.copy_from(&self.out_init)?;
         let opts = RunOptions {
             workers,
             chunk,
             progress: None,
         };
-        let job = self.job();
+        let job = Self::job_of(self.kernel, self.params, self.n, &self.x, &self.y);
+        let out = self.out.as_output()?;
         let t = Instant::now();
-        backend::run(backend, &job, out.as_output(), &opts)?;
-        Ok((out, t.elapsed().as_secs_f64()))
+        backend::run(backend, &job, out, &opts)?;
+        Ok(t.elapsed().as_secs_f64())
     }
 }
 
@@ -220,7 +245,7 @@ pub(super) fn bench(args: BenchArgs) -> Result<(), CliError> {
     let mut skipped: Vec<String> = Vec::new();
     for &kernel in &kernels {
         kernel.check_params(&base)?;
-        let w = Workload::new(kernel, base, args.n, &args.params);
+        let mut w = Workload::new(kernel, base, args.n, &args.params)?;
         let mut reference: Option<Values> = None;
         let mut kernel_points: Vec<Point> = Vec::new();
         for &backend in &backends {
@@ -231,7 +256,7 @@ pub(super) fn bench(args: BenchArgs) -> Result<(), CliError> {
             };
             for &nw in counts {
                 let first = match w.run_once(backend, nw, args.chunk) {
-                    Ok(r) => r,
+                    Ok(t) => t,
                     Err(RunError::Unavailable(b)) => {
                         let msg = format!("{b}: not available yet (skipped)");
                         if !skipped.contains(&msg) {
@@ -242,12 +267,10 @@ pub(super) fn bench(args: BenchArgs) -> Result<(), CliError> {
                     Err(e) => return Err(e.into()),
                 };
                 let mut times = Vec::with_capacity(args.repeat);
-                let mut last = first.0;
                 for _ in 0..args.repeat {
-                    let (out, t) = w.run_once(backend, nw, args.chunk)?;
-                    times.push(t);
-                    last = out;
+                    times.push(w.run_once(backend, nw, args.chunk)?);
                 }
+                let last = w.out.to_values();
                 match &reference {
                     None => reference = Some(last),
                     Some(r) => check_equal(kernel, r, &last).map_err(|e| {
@@ -266,7 +289,7 @@ pub(super) fn bench(args: BenchArgs) -> Result<(), CliError> {
                     median_s: med,
                     min_s: times[0],
                     max_s: times[times.len() - 1],
-                    first_s: first.1,
+                    first_s: first,
                     items_per_s: if med > 0.0 { w.n as f64 / med } else { 0.0 },
                     speedup: 0.0,
                     vs_rayon: None,

@@ -6,11 +6,13 @@
 //! partial output. Text is parsed into (or formatted from) memory.
 
 use super::{mapped, npy, CliError};
+use crate::backend::SharedValues;
 use crate::kernels::{Acc, Dtype, Input, KernelInfo, Output, Values};
-use memmap2::{Mmap, MmapMut};
+use crate::segment::Segment;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tempfile::NamedTempFile;
 
 /// File format.
@@ -63,16 +65,12 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> CliError {
     CliError::new(format!("{what} {}: {e}", path.display()))
 }
 
-/// An input array: a read-only map of a binary file, or parsed text.
+/// An input array: a read-only shared map of a binary file (which worker
+/// processes map too), values in shared memory, or parsed text.
 #[derive(Debug)]
 pub(super) enum Loaded {
-    /// `len` elements of `dtype` at byte `offset` of `map`.
-    Mapped {
-        map: Mmap,
-        offset: usize,
-        len: usize,
-        dtype: Dtype,
-    },
+    /// A file mapping, or values generated in shared memory.
+    Shared(SharedValues),
     /// Values held in memory.
     Owned(Values),
 }
@@ -80,14 +78,14 @@ pub(super) enum Loaded {
 impl Loaded {
     pub(super) fn dtype(&self) -> Dtype {
         match self {
-            Loaded::Mapped { dtype, .. } => *dtype,
+            Loaded::Shared(v) => v.dtype(),
             Loaded::Owned(v) => v.dtype(),
         }
     }
 
     pub(super) fn len(&self) -> usize {
         match self {
-            Loaded::Mapped { len, .. } => *len,
+            Loaded::Shared(v) => v.len(),
             Loaded::Owned(v) => v.len(),
         }
     }
@@ -103,21 +101,13 @@ impl Loaded {
     pub(super) fn as_input(&self) -> Input<'_> {
         match self {
             Loaded::Owned(v) => v.as_input(),
-            Loaded::Mapped {
-                map,
-                offset,
-                len,
-                dtype,
-            } => {
-                let bytes = &map[*offset..*offset + len * 8];
-                // Alignment was checked at load time (unaligned data is copied).
-                match dtype {
-                    Dtype::U64 => Input::U64(bytemuck::cast_slice(bytes)),
-                    Dtype::F64 => Input::F64(bytemuck::cast_slice(bytes)),
-                }
-            }
+            Loaded::Shared(v) => v.as_input(),
         }
     }
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, CliError> {
+    std::fs::canonicalize(path).map_err(|e| io_err("cannot resolve", path, e))
 }
 
 /// Reads `path`. `dtype` is `--dtype`; when absent, raw input takes the kernel's
@@ -186,12 +176,13 @@ pub(super) fn load(
         };
         return Ok(Loaded::Owned(values));
     }
-    Ok(Loaded::Mapped {
-        map,
-        offset,
-        len,
-        dtype,
-    })
+    drop(map);
+    // The data as a shared segment: worker processes map the same file.
+    let seg = Segment::map_file(&absolute(path)?, false)
+        .map_err(|e| CliError::new(format!("cannot map {}: {e}", path.display())))?;
+    let values = SharedValues::from_region(Arc::new(seg), offset, len, dtype)
+        .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
+    Ok(Loaded::Shared(values))
 }
 
 /// One number per line (surrounding whitespace and blank lines ignored).
@@ -229,13 +220,13 @@ fn parse_text(text: &str, dtype: Option<Dtype>, prefer_u64: bool) -> Result<Valu
 pub(super) enum Sink {
     /// Nowhere but memory (no `--output`).
     Memory(Values),
-    /// A mapped temporary binary file, renamed to `dest` on success.
+    /// Nowhere but shared memory (no `--output`, process backends).
+    SharedMemory(SharedValues),
+    /// A shared map of a temporary binary file (worker processes map it too),
+    /// renamed to `dest` on success.
     Mapped {
         tmp: NamedTempFile,
-        map: MmapMut,
-        offset: usize,
-        len: usize,
-        dtype: Dtype,
+        data: SharedValues,
         dest: PathBuf,
     },
     /// Values in memory, written as text to the temporary file on success.
@@ -247,16 +238,22 @@ pub(super) enum Sink {
 }
 
 impl Sink {
-    /// A sink for `len` zeroed elements of `dtype`, at `dest` if given. The
-    /// temporary file is created now, so an unwritable destination fails
-    /// before any work is done.
+    /// A sink for `len` zeroed elements of `dtype`, at `dest` if given (in
+    /// shared memory if `shared`). The temporary file is created now, so an
+    /// unwritable destination fails before any work is done.
     pub(super) fn create(
         dest: Option<&Path>,
         format: Option<Format>,
         dtype: Dtype,
         len: usize,
+        shared: bool,
     ) -> Result<Self, CliError> {
         let Some(dest) = dest else {
+            if shared {
+                let v = SharedValues::zeros(dtype, len)
+                    .map_err(|e| CliError::new(format!("cannot allocate the output: {e}")))?;
+                return Ok(Sink::SharedMemory(v));
+            }
             return Ok(Sink::Memory(Values::zeros(dtype, len)));
         };
         let format = format.unwrap_or_else(|| Format::from_path(dest));
@@ -286,55 +283,52 @@ impl Sink {
         tmp.as_file()
             .set_len(bytes as u64)
             .map_err(|e| io_err("cannot size the output", dest, e))?;
-        let mut map = mapped::map_write(tmp.as_file())
-            .map_err(|e| io_err("cannot map the output", dest, e))?;
-        map[..header.len()].copy_from_slice(&header);
+        use std::os::unix::fs::FileExt;
+        tmp.as_file()
+            .write_all_at(&header, 0)
+            .map_err(|e| io_err("cannot write", dest, e))?;
+        let seg = Segment::map_file(&absolute(tmp.path())?, true)
+            .map_err(|e| CliError::new(format!("cannot map the output {}: {e}", dest.display())))?;
+        // The npy header is a multiple of 64 bytes: the data is aligned.
+        let data = SharedValues::from_region(Arc::new(seg), header.len(), len, dtype)
+            .map_err(|e| CliError::new(format!("cannot map the output {}: {e}", dest.display())))?;
         Ok(Sink::Mapped {
-            offset: header.len(),
             tmp,
-            map,
-            len,
-            dtype,
+            data,
             dest: dest.to_owned(),
         })
     }
 
     /// The elements, for the kernel to write.
-    pub(super) fn output(&mut self) -> Output<'_> {
+    pub(super) fn output(&mut self) -> Result<Output<'_>, CliError> {
         match self {
-            Sink::Memory(v) | Sink::Text { values: v, .. } => v.as_output(),
-            Sink::Mapped {
-                map,
-                offset,
-                len,
-                dtype,
-                ..
-            } => {
-                let bytes = &mut map[*offset..*offset + *len * 8];
-                // The map is page-aligned and the npy header a multiple of 64.
-                match dtype {
-                    Dtype::U64 => Output::U64(bytemuck::cast_slice_mut(bytes)),
-                    Dtype::F64 => Output::F64(bytemuck::cast_slice_mut(bytes)),
-                }
-            }
+            Sink::Memory(v) | Sink::Text { values: v, .. } => Ok(v.as_output()),
+            Sink::SharedMemory(data) | Sink::Mapped { data, .. } => data
+                .as_output()
+                .map_err(|e| CliError::new(format!("output: {e}"))),
         }
     }
 
     /// The elements, read-only.
-    pub(super) fn values(&mut self) -> Acc<'_> {
-        match self.output() {
-            Output::U64(s) => Acc::U64(s),
-            Output::F64(s) => Acc::F64(s),
+    pub(super) fn values(&self) -> Acc<'_> {
+        let input = match self {
+            Sink::Memory(v) | Sink::Text { values: v, .. } => v.as_input(),
+            Sink::SharedMemory(data) | Sink::Mapped { data, .. } => data.as_input(),
+        };
+        match input {
+            Input::U64(s) => Acc::U64(s),
+            Input::F64(s) => Acc::F64(s),
+            _ => Acc::U64(&[]),
         }
     }
 
     /// Flushes and renames the temporary file over the destination.
     pub(super) fn finish(self) -> Result<(), CliError> {
         let (tmp, dest) = match self {
-            Sink::Memory(_) => return Ok(()),
-            Sink::Mapped { tmp, map, dest, .. } => {
-                map.flush().map_err(|e| io_err("cannot write", &dest, e))?;
-                drop(map);
+            Sink::Memory(_) | Sink::SharedMemory(_) => return Ok(()),
+            Sink::Mapped { tmp, data, dest } => {
+                // The shared mapping's pages are written back by sync_all below.
+                drop(data);
                 (tmp, dest)
             }
             Sink::Text { tmp, values, dest } => {

@@ -1,7 +1,7 @@
 //! Memory maps of input and output files: the only `unsafe` in the CLI.
 #![allow(unsafe_code)]
 
-use memmap2::{Mmap, MmapMut};
+use memmap2::Mmap;
 use std::fs::File;
 use std::io;
 
@@ -16,13 +16,4 @@ pub(super) fn map_read(file: &File) -> io::Result<Mmap> {
     // SAFETY: see above; the file was opened read-only by us and the map lives
     // no longer than the run.
     unsafe { Mmap::map(file) }
-}
-
-/// Maps `file` read-write. Used only for the temporary output file that this
-/// process created itself (O_EXCL, mode 0600, random name), so no other process
-/// is expected to touch it before the rename.
-pub(super) fn map_write(file: &File) -> io::Result<MmapMut> {
-    // SAFETY: the file is our freshly created temporary file, sized by us
-    // before mapping; nothing else writes or truncates it.
-    unsafe { MmapMut::map_mut(file) }
 }

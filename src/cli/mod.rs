@@ -17,6 +17,8 @@ use std::path::PathBuf;
 const EXIT_FAILURE: i32 = 1;
 /// Exit code of a command line that does not parse.
 const EXIT_USAGE: i32 = 2;
+/// Exit code after Ctrl-C (128 + SIGINT, as shells report it).
+const EXIT_INTERRUPTED: i32 = 130;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -161,6 +163,13 @@ pub fn main() -> i32 {
             return EXIT_USAGE;
         }
     };
+    if matches!(cli.command, Command::Run(_) | Command::Bench(_)) {
+        // Ctrl-C sets a flag; runs stop between chunks and clean up (temporary
+        // output removed, workers stopped, segments unlinked) before exiting.
+        if let Err(e) = crate::sys::signal::catch_sigint() {
+            eprintln!("shmproc: warning: cannot handle SIGINT: {e}");
+        }
+    }
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Bench(args) => bench::bench(args),
@@ -171,6 +180,11 @@ pub fn main() -> i32 {
         Command::Info => return segments::info(),
         Command::Clean { dry_run } => return segments::clean(dry_run),
     };
+    crate::backend::shutdown_pools();
+    if crate::backend::is_interrupted() {
+        eprintln!("shmproc: interrupted");
+        return EXIT_INTERRUPTED;
+    }
     match result {
         Ok(()) => 0,
         Err(e) => {

@@ -2,7 +2,7 @@
 
 use super::files::{checksum, load, Loaded, Sink};
 use super::{parse_params, CliError, RunArgs};
-use crate::backend::{self, Job, RunOptions};
+use crate::backend::{self, Backend, Job, RunOptions};
 use crate::kernels::{lookup, Acc, Dtype, Input, InputKind, Values};
 use std::io::IsTerminal;
 use std::time::Instant;
@@ -25,7 +25,14 @@ pub(super) fn run(args: RunArgs) -> Result<(), CliError> {
         }
     }
 
-    // Inputs: files, or 0..n generated in memory.
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |w| w.get()));
+    // Zero copy: inputs and outputs in shared memory, which the workers map.
+    let shared = args.backend == Backend::Processes;
+
+    // Inputs: files, or 0..n generated in memory (by the workers, in shared
+    // memory, for the zero-copy process backend).
     let (x, y): (Option<Loaded>, Option<Loaded>) = match (kernel.input, &args.input) {
         (InputKind::Generated, Some(_)) => {
             return Err(CliError::usage(format!(
@@ -49,11 +56,18 @@ pub(super) fn run(args: RunArgs) -> Result<(), CliError> {
             } else {
                 Dtype::F64
             });
-            let values = match dtype {
-                Dtype::U64 => Values::U64((0..n as u64).collect()),
-                Dtype::F64 => Values::F64((0..n).map(|i| i as f64).collect()),
-            };
-            (Some(Loaded::Owned(values)), None)
+            if shared {
+                (
+                    Some(Loaded::Shared(backend::iota(dtype, n, workers)?)),
+                    None,
+                )
+            } else {
+                let values = match dtype {
+                    Dtype::U64 => Values::U64((0..n as u64).collect()),
+                    Dtype::F64 => Values::F64((0..n).map(|i| i as f64).collect()),
+                };
+                (Some(Loaded::Owned(values)), None)
+            }
         }
     };
     if args.input2.is_some() && kernel.input != InputKind::F64Pair {
@@ -108,11 +122,14 @@ pub(super) fn run(args: RunArgs) -> Result<(), CliError> {
     } else {
         n
     };
-    let mut sink = Sink::create(args.output.as_deref(), args.format, out_dtype, out_len)?;
+    let mut sink = Sink::create(
+        args.output.as_deref(),
+        args.format,
+        out_dtype,
+        out_len,
+        shared && !kernel.is_reduction(),
+    )?;
 
-    let workers = args
-        .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |w| w.get()));
     let show_bar = !args.quiet && !args.json && std::io::stderr().is_terminal();
     let bar = show_bar.then(|| {
         let bar = indicatif::ProgressBar::with_draw_target(
@@ -137,8 +154,12 @@ pub(super) fn run(args: RunArgs) -> Result<(), CliError> {
         progress: Some(&progress),
     };
     let started = Instant::now();
-    backend::run(args.backend, &job, sink.output(), &opts)?;
+    backend::run(args.backend, &job, sink.output()?, &opts)?;
     let elapsed = started.elapsed().as_secs_f64();
+    if backend::is_interrupted() {
+        // Dropping the sink removes the temporary output file.
+        return Err(backend::RunError::Interrupted.into());
+    }
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }

@@ -38,7 +38,9 @@ pub(crate) fn open_cached(h: &SegmentHandle) -> Result<Arc<Segment>> {
     Ok(seg)
 }
 
-fn attach<T: Pod>(h: &ArrayHandle) -> Result<SharedArray<T>> {
+/// Attaches the array `h` names through the worker's mapping cache (also
+/// used by `crate::backend`'s process tasks).
+pub(crate) fn attach<T: Pod>(h: &ArrayHandle) -> Result<SharedArray<T>> {
     let seg = open_cached(&h.segment)?;
     SharedArray::attach_in(seg, h)
 }

@@ -68,6 +68,7 @@ use crate::process::task::{assert_zero_sized, conjure, panic_message};
 use crate::process::StartMethod;
 use crate::segment::SharedArray;
 
+pub(crate) use chunk::attach as attach_cached;
 pub use control::MAX_WORKERS;
 pub use imap::IMap;
 pub use result::AsyncResult;
