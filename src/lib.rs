@@ -11,7 +11,7 @@
 //! |---|---|
 //! | `sys` (private) | every call into the OS: shm, memfd, fallocate, futex, robust pthread mutex, /proc |
 //! | [`segment`] | named and memfd-backed shared segments with a validated header; [`SharedArray`] |
-//! | [`sync`] | cross-process [`Mutex`], [`Semaphore`], [`Event`], [`Barrier`], robust to the death of a participant |
+//! | [`sync`] | cross-process [`Mutex`](sync::Mutex), [`Semaphore`](sync::Semaphore), [`Event`](sync::Event), [`Barrier`](sync::Barrier), robust to the death of a participant |
 //! | [`ipc`] | queues and pipes over shared-memory rings |
 //! | [`process`] | [`Process`], start methods, task identity, [`init`] |
 //! | [`pool`] | the process pool |

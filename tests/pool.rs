@@ -1,26 +1,184 @@
-//! The process pool with real worker processes.
+//! The process pool with real worker processes: every method against a
+//! sequential run, errors, panics, killed workers, laziness, clean-up.
 
 mod common;
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use common::watchdog;
-use shmproc::{Error, Pool, SharedArray};
+use common::{child_input, pid_gone, spawn_child, wait_gone, watchdog};
+use shmproc::{Error, Pool, SharedArray, StartMethod};
 
 shmproc::worker_test_entry!();
+
+const LIMIT: Duration = Duration::from_secs(120);
 
 fn power(x: u64) -> u64 {
     shmproc::kernels::power_u64(x, 4)
 }
 
+fn power_times(x: u64, times: u32) -> u64 {
+    shmproc::kernels::power_u64(x, times)
+}
+
+fn square(x: i64) -> i64 {
+    x * x
+}
+
+fn boom(x: u32) -> u32 {
+    if x == 3 {
+        panic!("boom at {x}");
+    }
+    x
+}
+
+fn slow_square(x: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(20));
+    x * x
+}
+
+fn sleep_ms(ms: u64) -> u32 {
+    std::thread::sleep(Duration::from_millis(ms));
+    std::process::id()
+}
+
+fn my_pid(_: ()) -> u32 {
+    std::process::id()
+}
+
+fn big_echo(v: Vec<u8>) -> Vec<u8> {
+    v.iter().map(|b| b.wrapping_add(1)).collect()
+}
+
+fn assert_pool_gone(pids: &[u32]) {
+    for &p in pids {
+        assert!(
+            wait_gone(p, Duration::from_secs(10)),
+            "worker {p} still alive"
+        );
+    }
+}
+
+fn my_segments() -> Vec<String> {
+    let me = std::process::id();
+    shmproc::segment::list()
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.creator_pid == Some(me))
+        .map(|s| s.name)
+        .collect()
+}
+
 #[test]
-fn smoke_apply_and_map() {
-    let _w = watchdog("smoke", Duration::from_secs(60));
-    let pool = Pool::new(2).unwrap();
+fn every_method_matches_a_sequential_run() {
+    let _w = watchdog("every method", LIMIT);
+    let pool = Pool::new(3).unwrap();
+    let xs: Vec<i64> = (-50..50).collect();
+    let want: Vec<i64> = xs.iter().map(|&x| square(x)).collect();
+
     assert_eq!(pool.apply(power, 2).unwrap(), 65536);
-    assert_eq!(pool.map(power, [1u64, 2, 3]).unwrap(), vec![1, 65536, 43046721]);
-    let input = SharedArray::<u64>::from_slice(&(0..1000).collect::<Vec<_>>()).unwrap();
-    let output = SharedArray::<u64>::new(1000).unwrap();
+    let rs: Vec<_> = [1u64, 2, 3]
+        .iter()
+        .map(|&n| pool.apply_async(power, n).unwrap())
+        .collect();
+    let got: Vec<u64> = rs.iter().map(|r| r.get().unwrap()).collect();
+    assert_eq!(got, [1, 65536, 43046721]);
+    assert!(rs.iter().all(|r| r.ready() && r.successful().unwrap()));
+
+    assert_eq!(pool.map(square, xs.clone()).unwrap(), want);
+    assert_eq!(pool.map_chunked(square, xs.clone(), 7).unwrap(), want);
+    assert_eq!(pool.map_chunked(square, xs.clone(), 1000).unwrap(), want);
+    assert_eq!(
+        pool.map(square, Vec::<i64>::new()).unwrap(),
+        Vec::<i64>::new()
+    );
+    assert_eq!(
+        pool.map_async(square, xs.clone()).unwrap().get().unwrap(),
+        want
+    );
+    assert_eq!(
+        pool.map_async_chunked(square, xs.clone(), Some(3))
+            .unwrap()
+            .get()
+            .unwrap(),
+        want
+    );
+    let ordered: Vec<i64> = pool.imap(square, xs.clone()).map(Result::unwrap).collect();
+    assert_eq!(ordered, want);
+    let ordered: Vec<i64> = pool
+        .imap_chunked(square, xs.clone(), 9)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(ordered, want);
+    let mut unordered: Vec<i64> = pool
+        .imap_unordered(square, xs.clone())
+        .map(Result::unwrap)
+        .collect();
+    unordered.sort_unstable();
+    let mut sorted = want.clone();
+    sorted.sort_unstable();
+    assert_eq!(unordered, sorted);
+
+    let pairs: Vec<(u64, u32)> = vec![(1, 4), (2, 4), (3, 4), (2, 1)];
+    assert_eq!(
+        pool.starmap(power_times, pairs.clone()).unwrap(),
+        [1, 65536, 43046721, 4]
+    );
+    assert_eq!(
+        pool.starmap_async(power_times, pairs)
+            .unwrap()
+            .get()
+            .unwrap(),
+        [1, 65536, 43046721, 4]
+    );
+    assert_eq!(
+        pool.map_with(power_times, 4u32, [1u64, 2, 3]).unwrap(),
+        [1, 65536, 43046721]
+    );
+    // A closure without captures is a task too.
+    assert_eq!(
+        pool.apply(|s: String| s.len(), "héllo".to_string())
+            .unwrap(),
+        6
+    );
+    pool.close();
+    pool.join().unwrap();
+}
+
+#[test]
+fn callbacks_run_in_the_parent() {
+    let _w = watchdog("callbacks", LIMIT);
+    let pool = Pool::new(2).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    for i in 0..6u32 {
+        let (s, e) = (Arc::clone(&seen), Arc::clone(&errors));
+        pool.apply_async_with(
+            boom,
+            i,
+            move |r: &u32| s.lock().unwrap().push(*r),
+            move |err: &Error| e.lock().unwrap().push(err.to_string()),
+        )
+        .unwrap();
+    }
+    pool.close();
+    pool.join().unwrap(); // join returns after every callback ran
+    let mut s = seen.lock().unwrap().clone();
+    s.sort_unstable();
+    assert_eq!(s, [0, 1, 2, 4, 5]);
+    let e = errors.lock().unwrap().clone();
+    assert_eq!(e.len(), 1);
+    assert!(e[0].contains("boom at 3"), "{e:?}");
+}
+
+#[test]
+fn zero_copy_chunk_maps() {
+    let _w = watchdog("chunk maps", LIMIT);
+    let pool = Pool::new(2).unwrap();
+    let n = 100_003;
+    let input = SharedArray::<u64>::from_slice(&(0..n as u64).collect::<Vec<_>>()).unwrap();
+    let output = SharedArray::<u64>::new(n).unwrap();
     pool.map_chunks(
         |i: &[u64], o: &mut [u64], t: &u32| shmproc::kernels::power_u64_slice(i, o, *t),
         &input,
@@ -29,9 +187,341 @@ fn smoke_apply_and_map() {
         None,
     )
     .unwrap();
-    let want: Vec<u64> = (0..1000).map(power).collect();
+    let want: Vec<u64> = (0..n as u64).map(power).collect();
     assert_eq!(output.to_vec(), want);
+
+    // In place, with an explicit chunk size that does not divide n.
+    pool.map_chunks_in_place(
+        |d: &mut [u64], add: &u64| d.iter_mut().for_each(|x| *x = x.wrapping_add(*add)),
+        &output,
+        5u64,
+        Some(999),
+    )
+    .unwrap();
+    assert_eq!(
+        output.to_vec(),
+        want.iter().map(|x| x.wrapping_add(5)).collect::<Vec<_>>()
+    );
+
+    // A reduction: partial sums per chunk, combined in order.
+    let parts: Vec<u64> = pool
+        .reduce_chunks(
+            |d: &[u64], _start: usize, _: &()| d.iter().fold(0u64, |a, &b| a.wrapping_add(b)),
+            &input,
+            (),
+            Some(10_000),
+        )
+        .unwrap();
+    assert_eq!(parts.len(), 11);
+    assert_eq!(
+        parts.iter().fold(0u64, |a, &b| a.wrapping_add(b)),
+        (0..n as u64).sum::<u64>()
+    );
+
+    // Errors: lengths differ, arrays overlap.
+    let short = SharedArray::<u64>::new(10).unwrap();
+    assert!(matches!(
+        pool.map_chunks(
+            |i: &[u64], o: &mut [u64], _: &()| o.copy_from_slice(i),
+            &input,
+            &short,
+            (),
+            None
+        ),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        pool.map_chunks(
+            |i: &[u64], o: &mut [u64], _: &()| o.copy_from_slice(i),
+            &input.slice(0..10),
+            &input.slice(5..15),
+            (),
+            None
+        ),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn a_panicking_task_is_an_error_and_the_worker_keeps_serving() {
+    let _w = watchdog("panic", LIMIT);
+    let pool = Pool::new(1).unwrap();
+    let before = pool.worker_pids();
+    let r = pool.apply(boom, 3);
+    match r {
+        Err(Error::TaskPanicked(msg)) => assert!(msg.contains("boom at 3"), "{msg}"),
+        other => panic!("expected TaskPanicked, got {other:?}"),
+    }
+    let a = pool.apply_async(boom, 3).unwrap();
+    a.wait();
+    assert!(!a.successful().unwrap());
+    // The same worker serves the next task.
+    assert_eq!(pool.apply(boom, 4).unwrap(), 4);
+    assert_eq!(pool.worker_pids(), before);
+    // A map with one panicking item fails as a whole.
+    assert!(matches!(
+        pool.map(boom, 0..6u32),
+        Err(Error::TaskPanicked(_))
+    ));
+    let mut it = pool.imap(boom, 0..6u32);
+    let got: Vec<_> = it.by_ref().take(3).map(Result::unwrap).collect();
+    assert_eq!(got, [0, 1, 2]);
+    assert!(matches!(it.next(), Some(Err(Error::TaskPanicked(_)))));
+}
+
+#[test]
+fn lifecycle_errors_are_clear() {
+    let _w = watchdog("lifecycle", LIMIT);
+    assert!(matches!(Pool::new(0), Err(Error::InvalidArgument(_))));
+    let pool = Pool::new(1).unwrap();
+    assert!(matches!(pool.join(), Err(Error::InvalidState(_))));
+    let slow = pool.apply_async(sleep_ms, 300).unwrap();
+    assert!(matches!(slow.successful(), Err(Error::InvalidState(_))));
+    assert!(matches!(
+        slow.get_timeout(Duration::from_millis(10)),
+        Err(Error::Timeout)
+    ));
+    assert!(!slow.wait_timeout(Duration::from_millis(1)));
     pool.close();
+    assert!(pool.is_closed());
+    assert!(matches!(pool.apply(power, 1), Err(Error::InvalidState(_))));
+    assert!(matches!(
+        pool.map(power, [1u64]),
+        Err(Error::InvalidState(_))
+    ));
     pool.join().unwrap();
-    let _ = Error::Timeout;
+    // Closed and joined: the submitted task still finished.
+    assert!(slow.get().is_ok());
+}
+
+#[test]
+fn terminate_fails_pending_tasks_instead_of_hanging() {
+    let _w = watchdog("terminate", LIMIT);
+    let pool = Pool::new(2).unwrap();
+    let pids = pool.worker_pids();
+    let rs: Vec<_> = (0..6)
+        .map(|_| pool.apply_async(sleep_ms, 5_000).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    pool.terminate();
+    for r in &rs {
+        assert!(matches!(r.get(), Err(Error::InvalidState(_))));
+    }
+    assert!(t.elapsed() < Duration::from_secs(60));
+    pool.join().unwrap();
+    assert_pool_gone(&pids);
+}
+
+#[test]
+fn large_arguments_and_results_spill_to_segments() {
+    let _w = watchdog("spill", LIMIT);
+    let pool = Pool::new(2).unwrap();
+    let v: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let back = pool.apply(big_echo, v.clone()).unwrap();
+    assert_eq!(back.len(), v.len());
+    assert!(back.iter().zip(&v).all(|(b, a)| *b == a.wrapping_add(1)));
+    drop(pool);
+    assert!(my_segments().is_empty(), "{:?}", my_segments());
+}
+
+#[test]
+fn a_worker_killed_mid_map_is_replaced_and_its_task_retried() {
+    let _w = watchdog("kill mid map", LIMIT);
+    let pool = Pool::new(2).unwrap();
+    let victim = pool.worker_pids()[0];
+    let items: Vec<u64> = (0..200).collect();
+    let r = pool
+        .map_async_chunked(slow_square, items.clone(), Some(2))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    // SIGKILL through the OS, as an OOM killer would.
+    std::process::Command::new("kill")
+        .args(["-9", &victim.to_string()])
+        .status()
+        .unwrap();
+    let got = r.get().unwrap();
+    assert_eq!(got, items.iter().map(|x| x * x).collect::<Vec<_>>());
+    assert!(pid_gone(victim));
+    let now = pool.worker_pids();
+    assert_eq!(now.len(), 2, "the dead worker was replaced");
+    assert!(!now.contains(&victim));
+    // The pool keeps working.
+    assert_eq!(pool.apply(power, 2).unwrap(), 65536);
+}
+
+#[test]
+fn without_retries_a_killed_workers_task_fails_with_worker_lost() {
+    let _w = watchdog("worker lost", LIMIT);
+    let pool = Pool::builder().processes(1).retries(0).build().unwrap();
+    let victim = pool.worker_pids()[0];
+    let r = pool.apply_async(sleep_ms, 20_000).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    std::process::Command::new("kill")
+        .args(["-9", &victim.to_string()])
+        .status()
+        .unwrap();
+    match r.get_timeout(Duration::from_secs(30)) {
+        Err(Error::WorkerLost { pid, signal }) => {
+            assert_eq!(pid, victim);
+            assert_eq!(signal, Some(9));
+        }
+        other => panic!("expected WorkerLost, got {other:?}"),
+    }
+    assert_eq!(pool.apply(power, 3).unwrap(), 43046721);
+}
+
+#[test]
+fn imap_consumes_its_input_lazily_with_bounded_memory() {
+    let _w = watchdog("imap lazy", Duration::from_secs(600));
+    let pool = Pool::new(2).unwrap();
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let p2 = Arc::clone(&pulled);
+    // An endless input: only what the consumer asks for may be pulled.
+    let endless = (0u64..).inspect(move |_| {
+        p2.fetch_add(1, Ordering::SeqCst);
+    });
+    let chunk = 1000;
+    let mut it = pool.imap_chunked(power, endless, chunk);
+    let mut taken = 0usize;
+    let mut max_ahead = 0;
+    for (i, r) in it.by_ref().take(1_000_000).enumerate() {
+        assert_eq!(r.unwrap(), power(i as u64));
+        taken += 1;
+        max_ahead = max_ahead.max(pulled.load(Ordering::SeqCst) - taken);
+    }
+    assert_eq!(taken, 1_000_000);
+    // At most two chunks per worker in flight (plus the one being consumed).
+    assert!(
+        max_ahead <= (2 * 2 + 1) * chunk,
+        "pulled {max_ahead} items ahead"
+    );
+    assert!(it.in_flight() <= 4);
+}
+
+#[test]
+fn imap_tiny_tasks_one_per_slot() {
+    let _w = watchdog("imap tiny", Duration::from_secs(600));
+    let pool = Pool::new(2).unwrap();
+    let n = 20_000u64;
+    let sum: u64 = pool
+        .imap(power, 0..n)
+        .map(Result::unwrap)
+        .fold(0, u64::wrapping_add);
+    assert_eq!(sum, (0..n).map(power).fold(0, u64::wrapping_add));
+}
+
+#[test]
+fn maxtasksperchild_recycles_workers() {
+    let _w = watchdog("maxtasks", LIMIT);
+    let pool = Pool::builder()
+        .processes(1)
+        .maxtasksperchild(2)
+        .build()
+        .unwrap();
+    let pids: Vec<u32> = (0..6).map(|_| pool.apply(my_pid, ()).unwrap()).collect();
+    assert_eq!(pids[0], pids[1]);
+    assert_eq!(pids[2], pids[3]);
+    assert_eq!(pids[4], pids[5]);
+    assert_ne!(pids[0], pids[2]);
+    assert_ne!(pids[2], pids[4]);
+}
+
+static INIT_VALUE: AtomicUsize = AtomicUsize::new(0);
+
+fn set_init(v: usize) {
+    INIT_VALUE.store(v, Ordering::SeqCst);
+}
+
+fn read_init(_: ()) -> usize {
+    INIT_VALUE.load(Ordering::SeqCst)
+}
+
+#[test]
+fn initializer_runs_in_every_worker() {
+    let _w = watchdog("initializer", LIMIT);
+    let pool = Pool::builder()
+        .processes(2)
+        .initializer(set_init, 42usize)
+        .unwrap()
+        .build()
+        .unwrap();
+    let vals = pool.map_chunked(read_init, vec![(); 8], 1).unwrap();
+    assert_eq!(vals, vec![42; 8]);
+    assert_eq!(INIT_VALUE.load(Ordering::SeqCst), 0, "not in the parent");
+}
+
+#[test]
+fn fork_start_method_works_when_forced() {
+    let _w = watchdog("fork pool", LIMIT);
+    // The test harness is multithreaded, so fork is refused unless forced.
+    assert!(matches!(
+        Pool::builder()
+            .processes(1)
+            .start_method(StartMethod::Fork)
+            .build(),
+        Err(Error::ForkUnsafe { .. })
+    ));
+    let pool = Pool::builder()
+        .processes(2)
+        .start_method(StartMethod::Fork)
+        .force_fork(true)
+        .build()
+        .unwrap();
+    assert_eq!(pool.map(power, [1u64, 2, 3]).unwrap(), [1, 65536, 43046721]);
+}
+
+#[test]
+fn drop_terminates_and_cleans_up() {
+    let _w = watchdog("drop", LIMIT);
+    let pool = Pool::new(2).unwrap();
+    let pids = pool.worker_pids();
+    let _pending = pool.apply_async(sleep_ms, 10_000).unwrap();
+    drop(pool);
+    assert_pool_gone(&pids);
+    assert!(my_segments().is_empty(), "{:?}", my_segments());
+}
+
+// ---- the parent panics, or dies ----------------------------------------------
+
+#[test]
+#[ignore]
+fn child_pool_owner() {
+    let Some(mode) = child_input::<String>("pool-owner") else {
+        return;
+    };
+    let pool = Pool::new(2).unwrap();
+    let pids = pool.worker_pids();
+    println!("pids {} {}", pids[0], pids[1]);
+    let _r = pool.apply_async(sleep_ms, 60_000).unwrap();
+    if mode == "panic" {
+        panic!("the parent panics with a pool alive");
+    }
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+fn worker_pids_of(kid: &mut common::ChildTest) -> Vec<u32> {
+    kid.read_until("pids ")
+        .split(' ')
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn workers_are_gone_after_the_parent_panics() {
+    let _w = watchdog("parent panic", LIMIT);
+    let mut kid = spawn_child("child_pool_owner", "pool-owner", &"panic".to_string());
+    let pids = worker_pids_of(&mut kid);
+    let st = kid.wait(Duration::from_secs(60));
+    assert!(!st.success());
+    assert_pool_gone(&pids);
+}
+
+#[test]
+fn workers_are_gone_after_the_parent_is_killed() {
+    let _w = watchdog("parent killed", LIMIT);
+    let mut kid = spawn_child("child_pool_owner", "pool-owner", &"sleep".to_string());
+    let pids = worker_pids_of(&mut kid);
+    kid.kill9();
+    assert_pool_gone(&pids);
 }

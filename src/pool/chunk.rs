@@ -74,7 +74,10 @@ where
 {
     let a: ChunkArgs<P> =
         postcard::from_bytes(bytes).map_err(|e| format!("decoding chunk arguments: {e}"))?;
-    let out_h = a.output.as_ref().ok_or("chunk task without an output array")?;
+    let out_h = a
+        .output
+        .as_ref()
+        .ok_or("chunk task without an output array")?;
     let input = attach::<T>(&a.input).map_err(|e| e.to_string())?;
     let output = attach::<U>(out_h).map_err(|e| e.to_string())?;
     let r = range_of(&a.range, input.len().min(output.len()))?;
@@ -162,7 +165,12 @@ pub(crate) fn check_disjoint<T: Pod, U: Pod>(a: &SharedArray<T>, b: &SharedArray
     let (pa, pb) = (a.as_ptr() as usize, b.as_ptr() as usize);
     let in_memory = overlap(pa, pa + abytes, pb, pb + bbytes);
     let in_object = a.segment().handle() == b.segment().handle()
-        && overlap(a.offset(), a.offset() + abytes, b.offset(), b.offset() + bbytes);
+        && overlap(
+            a.offset(),
+            a.offset() + abytes,
+            b.offset(),
+            b.offset() + bbytes,
+        );
     if in_memory || in_object {
         return Err(Error::InvalidArgument(
             "input and output arrays overlap; use map_chunks_in_place".into(),

@@ -147,7 +147,9 @@ impl Control {
         h.workers.store(workers as u32, Ordering::Relaxed);
         h.capacity.store(capacity as u32, Ordering::Relaxed);
         for i in 0..capacity {
-            c.slot(i).state.store(pack(i as u64, FREE), Ordering::Relaxed);
+            c.slot(i)
+                .state
+                .store(pack(i as u64, FREE), Ordering::Relaxed);
         }
         // SYNC POINT: Release publishes the layout to workers (Acquire in attach).
         h.tag.store(TAG, Ordering::Release);
@@ -250,7 +252,9 @@ impl Control {
         assert!(bytes.len() <= INLINE, "payload larger than a slot");
         // SAFETY: the slot's payload has INLINE bytes; the slot state gives the
         // caller exclusive use of it (see the protocol table above).
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.payload_ptr(ticket), bytes.len()) }
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.payload_ptr(ticket), bytes.len())
+        }
     }
 
     /// Copies `len` payload bytes of `ticket`'s slot out.

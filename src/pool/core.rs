@@ -68,7 +68,6 @@ pub(crate) struct StreamState {
     pub(crate) total: Option<usize>,
     /// Chunks delivered so far.
     pub(crate) delivered: usize,
-    pub(crate) on_complete: Option<Box<dyn FnOnce(&mut StreamState) + Send>>,
 }
 
 /// The shared sink of a map or imap.
@@ -77,27 +76,22 @@ pub(crate) struct Stream {
     pub(crate) state: Mutex<StreamState>,
 }
 
+impl Sink {
+    fn has_callback(&self) -> bool {
+        matches!(self, Sink::Cell(c) if lock(&c.callback).is_some())
+    }
+}
+
 impl Stream {
     fn deliver(&self, index: usize, o: Outcome) {
         let mut st = lock(&self.state);
         st.done.insert(index, o);
         st.delivered += 1;
-        Self::maybe_complete(&mut st);
     }
 
     /// Records the number of chunks (the input is exhausted).
     pub(crate) fn set_total(&self, total: usize) {
-        let mut st = lock(&self.state);
-        st.total = Some(total);
-        Self::maybe_complete(&mut st);
-    }
-
-    fn maybe_complete(st: &mut StreamState) {
-        if st.total == Some(st.delivered) {
-            if let Some(f) = st.on_complete.take() {
-                f(st);
-            }
-        }
+        lock(&self.state).total = Some(total);
     }
 
     pub(crate) fn is_complete(&self) -> bool {
@@ -136,6 +130,9 @@ pub(crate) struct Inner {
     /// Tasks by `ticket - head`; `None` once collected.
     pending: VecDeque<Option<Task>>,
     pub(crate) outstanding: usize,
+    /// Unfinished tasks with a callback: while there are any, the supervisor
+    /// wakes on every result to run them promptly.
+    callbacks_pending: usize,
     pub(crate) state: State,
     workers: Vec<Option<Child>>,
     /// Doorbell value at the last full scan.
@@ -143,6 +140,16 @@ pub(crate) struct Inner {
     stop_supervisor: bool,
     /// Error of the last failed respawn, reported to tasks if no worker is left.
     spawn_error: Option<String>,
+}
+
+impl Inner {
+    /// Book-keeping for a task that leaves `pending`.
+    fn finished(&mut self, task: &Task) {
+        self.outstanding -= 1;
+        if task.sink.has_callback() {
+            self.callbacks_pending -= 1;
+        }
+    }
 }
 
 /// Pool settings.
@@ -190,6 +197,7 @@ impl Shared {
                 head: 0,
                 pending: VecDeque::new(),
                 outstanding: 0,
+                callbacks_pending: 0,
                 state: State::Running,
                 workers: (0..config.processes).map(|_| None).collect(),
                 last_scan: 0,
@@ -279,12 +287,22 @@ impl Shared {
             sink,
         };
         self.write_task(t, &mut task)?;
+        let has_callback = task.sink.has_callback();
+        if has_callback {
+            inner.callbacks_pending += 1;
+        }
         inner.pending.push_back(Some(task));
         inner.tail += 1;
         inner.outstanding += 1;
         self.publish(t);
         drop(inner);
         self.kick_workers(false);
+        if has_callback {
+            // Switch the supervisor to waking on results.
+            if let Some(h) = lock(&self.supervisor).as_ref() {
+                h.thread().unpark();
+            }
+        }
         Ok(())
     }
 
@@ -304,7 +322,8 @@ impl Shared {
             flags |= FLAG_ARG_SPILL;
         } else {
             self.ctl.write_payload(t, &task.args);
-            slot.arg_len.store(task.args.len() as u32, Ordering::Relaxed);
+            slot.arg_len
+                .store(task.args.len() as u32, Ordering::Relaxed);
         }
         // Relaxed: published by the READY Release in `publish`.
         slot.fn_id.store(task.fn_id.0, Ordering::Relaxed);
@@ -327,7 +346,11 @@ impl Shared {
         let h = self.ctl.header();
         // SYNC POINT: SeqCst bump + waiter check (see sync::wait_on).
         h.submit_seq.fetch_add(1, Ordering::SeqCst);
-        wake_if_waiting(&h.submit_seq, &h.idle_waiters, if all { u32::MAX } else { 1 });
+        wake_if_waiting(
+            &h.submit_seq,
+            &h.idle_waiters,
+            if all { u32::MAX } else { 1 },
+        );
     }
 
     /// Wakes parent threads waiting on the doorbell (after deliveries).
@@ -378,8 +401,19 @@ impl Shared {
         }
         inner.last_scan = bell;
         let cap = self.ctl.capacity() as u64;
+        // Workers claim tickets in order and move the claim hint past a ticket
+        // before they run it, so every finished ticket lies below the hint
+        // (retried tickets too). Only a forced scan looks further.
+        // SYNC POINT: Acquire; the doorbell load above ordered this after the
+        // hint advances of the results it announced.
+        let hint = h.next_claim.load(Ordering::Acquire);
+        let end = if force {
+            inner.tail
+        } else {
+            inner.tail.min(hint)
+        };
         let mut out = Vec::new();
-        for t in inner.head..inner.tail {
+        for t in inner.head..end.max(inner.head) {
             let idx = (t - inner.head) as usize;
             if inner.pending[idx].is_none() {
                 continue;
@@ -393,7 +427,7 @@ impl Shared {
             // SYNC POINT: Release hands the slot back for ticket t + capacity.
             slot.state.store(pack(t + cap, FREE), Ordering::Release);
             if let Some(task) = inner.pending[idx].take() {
-                inner.outstanding -= 1;
+                inner.finished(&task);
                 out.push((task.sink, o));
             }
         }
@@ -454,10 +488,23 @@ impl Shared {
             let seen = self.ctl.header().doorbell.load(Ordering::SeqCst);
             self.collect(false);
             self.check_workers();
-            if lock(&self.inner).stop_supervisor {
+            let (stop, callbacks) = {
+                let inner = lock(&self.inner);
+                (inner.stop_supervisor, inner.callbacks_pending > 0)
+            };
+            if stop {
                 return;
             }
-            self.wait_doorbell(seen, Some(Instant::now() + Duration::from_millis(20)));
+            let tick = Instant::now() + Duration::from_millis(20);
+            if callbacks {
+                // Results have callbacks to run: wake on every result.
+                self.wait_doorbell(seen, Some(tick));
+            } else {
+                // Nobody needs the supervisor for results (waiting threads
+                // collect their own): look at the workers every 20 ms without
+                // making every result pay for a wake-up.
+                std::thread::park_timeout(Duration::from_millis(20));
+            }
         }
     }
 
@@ -515,7 +562,7 @@ impl Shared {
                     }
                     Err(e) => {
                         slot.state.store(pack(t + cap, FREE), Ordering::Release);
-                        inner.outstanding -= 1;
+                        inner.finished(&task);
                         failed.push((task.sink, Err(e)));
                     }
                 }
@@ -523,7 +570,7 @@ impl Shared {
                 let task = inner.pending[idx].take().expect("invariant: checked above");
                 // SYNC POINT: Release hands the slot back.
                 slot.state.store(pack(t + cap, FREE), Ordering::Release);
-                inner.outstanding -= 1;
+                inner.finished(&task);
                 failed.push((task.sink, Err(Error::WorkerLost { pid, signal })));
             }
         }
@@ -581,7 +628,7 @@ impl Shared {
                     let _ = self.read_outcome(t);
                 }
                 slot.state.store(pack(t + cap, FREE), Ordering::Release);
-                inner.outstanding -= 1;
+                inner.finished(&task);
                 out.push((task.sink, Err(err())));
             }
         }
@@ -634,6 +681,7 @@ impl Shared {
         self.ring();
         let h = lock(&self.supervisor).take();
         if let Some(h) = h {
+            h.thread().unpark();
             if h.thread().id() != std::thread::current().id() {
                 let _ = h.join();
             }

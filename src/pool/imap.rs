@@ -52,7 +52,13 @@ where
     I::Item: Serialize,
     R: DeserializeOwned,
 {
-    pub(crate) fn new(pool: &'p Pool, input: I, fn_id: FnId, chunksize: usize, ordered: bool) -> Self {
+    pub(crate) fn new(
+        pool: &'p Pool,
+        input: I,
+        fn_id: FnId,
+        chunksize: usize,
+        ordered: bool,
+    ) -> Self {
         IMap {
             pool,
             input,
@@ -98,7 +104,9 @@ where
     fn take_chunk(&mut self) -> Option<super::core::Outcome> {
         let mut st = lock(&self.stream.state);
         let key = if self.ordered {
-            st.done.contains_key(&self.next_chunk).then_some(self.next_chunk)
+            st.done
+                .contains_key(&self.next_chunk)
+                .then_some(self.next_chunk)
         } else {
             st.done.keys().next().copied()
         }?;

@@ -1,7 +1,7 @@
 //! The process pool: Python's `multiprocessing.Pool` on shared memory.
 //!
 //! A [`Pool`] starts N worker processes (spawn or fork, see
-//! [`StartMethod`](crate::process::StartMethod)) that share a control segment
+//! [`StartMethod`]) that share a control segment
 //! with the parent. A task is a function (a `fn` item or non-capturing closure,
 //! named by its offset in the binary) plus its encoded arguments; it travels in
 //! a slot of the control segment, and the result comes back the same way. No
@@ -176,10 +176,7 @@ impl PoolBuilder {
     /// [`Error::InitMissing`], [`Error::ForkUnsafe`] and the other start errors
     /// of [`Process`](crate::Process).
     pub fn build(self) -> Result<Pool> {
-        let processes = self
-            .processes
-            .unwrap_or_else(crate::process::cpu_count)
-            .max(0);
+        let processes = self.processes.unwrap_or_else(crate::process::cpu_count);
         let config = Config {
             processes,
             method: self.method.unwrap_or_else(crate::process::get_start_method),
@@ -278,7 +275,12 @@ impl Pool {
 
     // ---- single tasks ---------------------------------------------------------
 
-    fn submit_cell<R>(&self, fn_id: FnId, args: Vec<u8>, cb: Option<Callback>) -> Result<AsyncResult<R>> {
+    fn submit_cell<R>(
+        &self,
+        fn_id: FnId,
+        args: Vec<u8>,
+        cb: Option<Callback>,
+    ) -> Result<AsyncResult<R>> {
         let cell = Cell::new(cb);
         self.shared
             .submit(fn_id, args, Sink::Cell(Arc::clone(&cell)))?;
@@ -313,7 +315,11 @@ impl Pool {
     {
         assert_zero_sized::<F>();
         let _ = f;
-        self.submit_cell(FnId::of(raw_call::<F, A, R>()), postcard::to_stdvec(&args)?, None)
+        self.submit_cell(
+            FnId::of(raw_call::<F, A, R>()),
+            postcard::to_stdvec(&args)?,
+            None,
+        )
     }
 
     /// Like [`apply_async`](Pool::apply_async), and runs `callback(&result)` or
@@ -516,7 +522,12 @@ impl Pool {
     }
 
     /// [`imap`](Pool::imap) with `chunksize` items per task.
-    pub fn imap_chunked<F, A, R, I>(&self, f: F, items: I, chunksize: usize) -> IMap<'_, I::IntoIter, R>
+    pub fn imap_chunked<F, A, R, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: usize,
+    ) -> IMap<'_, I::IntoIter, R>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned,
@@ -635,7 +646,9 @@ impl Pool {
             )));
         }
         if !output.segment().is_writable() {
-            return Err(Error::InvalidArgument("the output array is read-only".into()));
+            return Err(Error::InvalidArgument(
+                "the output array is read-only".into(),
+            ));
         }
         chunk::check_disjoint(input, output)?;
         self.run_chunks(

@@ -122,7 +122,12 @@ fn take_retry(ctl: &Control, w: usize) -> Option<u64> {
         if st == READY
             && slot
                 .state
-                .compare_exchange(cur, pack(t, CLAIMED + w as u8), Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(
+                    cur,
+                    pack(t, CLAIMED + w as u8),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
                 .is_ok()
         {
             h.retries_pending.fetch_sub(1, Ordering::Relaxed);
@@ -181,9 +186,7 @@ fn claim(ctl: &Control, w: usize) -> Option<u64> {
             &h.submit_seq,
             &h.idle_waiters,
             Instant::now().checked_add(Duration::from_secs(1)),
-            |v| {
-                (v != seen || h.shutdown.load(Ordering::Relaxed) != 0).then_some(Ok(()))
-            },
+            |v| (v != seen || h.shutdown.load(Ordering::Relaxed) != 0).then_some(Ok(())),
         );
     }
 }
@@ -230,8 +233,7 @@ fn run(ctl: &Control, ticket: u64) {
                 postcard::to_stdvec(&r).unwrap_or_default()
             }
             Err(e) => {
-                let msg = format!("cannot return a {}-byte result: {e}", bytes.len())
-                    .into_bytes();
+                let msg = format!("cannot return a {}-byte result: {e}", bytes.len()).into_bytes();
                 let msg = msg[..msg.len().min(INLINE)].to_vec();
                 ctl.write_payload(ticket, &msg);
                 slot.res_len.store(msg.len() as u32, Ordering::Relaxed);
@@ -246,8 +248,7 @@ fn run(ctl: &Control, ticket: u64) {
     slot.res_len.store(inline.len() as u32, Ordering::Relaxed);
     slot.res_status.store(status, Ordering::Relaxed);
     slot.flags.fetch_or(flags, Ordering::Relaxed);
-    slot.worker_pid
-        .store(std::process::id(), Ordering::Relaxed);
+    slot.worker_pid.store(std::process::id(), Ordering::Relaxed);
     publish_done(ctl, ticket);
 }
 

@@ -1,7 +1,7 @@
 //! Shared segments: named POSIX shared memory, memfd, and mapped files.
 //!
 //! A [`Segment`] is a region of memory that several processes map at once. A
-//! segment created by shmproc starts with a [header](header) (magic, layout
+//! segment created by shmproc starts with a header (magic, layout
 //! version, size, creator pid and start time, kind) that [`Segment::open`]
 //! validates, so opening something that is not a shmproc segment, or one written
 //! by an incompatible build, is a clear error.
