@@ -9,7 +9,8 @@
 //! 4. `Pool(2)` start to first result, spawn and fork: median ms.
 //!
 //! `cargo bench --bench pool [-- --quick]` (`--quick`: a smoke run with small
-//! sizes and few repetitions). The Python counterpart is `benches/python_pool.py`;
+//! sizes and few repetitions; its map_chunks ratio is dominated by per-map
+//! overhead and means nothing). The Python counterpart is `benches/python_pool.py`;
 //! results in `docs/POOL_BENCH.md`.
 
 use std::time::{Duration, Instant};

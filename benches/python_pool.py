@@ -18,10 +18,17 @@ import sys
 import time
 from multiprocessing import shared_memory
 
-try:
-    import numpy as np
-except ImportError:  # the pure-Python path is ~100x slower
-    np = None
+
+def numpy():
+    """numpy if installed, else None (the pure-Python kernel is ~100x slower).
+
+    Imported lazily, so spawned workers (which re-import this module) do not
+    pay for it in the start-up measure."""
+    try:
+        import numpy as np
+    except ImportError:
+        return None
+    return np
 
 TIMES = 4
 WORKERS = 2
@@ -43,6 +50,7 @@ def trivial(x):
 def power_chunk(args):
     """Power kernel over [lo, hi) of the shared input, into the shared output."""
     in_name, out_name, n, lo, hi = args
+    np = numpy()
     src = shared_memory.SharedMemory(name=in_name)
     dst = shared_memory.SharedMemory(name=out_name)
     try:
@@ -95,6 +103,7 @@ def start_to_first_result(method, runs):
 
 def map_shared(pool, n):
     size = n * 8
+    np = numpy()
     src = shared_memory.SharedMemory(create=True, size=size)
     dst = shared_memory.SharedMemory(create=True, size=size)
     try:
@@ -134,6 +143,7 @@ def map_shared(pool, n):
 
 
 def main():
+    np = numpy()
     print(
         "Python %s multiprocessing pool bench%s: %d CPUs, %d workers, %s"
         % (
