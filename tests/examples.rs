@@ -10,7 +10,16 @@ use common::{example, run_with_limit, watchdog};
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn run(name: &str) -> String {
-    let out = run_with_limit(&mut Command::new(example(name)), LIMIT);
+    run_env(name, &[])
+}
+
+/// Sleep scale for the examples that sleep (their sleeps are multiplied by it).
+const FAST: (&str, &str) = ("SHMPROC_SLEEP_SCALE", "0.05");
+
+fn run_env(name: &str, env: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new(example(name));
+    cmd.envs(env.iter().copied());
+    let out = run_with_limit(&mut cmd, LIMIT);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -96,4 +105,336 @@ fn seed15_process_subclass() {
         .collect();
     let got: Vec<&str> = out.lines().collect();
     assert_eq!(got, want, "{out}");
+}
+
+/// The three powers of the seeds, one per line.
+const POWERS: [&str; 3] = ["1", "65536", "43046721"];
+
+#[test]
+fn seed02_process_batch() {
+    let _w = watchdog("seed02_process_batch", LIMIT);
+    let out = run("seed02_process_batch");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines, POWERS, "{out}");
+}
+
+#[test]
+fn seed03_pool_apply_async() {
+    let _w = watchdog("seed03_pool_apply_async", LIMIT);
+    let out = run("seed03_pool_apply_async");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines, POWERS, "{out}");
+}
+
+#[test]
+fn seed04_pool_map() {
+    let _w = watchdog("seed04_pool_map", LIMIT);
+    let out = run("seed04_pool_map");
+    assert_eq!(out, "[1, 65536, 43046721]\n");
+}
+
+#[test]
+fn seed05_map_tuples() {
+    let _w = watchdog("seed05_map_tuples", LIMIT);
+    let out = run("seed05_map_tuples");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines, POWERS, "{out}");
+}
+
+#[test]
+fn seed05_map_partial() {
+    let _w = watchdog("seed05_map_partial", LIMIT);
+    let out = run("seed05_map_partial");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines, POWERS, "{out}");
+}
+
+/// Parses `Run task <i> (<pid>)`.
+fn run_task_line(line: &str) -> Option<(u32, u32)> {
+    let rest = line.strip_prefix("Run task ")?;
+    let (i, pid) = rest.split_once(" (")?;
+    Some((i.parse().ok()?, pid.strip_suffix(')')?.parse().ok()?))
+}
+
+/// Parses `Task <i> run <x.xx> seconds`.
+fn task_done_line(line: &str) -> Option<(u32, f64)> {
+    let rest = line.strip_prefix("Task ")?;
+    let (i, secs) = rest.split_once(" run ")?;
+    let secs = secs.strip_suffix(" seconds")?;
+    // Python's %0.2f: exactly two decimals.
+    if secs.split_once('.').map(|(_, d)| d.len()) != Some(2) {
+        return None;
+    }
+    Some((i.parse().ok()?, secs.parse().ok()?))
+}
+
+#[test]
+fn seed09_pool_long_tasks() {
+    let _w = watchdog("seed09_pool_long_tasks", LIMIT);
+    let out = run_env("seed09_pool_long_tasks", &[FAST]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 13, "{out}");
+    let parent: u32 = lines[0]
+        .strip_prefix("Parent process ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(lines[12], "All subprocesses done!", "{out}");
+    let body = &lines[1..12];
+    assert_eq!(
+        body.iter()
+            .filter(|l| **l == "Waiting for all subprocesses done...")
+            .count(),
+        1,
+        "{out}"
+    );
+    // Worker stdout goes straight to the pipe, so the line order is the time
+    // order: walk it, counting the tasks running at each moment.
+    let mut started = [None::<usize>; 5];
+    let mut ended = [None::<usize>; 5];
+    let mut pids = std::collections::BTreeSet::new();
+    let (mut running, mut most) = (0, 0);
+    for (n, line) in body.iter().enumerate() {
+        if let Some((i, pid)) = run_task_line(line) {
+            let i = i as usize;
+            assert!(i < 5 && started[i].is_none(), "{out}");
+            assert_ne!(pid, parent, "a task ran in the parent: {out}");
+            pids.insert(pid);
+            started[i] = Some(n);
+            running += 1;
+            most = most.max(running);
+        } else if let Some((i, secs)) = task_done_line(line) {
+            let i = i as usize;
+            assert!(i < 5 && ended[i].is_none(), "{out}");
+            assert!(
+                started[i].is_some_and(|s| s < n),
+                "task {i} ended before it started: {out}"
+            );
+            // Sleeps of random() * 3 s, scaled by 0.05, plus scheduling.
+            assert!(secs >= 0.0, "{out}");
+            ended[i] = Some(n);
+            running -= 1;
+        } else {
+            assert_eq!(*line, "Waiting for all subprocesses done...", "{out}");
+        }
+    }
+    assert!(started.iter().chain(&ended).all(Option::is_some), "{out}");
+    assert!(most <= 4, "{most} tasks ran at once in a pool of 4: {out}");
+    assert!(pids.len() <= 4, "more than 4 worker pids: {out}");
+    // Tasks are claimed in order, so task 4 waits until one of 0..4 has ended.
+    let first_end = ended[..4].iter().flatten().min().expect("ends");
+    assert!(started[4].expect("task 4 started") > *first_end, "{out}");
+}
+
+#[test]
+fn seed11_pool_successful() {
+    let _w = watchdog("seed11_pool_successful", LIMIT);
+    let out = run_env("seed11_pool_successful", &[("SHMPROC_SLEEP_SCALE", "0.01")]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 99, "{out}");
+    // The parent prints only after join: nine `successful` lines come last.
+    assert!(lines[90..].iter().all(|l| *l == "successful"), "{out}");
+    // Each task prints 0..10 in order; at most three tasks are under way.
+    let mut next = [0u32; 20];
+    let (mut running, mut most) = (0, 0);
+    for line in &lines[..90] {
+        let (j, x) = line
+            .split_once(" --- ")
+            .and_then(|(j, x)| Some((j.parse::<u32>().ok()?, x.parse::<usize>().ok()?)))
+            .unwrap_or_else(|| panic!("bad line {line:?}: {out}"));
+        assert!((11..20).contains(&x), "{out}");
+        assert_eq!(j, next[x], "task {x} out of order: {out}");
+        next[x] += 1;
+        if j == 0 {
+            running += 1;
+            most = most.max(running);
+        }
+        if j == 9 {
+            running -= 1;
+        }
+    }
+    assert!(next[11..20].iter().all(|n| *n == 10), "{out}");
+    assert!(most <= 3, "{most} tasks at once in a pool of 3: {out}");
+}
+
+/// The lines of seed12's section `--- name`, up to the next header.
+fn section<'a>(out: &'a str, name: &str) -> Vec<&'a str> {
+    let header = format!("--- {name}");
+    let mut lines = out.lines().skip_while(|l| *l != header);
+    assert_eq!(
+        lines.next(),
+        Some(header.as_str()),
+        "no section {name}: {out}"
+    );
+    lines.take_while(|l| !l.starts_with("--- ")).collect()
+}
+
+/// `f2 <x>` lines of a section, sorted.
+fn worker_lines(lines: &[&str]) -> Vec<u64> {
+    let mut v: Vec<u64> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("f2 ")?.parse().ok())
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+fn squares(n: u64) -> Vec<u64> {
+    (0..n).map(|x| x * x).collect()
+}
+
+/// Checks an imap section: ordered or not, lazily consumed input.
+fn check_imap(out: &str, name: &str, ordered: bool) {
+    let lines = section(out, name);
+    let prefix = format!("{name} result ");
+    assert_eq!(worker_lines(&lines), (0..10).collect::<Vec<_>>(), "{out}");
+    let yields: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("yield "))
+        .collect();
+    let want: Vec<String> = (0..10).map(|x| format!("yield {x}")).collect();
+    assert_eq!(yields, want, "{out}");
+    let mut results: Vec<u64> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix(prefix.as_str())?.parse().ok())
+        .collect();
+    if !ordered {
+        results.sort_unstable();
+    }
+    assert_eq!(results, squares(10), "{out}");
+    assert_eq!(lines.len(), 30, "{out}");
+    // Lazy input: the generator is not drained before the first result.
+    let first_result = lines
+        .iter()
+        .position(|l| l.starts_with(&prefix))
+        .expect("result");
+    let last_yield = lines
+        .iter()
+        .rposition(|l| l.starts_with("yield "))
+        .expect("yield");
+    assert!(
+        last_yield > first_result,
+        "{name} drained its input first: {out}"
+    );
+    // Each item is pulled before it runs.
+    for x in 0..10 {
+        let y = lines
+            .iter()
+            .position(|l| *l == format!("yield {x}"))
+            .expect("yield");
+        let f = lines
+            .iter()
+            .position(|l| *l == format!("f2 {x}"))
+            .expect("f2");
+        assert!(y < f, "{out}");
+    }
+}
+
+#[test]
+fn seed12_pool_api() {
+    let _w = watchdog("seed12_pool_api", LIMIT);
+    let out = run_env("seed12_pool_api", &[("SHMPROC_SLEEP_SCALE", "0.02")]);
+    let headers: Vec<&str> = out.lines().filter(|l| l.starts_with("--- ")).collect();
+    assert_eq!(
+        headers,
+        [
+            "--- apply",
+            "--- apply_async with a callback",
+            "--- map chunksize=3",
+            "--- map_async",
+            "--- imap",
+            "--- imap_unordered",
+            "--- done"
+        ],
+        "{out}"
+    );
+    assert!(out.ends_with("--- done\n"), "{out}");
+
+    // apply blocks: lockstep.
+    let want: Vec<String> = (0..3u64)
+        .flat_map(|x| {
+            [
+                format!("yield {x}"),
+                format!("f2 {x}"),
+                format!("main process {}", x * x),
+            ]
+        })
+        .collect();
+    assert_eq!(section(&out, "apply"), want, "{out}");
+
+    // apply_async: submitting does not wait; each callback runs before get returns.
+    let lines = section(&out, "apply_async with a callback");
+    let parent: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("yield ") || *l == "main process")
+        .collect();
+    assert_eq!(
+        parent,
+        [
+            "yield 0",
+            "main process",
+            "yield 1",
+            "main process",
+            "yield 2",
+            "main process"
+        ],
+        "{out}"
+    );
+    assert_eq!(worker_lines(&lines), [0, 1, 2], "{out}");
+    let mut callbacks: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("callback "))
+        .collect();
+    callbacks.sort_unstable();
+    assert_eq!(
+        callbacks,
+        ["callback 0", "callback 1", "callback 4"],
+        "{out}"
+    );
+    for x in 0..3u64 {
+        let f = lines
+            .iter()
+            .position(|l| *l == format!("f2 {x}"))
+            .expect("f2");
+        let c = lines
+            .iter()
+            .position(|l| *l == format!("callback {}", x * x))
+            .expect("callback");
+        assert!(f < c, "{out}");
+    }
+    assert_eq!(lines.len(), 13, "{out}");
+    assert_eq!(lines[12], "apply_async results [0, 1, 4]", "{out}");
+
+    // map collects the whole input before it submits anything.
+    let lines = section(&out, "map chunksize=3");
+    assert_eq!(lines.len(), 21, "{out}");
+    let want: Vec<String> = (0..10).map(|x| format!("yield {x}")).collect();
+    assert_eq!(lines[..10], want, "{out}");
+    assert_eq!(
+        worker_lines(&lines[10..20]),
+        (0..10).collect::<Vec<_>>(),
+        "{out}"
+    );
+    assert_eq!(lines[20], format!("map results {:?}", squares(10)), "{out}");
+
+    let lines = section(&out, "map_async");
+    assert_eq!(lines.len(), 12, "{out}");
+    let want: Vec<String> = (0..5).map(|x| format!("yield {x}")).collect();
+    assert_eq!(lines[..5], want, "{out}");
+    assert!(lines[5..11].contains(&"map_async submitted"), "{out}");
+    assert_eq!(
+        worker_lines(&lines[5..11]),
+        (0..5).collect::<Vec<_>>(),
+        "{out}"
+    );
+    assert_eq!(
+        lines[11],
+        format!("map_async results {:?}", squares(5)),
+        "{out}"
+    );
+
+    check_imap(&out, "imap", true);
+    check_imap(&out, "imap_unordered", false);
 }

@@ -1,0 +1,33 @@
+//! Seed 4: `Pool(3).map(power, nums)` returns the list of results in order.
+//!
+//! Python:
+//! ```python
+//! def power(x):
+//!     for _ in range(4):
+//!         x *= x
+//!     return x
+//! if __name__ == '__main__':
+//!     nums = [1, 2, 3]
+//!     p = Pool(processes=3)
+//!     res = p.map(power, nums)
+//!     p.close()
+//!     p.join()
+//!     print(res)
+//! ```
+
+use shmproc::Pool;
+
+fn power(x: u64) -> u64 {
+    shmproc::kernels::power_u64(x, 4)
+}
+
+fn main() -> shmproc::Result<()> {
+    shmproc::init();
+    let nums = vec![1u64, 2, 3];
+    let p = Pool::new(3)?;
+    let res = p.map(power, nums)?;
+    p.close();
+    p.join()?;
+    println!("{res:?}");
+    Ok(())
+}

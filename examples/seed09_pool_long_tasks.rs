@@ -1,0 +1,68 @@
+//! Seed 9: `Pool(4)` and five long tasks with random sleeps. The pool size
+//! bounds the concurrency: task 4 starts only when one of the first four ends.
+//!
+//! Python:
+//! ```python
+//! def long_time_task(name):
+//!     print('Run task %s (%s)...' % (name, os.getpid()))
+//!     start = time.time()
+//!     time.sleep(random.random() * 3)
+//!     end = time.time()
+//!     print('Task %s run %0.2f seconds' % (name, end - start))
+//! if __name__ == '__main__':
+//!     print('Parent process %s' % os.getpid())
+//!     p = Pool(4)
+//!     for i in range(5):
+//!         p.apply_async(long_time_task, args=(i,))
+//!     print('Waiting for all subprocesses done...')
+//!     p.close()
+//!     p.join()
+//!     print('All subprocesses done!')
+//! ```
+//!
+//! Sleeps are multiplied by the float in `SHMPROC_SLEEP_SCALE` (default 1).
+
+use std::hash::{BuildHasher, RandomState};
+use std::time::{Duration, Instant};
+
+use shmproc::Pool;
+
+/// `secs` seconds times `SHMPROC_SLEEP_SCALE` (default 1).
+fn scaled(secs: f64) -> Duration {
+    let scale = std::env::var("SHMPROC_SLEEP_SCALE")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .unwrap_or(1.0);
+    Duration::from_secs_f64(secs * scale)
+}
+
+/// A random float in `[0, 1)`, like Python's `random.random()`.
+fn random(seed: u64) -> f64 {
+    (RandomState::new().hash_one(seed) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn long_time_task(name: u32) {
+    println!("Run task {name} ({})", std::process::id());
+    let start = Instant::now();
+    std::thread::sleep(scaled(random(name.into()) * 3.0));
+    println!(
+        "Task {name} run {:.2} seconds",
+        start.elapsed().as_secs_f64()
+    );
+}
+
+fn main() -> shmproc::Result<()> {
+    shmproc::init();
+    println!("Parent process {}", std::process::id());
+    let p = Pool::new(4)?;
+    for i in 0..5 {
+        // Like Python, the results are not kept: join waits for the tasks.
+        p.apply_async(long_time_task, i)?;
+    }
+    println!("Waiting for all subprocesses done...");
+    p.close();
+    p.join()?;
+    println!("All subprocesses done!");
+    Ok(())
+}

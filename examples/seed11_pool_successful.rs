@@ -1,0 +1,60 @@
+//! Seed 11: `Pool(3).apply_async(f, i)` for `i` in 11..20, then `close`,
+//! `join` and `successful()`. At most three tasks run at once.
+//!
+//! Python (2):
+//! ```python
+//! def f(x):
+//!     for i in range(10):
+//!         print '%s --- %s ' % (i, x)
+//!         sleep(1)
+//! def main():
+//!     pool = Pool(processes=3)
+//!     for i in range(11,20):
+//!         result = pool.apply_async(f, (i,))
+//!     pool.close()
+//!     pool.join()
+//!     if result.successful():
+//!         print 'successful'
+//! ```
+//!
+//! Here every result is kept and checked: one `successful` line per task.
+//! Sleeps are multiplied by the float in `SHMPROC_SLEEP_SCALE` (default 1).
+
+use std::time::Duration;
+
+use shmproc::Pool;
+
+/// `secs` seconds times `SHMPROC_SLEEP_SCALE` (default 1).
+fn scaled(secs: f64) -> Duration {
+    let scale = std::env::var("SHMPROC_SLEEP_SCALE")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .unwrap_or(1.0);
+    Duration::from_secs_f64(secs * scale)
+}
+
+fn f(x: u32) {
+    for i in 0..10 {
+        println!("{i} --- {x}");
+        std::thread::sleep(scaled(1.0));
+    }
+}
+
+fn main() -> shmproc::Result<()> {
+    shmproc::init();
+    let pool = Pool::new(3)?;
+    let mut results = Vec::new();
+    for i in 11..20 {
+        results.push(pool.apply_async(f, i)?);
+    }
+    pool.close();
+    pool.join()?;
+    for result in &results {
+        // After join every result is ready, so successful() cannot fail.
+        if result.successful()? {
+            println!("successful");
+        }
+    }
+    Ok(())
+}
