@@ -96,6 +96,11 @@ pub(crate) fn spin_for<R>(mut check: impl FnMut() -> Option<R>) -> Option<R> {
 
 #[cold]
 fn spin_cold<R>(budget: Duration, mut check: impl FnMut() -> Option<R>) -> Option<R> {
+    // Spin on the CPU for a couple of microseconds, then yield between checks:
+    // when the process we wait for shares our CPU, pure spinning would burn
+    // the whole budget while it cannot run (on a 2-vCPU machine this turned a
+    // 1 µs round trip into 50 µs); a yield lets it run at once.
+    const PURE_SPIN: Duration = Duration::from_nanos(500);
     let start = Instant::now();
     loop {
         for _ in 0..32 {
@@ -104,8 +109,15 @@ fn spin_cold<R>(budget: Duration, mut check: impl FnMut() -> Option<R>) -> Optio
                 return Some(r);
             }
         }
-        if start.elapsed() >= budget {
+        let elapsed = start.elapsed();
+        if elapsed >= budget {
             return None;
+        }
+        if elapsed >= PURE_SPIN {
+            std::thread::yield_now();
+            if let Some(r) = check() {
+                return Some(r);
+            }
         }
     }
 }
