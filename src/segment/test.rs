@@ -286,3 +286,11 @@ fn handles_are_send_and_sync() {
     both::<crate::sync::Barrier>();
     both::<crate::Pool>();
 }
+
+#[test]
+fn a_memfd_larger_than_memory_is_no_space_not_an_oom() {
+    let r = Segment::builder().memfd().create(1 << 50);
+    assert!(matches!(r, Err(Error::NoSpace { .. })), "{r:?}");
+    let r = SharedArray::<u64>::new(1 << 47);
+    assert!(matches!(r, Err(Error::NoSpace { .. })), "{r:?}");
+}

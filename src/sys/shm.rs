@@ -84,9 +84,25 @@ pub(crate) fn shm_unlink(name: &str) -> Result<()> {
 }
 
 /// Creates an anonymous memory file (memfd, close-on-exec) of `size` bytes with
-/// its space reserved. Other processes of the same user can open it through
+/// its pages allocated. Other processes of the same user can open it through
 /// `/proc/<pid>/fd/<fd>` while the creator keeps it open.
+///
+/// A memfd lives on the kernel's internal tmpfs mount, which has no size
+/// limit, so `posix_fallocate` there never fails for lack of room: it
+/// allocates until memory runs out (and would wake the OOM killer for an
+/// absurd size). So the size is first checked against the memory the system
+/// has available, and only then are the pages allocated, up front: a first
+/// write fault on a shared-memory page costs several times one on anonymous
+/// memory on this VM, and allocating at creation keeps that cost out of the
+/// kernels that run on the segment.
 pub(crate) fn memfd_create(name: &str, size: u64) -> Result<File> {
+    let available = memory_available();
+    if size > available {
+        return Err(Error::NoSpace {
+            requested: size,
+            source: io::Error::from_raw_os_error(libc::ENOMEM),
+        });
+    }
     let cname = CString::new(name).map_err(|_| Error::InvalidName(name.to_owned()))?;
     // SAFETY: cname is a valid NUL-terminated string; flags are plain ints.
     let fd = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) };
@@ -97,6 +113,25 @@ pub(crate) fn memfd_create(name: &str, size: u64) -> Result<File> {
     let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
     reserve(&file, size)?;
     Ok(file)
+}
+
+/// Bytes of memory the system can still give: `MemAvailable` plus free swap
+/// from `/proc/meminfo` (unlimited if it cannot be read).
+pub(crate) fn memory_available() -> u64 {
+    let Ok(info) = std::fs::read_to_string("/proc/meminfo") else {
+        return u64::MAX;
+    };
+    let field = |key: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map(|kb| kb.saturating_mul(1024))
+    };
+    match field("MemAvailable:") {
+        Some(mem) => mem.saturating_add(field("SwapFree:").unwrap_or(0)),
+        None => u64::MAX,
+    }
 }
 
 /// Sets the size of `file` and reserves every byte with `posix_fallocate`, so
