@@ -22,15 +22,26 @@ type CacheEntry = (SegmentHandle, Arc<Segment>);
 static CACHE: Mutex<Vec<CacheEntry>> = Mutex::new(Vec::new());
 
 /// Opens the segment `h` names, reusing a mapping from an earlier task when the
-/// name still refers to the same object. Entries whose names are gone are
-/// dropped (so a worker never pins memory its parent has freed for long).
+/// handle still refers to the same object (one `stat`). On a miss, entries
+/// whose objects are gone are dropped first, so a worker never pins memory its
+/// parent has freed for longer than until it attaches something new.
+///
+/// Shared-memory segments are mapped with their page tables filled in at once:
+/// a worker that keeps a mapping across tasks then takes no page fault on
+/// chunks it has not touched before (chunks go to whichever worker is free).
 pub(crate) fn open_cached(h: &SegmentHandle) -> Result<Arc<Segment>> {
     let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
-    cache.retain(|(hh, seg)| seg.still_named_by(hh));
-    if let Some((_, seg)) = cache.iter().find(|(hh, _)| hh == h) {
-        return Ok(Arc::clone(seg));
+    if let Some(i) = cache.iter().position(|(hh, _)| hh == h) {
+        if cache[i].1.still_named_by(h) {
+            return Ok(Arc::clone(&cache[i].1));
+        }
+        cache.remove(i);
     }
-    let seg = Arc::new(Segment::open_handle(h)?);
+    cache.retain(|(hh, seg)| seg.still_named_by(hh));
+    let seg = Arc::new(match h {
+        SegmentHandle::File { .. } => Segment::open_handle(h)?,
+        _ => Segment::open_handle_populated(h)?,
+    });
     if cache.len() >= CACHE_SLOTS {
         cache.remove(0);
     }

@@ -293,14 +293,30 @@ impl Segment {
     /// [`Error::SegmentNotFound`], [`Error::InvalidName`], [`Error::BadMagic`],
     /// [`Error::VersionMismatch`], [`Error::SizeMismatch`].
     pub fn open(name: &str) -> Result<Segment> {
+        Self::open_named(name, false)
+    }
+
+    fn open_named(name: &str, populate: bool) -> Result<Segment> {
         let file = sys::shm_open(name)?;
-        Self::from_file(file, Backing::Shm(name.to_owned()), true, name)
+        Self::from_file(file, Backing::Shm(name.to_owned()), populate, name)
     }
 
     /// Opens the segment a handle describes (as another process does).
     pub fn open_handle(handle: &SegmentHandle) -> Result<Segment> {
+        Self::open_handle_with(handle, false)
+    }
+
+    /// Like [`open_handle`](Segment::open_handle), and fills in the page
+    /// tables of a shared-memory segment at once (MAP_POPULATE) rather than
+    /// taking one fault per page on first touch. For pool workers that map a
+    /// segment once and keep it; never for files, which may exceed memory.
+    pub(crate) fn open_handle_populated(handle: &SegmentHandle) -> Result<Segment> {
+        Self::open_handle_with(handle, true)
+    }
+
+    fn open_handle_with(handle: &SegmentHandle, populate: bool) -> Result<Segment> {
         match handle {
-            SegmentHandle::Shm { name } => Segment::open(name),
+            SegmentHandle::Shm { name } => Segment::open_named(name, populate),
             SegmentHandle::Memfd {
                 pid,
                 start_time,
@@ -348,7 +364,7 @@ impl Segment {
                 path: path.to_owned(),
                 header: true,
             },
-            true,
+            false,
             &what,
         )
     }
@@ -411,20 +427,24 @@ impl Segment {
         Segment::map_file(path, true)
     }
 
-    fn from_file(file: File, backing: Backing, writable: bool, what: &str) -> Result<Segment> {
+    fn from_file(file: File, backing: Backing, populate: bool, what: &str) -> Result<Segment> {
         let (size, _) = sys::stat(&file)?;
         if size < HEADER_SIZE as u64 {
             return Err(Error::BadMagic {
                 name: what.to_owned(),
             });
         }
-        let map = sys::map(&file, what)?;
+        let map = if populate {
+            sys::map_populated(&file, what)?
+        } else {
+            sys::map(&file, what)?
+        };
         let seg = Segment {
             map,
             file,
             backing,
             has_header: true,
-            writable,
+            writable: true,
             owner: AtomicBool::new(false),
             creator_pid: sys::getpid(),
         };
@@ -688,10 +708,13 @@ impl Segment {
                 fd,
                 ino,
             } => {
+                // The creator still holds descriptor `fd` on this very inode.
+                // (A recycled pid cannot hold it: while we map the memfd its
+                // inode number stays unique.)
+                let _ = start_time;
                 *ino == mine.ino()
-                    && (*pid == sys::getpid() || sys::process_alive(*pid, *start_time))
                     && std::fs::metadata(format!("/proc/{pid}/fd/{fd}"))
-                        .is_ok_and(|m| m.ino() == *ino)
+                        .is_ok_and(|m| m.ino() == *ino && m.dev() == mine.dev())
             }
             SegmentHandle::File { path, .. } => std::fs::metadata(path)
                 .is_ok_and(|m| m.ino() == mine.ino() && m.dev() == mine.dev()),
