@@ -36,6 +36,7 @@ pub mod sync;
 pub(crate) mod sys;
 
 pub use error::{Error, Result};
+pub use ipc::{pipe, Connection, JoinableQueue, Pipe, Queue, SimpleQueue};
 pub use process::init;
 pub use segment::{Segment, SharedArray};
 
