@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::segment::Segment;
-use crate::sync::{spin_for, Block, Place};
+use crate::sync::{Block, Place};
 use crate::sys::futex;
 use crate::sys::mutex as raw;
 
@@ -106,13 +106,26 @@ struct ConsSide {
     tail_cache: AtomicU64,
 }
 
+/// A futex word: bit 0 is [`ARMED`] (someone is about to sleep or sleeps on
+/// it), the other bits an epoch that every wake-up bumps.
+///
+/// | word | meaning | who moves it |
+/// |---|---|---|
+/// | `e << 1` | nobody sleeps | a sleeper sets `ARMED` before its last check |
+/// | `e << 1 \| ARMED` | sleepers may be in `futex_wait(word)` | the first waker CASes it to `(e + 1) << 1` and calls `futex_wake` |
+///
+/// Only the *first* waker after a sleeper armed the word pays for a system
+/// call; the next ones see `ARMED` clear and return at once. (A waiter count
+/// instead would make every waker call `futex_wake` until the sleeper got a
+/// CPU back, one system call per message on a busy machine.)
 #[repr(C)]
 struct WaitWord {
-    /// Futex word, bumped by a waker that saw `waiters > 0`.
     word: AtomicU32,
-    /// Processes sleeping (or about to sleep) on `word`.
-    waiters: AtomicU32,
+    _r: u32,
 }
+
+/// Bit 0 of a [`WaitWord`]: a sleeper is (about to be) parked.
+const ARMED: u32 = 1;
 
 #[repr(C)]
 struct JoinSide {
@@ -291,11 +304,12 @@ fn lock_raw<'a>(
 /// so `slow` runs at least every 100 ms: a waiter never hangs on a dead peer.
 /// Returns `Err(Error::Timeout)` when `wait` runs out.
 ///
-/// No lost wake-up: the waiter increments `waiters`, issues a SeqCst fence and
-/// reads the futex word and then the condition; a waker changes the condition,
-/// issues a SeqCst fence and reads `waiters`. Between the two fences, either
-/// the waker sees the registration (and bumps the word and wakes), or the
-/// waiter sees the new condition.
+/// No lost wake-up: the waiter sets `ARMED` with a SeqCst RMW, issues a SeqCst
+/// fence and then reads the condition; a waker changes the condition, issues a
+/// SeqCst fence and reads the word. Between the two fences, either the waker
+/// sees `ARMED` (and bumps the word and wakes: the waiter's `futex_wait` on the
+/// armed value then returns at once or is woken), or the waiter sees the new
+/// condition.
 fn park<R>(
     ww: &WaitWord,
     wait: Wait,
@@ -307,23 +321,22 @@ fn park<R>(
         Wait::Forever => None,
         Wait::Until(t) => Some(t),
     };
-    if let Some(r) = spin_for(&mut ready) {
+    if let Some(r) = spin_then_yield(&mut ready) {
         return r;
     }
     loop {
-        // SYNC POINT: registration, paired with the waker's fence in `wake`.
-        ww.waiters.fetch_add(1, Ordering::SeqCst);
+        // SYNC POINT: arming, paired with the waker's fence in `wake`.
+        let v = ww.word.fetch_or(ARMED, Ordering::SeqCst) | ARMED;
         fence(Ordering::SeqCst);
-        let v = ww.word.load(Ordering::SeqCst);
+        // Leaving with ARMED still set costs the next waker one spare
+        // futex_wake, nothing more.
         if let Some(r) = ready().or_else(&mut slow) {
-            ww.waiters.fetch_sub(1, Ordering::SeqCst);
             return r;
         }
         let timeout = match deadline {
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    ww.waiters.fetch_sub(1, Ordering::SeqCst);
                     return Err(Error::Timeout);
                 }
                 left.min(TICK)
@@ -331,34 +344,85 @@ fn park<R>(
             None => TICK,
         };
         futex::wait(&ww.word, v, Some(timeout));
-        ww.waiters.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-/// Wakes every sleeper of `ww` if one is registered. The caller has just
+/// Polls `ready` for the spin budget ([`crate::sync::spin`]): a few
+/// microseconds of pure spinning, then with `sched_yield` between polls, so
+/// that a peer waiting for a CPU (same core, or a busy machine) can run and
+/// answer instead of us burning the time slice it needs.
+#[inline]
+fn spin_then_yield<R>(ready: &mut impl FnMut() -> Option<R>) -> Option<R> {
+    if let Some(r) = ready() {
+        return Some(r);
+    }
+    spin_cold(ready)
+}
+
+#[cold]
+fn spin_cold<R>(ready: &mut impl FnMut() -> Option<R>) -> Option<R> {
+    let budget = crate::sync::spin();
+    if budget.is_zero() {
+        return None;
+    }
+    let start = Instant::now();
+    let pure = budget.min(Duration::from_micros(3));
+    loop {
+        for _ in 0..64 {
+            std::hint::spin_loop();
+            if let Some(r) = ready() {
+                return Some(r);
+            }
+        }
+        let e = start.elapsed();
+        if e >= budget {
+            return None;
+        }
+        if e >= pure {
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// Wakes the sleepers of `ww` if the word is armed. The caller has just
 /// published a change of condition with a Release store or RMW.
 #[inline]
 fn wake(ww: &WaitWord) {
-    // SYNC POINT: pairs with the fence after registration in `park`.
+    // SYNC POINT: pairs with the fence after arming in `park`.
     fence(Ordering::SeqCst);
     // Relaxed: ordered by the fence above.
-    if ww.waiters.load(Ordering::Relaxed) > 0 {
-        wake_cold(ww);
+    let w = ww.word.load(Ordering::Relaxed);
+    if w & ARMED != 0 {
+        wake_cold(ww, w);
     }
 }
 
 #[cold]
-fn wake_cold(ww: &WaitWord) {
-    // SYNC POINT: the bump makes a sleeper's futex_wait fail with EAGAIN if it
-    // read the word before this change.
-    ww.word.fetch_add(1, Ordering::SeqCst);
-    futex::wake_all(&ww.word);
+fn wake_cold(ww: &WaitWord, mut w: u32) {
+    while w & ARMED != 0 {
+        // SYNC POINT: the new epoch makes a sleeper's futex_wait on the armed
+        // value fail with EAGAIN if it has not slept yet.
+        match ww.word.compare_exchange(
+            w,
+            (w & !ARMED).wrapping_add(2),
+            Ordering::SeqCst,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => {
+                futex::wake_all(&ww.word);
+                return;
+            }
+            // Another waker disarmed it (done), or the epoch moved: re-check.
+            Err(now) => w = now,
+        }
+    }
 }
 
-/// Unconditional wake (close, pipe end release).
+/// Unconditional wake (close, pipe end release, abandoned stream).
 fn wake_always(ww: &WaitWord) {
-    fence(Ordering::SeqCst);
-    wake_cold(ww);
+    // SYNC POINT: SeqCst bump after the caller's change of condition.
+    ww.word.fetch_add(2, Ordering::SeqCst);
+    futex::wake_all(&ww.word);
 }
 
 /// Progress of a reader through a streamed message.
