@@ -55,7 +55,7 @@ fn data_offset<T>() -> usize {
 /// let m2 = Mutex::<u64>::attach(&m.handle())?;
 /// *m2.lock()? += 1;
 /// assert_eq!(*m.lock()?, 2);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # Ok::<(), shmproc::Error>(())
 /// ```
 pub struct Mutex<T: Pod> {
     place: Place,
