@@ -322,7 +322,13 @@ pub fn pipe(duplex: bool) -> Result<(Connection, Connection)> {
 ///
 /// A serialized `Connection` counts as held by the serializing process until
 /// it is deserialized (once), so a parent may close its copy right after
-/// handing one to a child.
+/// handing one to a child. The segment's *name*, though, lives only as long as
+/// the creating process holds some `Connection` of the pipe: keep one until
+/// every child has attached (see `src/ipc/README.md`, "Lifetimes").
+///
+/// A `Connection` copied into a child by `fork` without going through serde
+/// is not registered there; pass connections as (serialized) process
+/// arguments.
 ///
 /// ```
 /// use shmproc::ipc::{Connection, Pipe};
