@@ -190,6 +190,14 @@ fn main() {
         ">= 2",
         (0..runs).map(|_| big(n_big, mib)).collect(),
     );
+    // Bigger than the caches: memory-bound (the 1 MiB case stays cache-resident).
+    let n_huge = if quick { 3 } else { 60 };
+    row(
+        &format!("Queue<Pods<u8>>, {n_huge} x 16 MiB"),
+        "GB/s",
+        "-",
+        (0..runs).map(|_| big(n_huge, 16 * mib)).collect(),
+    );
     let mut all = Vec::new();
     let mut meds = Vec::new();
     for _ in 0..runs {

@@ -671,17 +671,19 @@ impl Ring {
     /// Messages committed and not yet consumed (approximate while others work).
     pub(crate) fn len(&self) -> u64 {
         let b = self.block();
-        // Acquire: pairs with the Release head/tail stores that follow the
-        // count stores; the result is a snapshot either way.
-        let got = b.cons.0.get_count.load(Ordering::Acquire);
-        let put = b.prod.0.put_count.load(Ordering::Acquire);
+        // Relaxed: a snapshot of two counters that only grow; no data is read
+        // on the strength of it.
+        let got = b.cons.0.get_count.load(Ordering::Relaxed);
+        let put = b.prod.0.put_count.load(Ordering::Relaxed);
         put.saturating_sub(got)
     }
 
     /// Messages committed so far.
     pub(crate) fn put_count(&self) -> u64 {
-        // SYNC POINT: Acquire pairs with the Release tail store in commit_tail.
-        self.block().prod.0.put_count.load(Ordering::Acquire)
+        // Relaxed is enough: a caller that took a message has already
+        // Acquire-loaded the `tail` that was Release-stored after this count
+        // was bumped, so it sees at least that count (happens-before).
+        self.block().prod.0.put_count.load(Ordering::Relaxed)
     }
 
     // ---- producer side ---------------------------------------------------------
