@@ -226,7 +226,9 @@ impl<T: Message> Queue<T> {
         self.get_wait(Wait::Forever)
     }
 
-    /// Takes the front value, waiting at most `timeout` for one to arrive.
+    /// Takes the front value, waiting at most `timeout` for one to arrive. A
+    /// streamed (large) message that has begun to arrive is read to its end
+    /// even past the timeout, so that it is never split or lost.
     ///
     /// # Errors
     /// [`Error::Empty`] when the time runs out; as [`Queue::get`].
