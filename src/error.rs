@@ -149,6 +149,10 @@ pub enum Error {
     /// to read (Python's `EOFError`).
     #[error("end of file: the other end is closed")]
     Eof,
+    /// A send found the other end of a pipe closed by every process that held
+    /// it, or held only by dead processes (Python's `BrokenPipeError`).
+    #[error("broken pipe: the other end is closed or its process died")]
+    BrokenPipe,
     /// `task_done` called more times than items were put.
     #[error("task_done() called too many times")]
     TooManyTaskDone,

@@ -38,6 +38,7 @@ pub mod sync;
 pub(crate) mod sys;
 
 pub use error::{Error, Result};
+pub use ipc::{pipe, Connection, JoinableQueue, Pipe, Queue, SimpleQueue};
 pub use pool::{AsyncResult, Pool, PoolBuilder};
 pub use process::{
     active_children, cpu_count, current_process, init, parent_process, Process, ProcessBuilder,
