@@ -279,7 +279,12 @@ impl Pipe {
             + std::mem::size_of::<PipeBlock>()
             + 64
             + rings * (Ring::footprint(cap) + 64);
-        let seg = Arc::new(SegmentBuilder::new().kind(kind::PIPE).create(size)?);
+        let seg = Arc::new(
+            SegmentBuilder::new()
+                .kind(kind::PIPE)
+                .memfd()
+                .create(size)?,
+        );
         let place = Place::alloc::<PipeBlock>(Some(&seg), 0)?;
         let b = place.block::<PipeBlock>();
         // SAFETY: freshly allocated, zeroed, aligned, unpublished block.

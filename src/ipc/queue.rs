@@ -33,6 +33,7 @@ fn create_ring<T>(ring_bytes: usize, ring_kind: u32, maxsize: u64) -> Result<Rin
     let seg = Arc::new(
         SegmentBuilder::new()
             .kind(kind::QUEUE)
+            .memfd()
             .create(Ring::footprint(cap) + 64 + HEADER_SIZE)?,
     );
     Ring::create(
@@ -71,9 +72,11 @@ fn timeout_as(e: Error, as_: Error) -> Error {
 /// the writer holds the producer lock, so any size fits (nothing is
 /// truncated) and a big message never interleaves with another.
 ///
-/// The creating process owns the segment: dropping its last clone unlinks the
-/// name (processes already attached keep working; new ones can no longer
-/// attach). Clones are cheap handles to the same queue.
+/// The queue lives in a memfd segment owned by the creating process: nothing
+/// appears in `/dev/shm`, and nothing is left behind however the process ends.
+/// Dropping the creator's last clone closes it (processes already attached keep
+/// working; new ones can no longer attach), so keep a clone until the children
+/// you pass it to have started. Clones are cheap handles to the same queue.
 ///
 /// ```
 /// use shmproc::ipc::Queue;
