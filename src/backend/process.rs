@@ -436,6 +436,7 @@ fn attach(dt: Dt, h: &ArrayHandle, range: &Range<usize>) -> Result<Attached, Str
 /// A task's view of its chunk of an input array (`r` bounds-checked by
 /// [`attach`]).
 fn chunk_of<'a, T: bytemuck::Pod>(a: &'a SharedArray<T>, r: &Range<usize>) -> &'a [T] {
+    a.prefault(r.clone(), false);
     // SAFETY: the task protocol: the parent neither writes an input array
     // nor lets anything else write it while the run lasts (`run` holds a
     // shared borrow of it), and outputs are different arrays from inputs (a
@@ -446,6 +447,7 @@ fn chunk_of<'a, T: bytemuck::Pod>(a: &'a SharedArray<T>, r: &Range<usize>) -> &'
 /// A task's view of its chunk of the output array.
 #[allow(clippy::mut_from_ref)]
 fn chunk_of_mut<'a, T: bytemuck::Pod>(a: &'a SharedArray<T>, r: &Range<usize>) -> &'a mut [T] {
+    a.prefault(r.clone(), true);
     // SAFETY: the task protocol: every task of a run gets a distinct range
     // of the output, the parent does not touch the output while the run lasts
     // (`run` holds its `&mut`), and it waits for the tasks in flight before

@@ -26,9 +26,6 @@ static CACHE: Mutex<Vec<CacheEntry>> = Mutex::new(Vec::new());
 /// whose objects are gone are dropped first, so a worker never pins memory its
 /// parent has freed for longer than until it attaches something new.
 ///
-/// Shared-memory segments are mapped with their page tables filled in at once:
-/// a worker that keeps a mapping across tasks then takes no page fault on
-/// chunks it has not touched before (chunks go to whichever worker is free).
 pub(crate) fn open_cached(h: &SegmentHandle) -> Result<Arc<Segment>> {
     let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(i) = cache.iter().position(|(hh, _)| hh == h) {
@@ -38,10 +35,7 @@ pub(crate) fn open_cached(h: &SegmentHandle) -> Result<Arc<Segment>> {
         cache.remove(i);
     }
     cache.retain(|(hh, seg)| seg.still_named_by(hh));
-    let seg = Arc::new(match h {
-        SegmentHandle::File { .. } => Segment::open_handle(h)?,
-        _ => Segment::open_handle_populated(h)?,
-    });
+    let seg = Arc::new(Segment::open_handle(h)?);
     if cache.len() >= CACHE_SLOTS {
         cache.remove(0);
     }
@@ -94,6 +88,8 @@ where
     let input = attach::<T>(&a.input).map_err(|e| e.to_string())?;
     let output = attach::<U>(out_h).map_err(|e| e.to_string())?;
     let r = range_of(&a.range, input.len().min(output.len()))?;
+    input.prefault(r.clone(), false);
+    output.prefault(r.clone(), true);
     let f = conjure::<F>();
     run_guarded(|| {
         // SAFETY: the parent hands out disjoint chunk ranges of the output, and
@@ -122,6 +118,7 @@ where
         postcard::from_bytes(bytes).map_err(|e| format!("decoding chunk arguments: {e}"))?;
     let data = attach::<T>(&a.input).map_err(|e| e.to_string())?;
     let r = range_of(&a.range, data.len())?;
+    data.prefault(r.clone(), true);
     let f = conjure::<F>();
     run_guarded(|| {
         // SAFETY: chunk ranges are disjoint; nothing else touches these elements
@@ -144,6 +141,7 @@ where
         postcard::from_bytes(bytes).map_err(|e| format!("decoding chunk arguments: {e}"))?;
     let input = attach::<T>(&a.input).map_err(|e| e.to_string())?;
     let r = range_of(&a.range, input.len())?;
+    input.prefault(r.clone(), false);
     let f = conjure::<F>();
     let out = run_guarded(|| {
         // SAFETY: the input is only read during the map; the caller of

@@ -293,30 +293,14 @@ impl Segment {
     /// [`Error::SegmentNotFound`], [`Error::InvalidName`], [`Error::BadMagic`],
     /// [`Error::VersionMismatch`], [`Error::SizeMismatch`].
     pub fn open(name: &str) -> Result<Segment> {
-        Self::open_named(name, false)
-    }
-
-    fn open_named(name: &str, populate: bool) -> Result<Segment> {
         let file = sys::shm_open(name)?;
-        Self::from_file(file, Backing::Shm(name.to_owned()), populate, name)
+        Self::from_file(file, Backing::Shm(name.to_owned()), name)
     }
 
     /// Opens the segment a handle describes (as another process does).
     pub fn open_handle(handle: &SegmentHandle) -> Result<Segment> {
-        Self::open_handle_with(handle, false)
-    }
-
-    /// Like [`open_handle`](Segment::open_handle), and fills in the page
-    /// tables of a shared-memory segment at once (MAP_POPULATE) rather than
-    /// taking one fault per page on first touch. For pool workers that map a
-    /// segment once and keep it; never for files, which may exceed memory.
-    pub(crate) fn open_handle_populated(handle: &SegmentHandle) -> Result<Segment> {
-        Self::open_handle_with(handle, true)
-    }
-
-    fn open_handle_with(handle: &SegmentHandle, populate: bool) -> Result<Segment> {
         match handle {
-            SegmentHandle::Shm { name } => Segment::open_named(name, populate),
+            SegmentHandle::Shm { name } => Segment::open(name),
             SegmentHandle::Memfd {
                 pid,
                 start_time,
@@ -338,7 +322,7 @@ impl Segment {
                     return Err(gone());
                 }
                 let what = path.display().to_string();
-                Self::from_file(file, Backing::Memfd { fd: *fd, ino: *ino }, true, &what)
+                Self::from_file(file, Backing::Memfd { fd: *fd, ino: *ino }, &what)
             }
             SegmentHandle::File {
                 path,
@@ -364,7 +348,6 @@ impl Segment {
                 path: path.to_owned(),
                 header: true,
             },
-            false,
             &what,
         )
     }
@@ -427,18 +410,14 @@ impl Segment {
         Segment::map_file(path, true)
     }
 
-    fn from_file(file: File, backing: Backing, populate: bool, what: &str) -> Result<Segment> {
+    fn from_file(file: File, backing: Backing, what: &str) -> Result<Segment> {
         let (size, _) = sys::stat(&file)?;
         if size < HEADER_SIZE as u64 {
             return Err(Error::BadMagic {
                 name: what.to_owned(),
             });
         }
-        let map = if populate {
-            sys::map_populated(&file, what)?
-        } else {
-            sys::map(&file, what)?
-        };
+        let map = sys::map(&file, what)?;
         let seg = Segment {
             map,
             file,
