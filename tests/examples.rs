@@ -5,7 +5,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{example, run_with_limit, watchdog};
+use common::{example, run_with_limit_pid, wait_gone, watchdog};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -16,18 +16,9 @@ fn run(name: &str) -> String {
 /// Sleep scale for the examples that sleep (their sleeps are multiplied by it).
 const FAST: (&str, &str) = ("SHMPROC_SLEEP_SCALE", "0.05");
 
+/// Runs an example; checks that it succeeded and left nothing behind ([`run_clean`]).
 fn run_env(name: &str, env: &[(&str, &str)]) -> String {
-    let mut cmd = Command::new(example(name));
-    cmd.envs(env.iter().copied());
-    let out = run_with_limit(&mut cmd, LIMIT);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{name} failed: {:?}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    run_clean(name, env)
 }
 
 #[test]
@@ -437,4 +428,230 @@ fn seed12_pool_api() {
 
     check_imap(&out, "imap", true);
     check_imap(&out, "imap_unordered", false);
+}
+
+// ---- seeds 1, 6, 7, 10, 16, 17, 18: queues and pipes ---------------------------
+
+/// Runs an example, checks that it succeeded, then that it left nothing behind:
+/// no process still running its binary (children, daemons included, are
+/// joined or killed at exit) and no shared-memory segment named after it.
+fn run_clean(name: &str, env: &[(&str, &str)]) -> String {
+    let path = example(name);
+    let mut cmd = Command::new(&path);
+    cmd.envs(env.iter().copied());
+    let (pid, out) = run_with_limit_pid(&mut cmd, LIMIT);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{name} failed: {:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = path.canonicalize().expect("example path");
+    for p in processes_running(&path) {
+        assert!(
+            wait_gone(p, Duration::from_secs(5)),
+            "{name}: process {p} still runs after the example exited"
+        );
+    }
+    let prefix = format!("shmproc.{pid}.");
+    let left: Vec<String> = std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{name} left segments behind: {left:?}");
+    stdout
+}
+
+/// Pids of the processes whose executable is `exe`.
+fn processes_running(exe: &std::path::Path) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|l| {
+                // A binary rebuilt on disk shows as "<path> (deleted)".
+                l.to_string_lossy().starts_with(&*exe.to_string_lossy())
+            })
+        })
+        .collect()
+}
+
+/// `lines` filtered by `keep`, in order.
+fn only<'a>(lines: &[&'a str], keep: impl Fn(&str) -> bool) -> Vec<&'a str> {
+    lines.iter().copied().filter(|l| keep(l)).collect()
+}
+
+#[test]
+fn seed01_power_queue() {
+    let _w = watchdog("seed01_power_queue", LIMIT);
+    let out = run("seed01_power_queue");
+    assert_eq!(out, "65536\n");
+}
+
+#[test]
+fn seed06_queue_ipc() {
+    let _w = watchdog("seed06_queue_ipc", LIMIT);
+    let out = run("seed06_queue_ipc");
+    assert_eq!(out, "0\n0\n0\n0\n");
+}
+
+#[test]
+fn seed07_pipe_duplex() {
+    let _w = watchdog("seed07_pipe_duplex", LIMIT);
+    let out = run("seed07_pipe_duplex");
+    // The parent prints in the order the children finished: either order.
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(lines, ["put_1: nice to meet you", "put_2: hello"], "{out}");
+}
+
+#[test]
+fn seed10_queue_write_read() {
+    let _w = watchdog("seed10_queue_write_read", LIMIT);
+    let out = run_env(
+        "seed10_queue_write_read",
+        &[("SHMPROC_SLEEP_SCALE", "0.01")],
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 8, "{out}");
+    // Each process's own lines are in program order; the two interleave.
+    let writer = only(&lines, |l| {
+        l.starts_with("Process write to: ") || l.starts_with("Put ")
+    });
+    let reader = only(&lines, |l| {
+        l.starts_with("Process to read: ") || l.starts_with("Get ")
+    });
+    assert_eq!(writer.len(), 4, "{out}");
+    assert_eq!(reader.len(), 4, "{out}");
+    assert_eq!(
+        writer[1..],
+        [
+            "Put A to queue...",
+            "Put B to queue...",
+            "Put C to queue..."
+        ],
+        "{out}"
+    );
+    assert_eq!(
+        reader[1..],
+        ["Get A from queue", "Get B from queue", "Get C from queue"],
+        "{out}"
+    );
+    let pid = |l: &str| -> u32 {
+        l.rsplit_once(": ")
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or_else(|| panic!("bad pid line {l:?}: {out}"))
+    };
+    assert!(writer[0].starts_with("Process write to: "), "{out}");
+    assert!(reader[0].starts_with("Process to read: "), "{out}");
+    let (pw, pr) = (pid(writer[0]), pid(reader[0]));
+    assert_ne!(pw, pr, "{out}");
+    // A value is printed as put before it is printed as got.
+    for v in ["A", "B", "C"] {
+        let put = lines
+            .iter()
+            .position(|l| *l == format!("Put {v} to queue..."));
+        let got = lines
+            .iter()
+            .position(|l| *l == format!("Get {v} from queue"));
+        assert!(put < got, "{out}");
+    }
+    // The terminated reader is gone, not orphaned.
+    assert!(common::pid_gone(pw) && common::pid_gone(pr), "{out}");
+}
+
+#[test]
+fn seed16_producer_consumer() {
+    let _w = watchdog("seed16_producer_consumer", LIMIT);
+    // The consumer drains everything only if it stays behind the producer
+    // (by two sleep units at its first checks), as the seed's timing intends:
+    // 0.1 keeps that margin at 200 ms, even on a loaded machine (about 3 s).
+    let out = run_env(
+        "seed16_producer_consumer",
+        &[("SHMPROC_SLEEP_SCALE", "0.1")],
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    // 10 appended, 10 sizes, 10 popped each followed by a blank line, 1 empty.
+    assert_eq!(lines.len(), 41, "{out}");
+    assert_eq!(lines[40], "The queue is empty", "{out}");
+    let item = |l: &str, prefix: &str, suffix: &str| -> Option<u32> {
+        let n: u32 = l.strip_prefix(prefix)?.strip_suffix(suffix)?.parse().ok()?;
+        (n <= 256).then_some(n)
+    };
+    let mut appended = Vec::new();
+    let mut popped = Vec::new();
+    let mut producer = Vec::new();
+    let mut n = 0;
+    while n < 40 {
+        let l = lines[n];
+        if let Some(i) = item(l, "Process Producer:item ", " appended to queue Producer-1") {
+            appended.push(i);
+            producer.push("appended");
+        } else if let Some(s) = l.strip_prefix("The size of queue is ") {
+            let s: usize = s
+                .parse()
+                .unwrap_or_else(|_| panic!("bad size {l:?}: {out}"));
+            assert!(s <= 10, "{out}");
+            producer.push("size");
+        } else if let Some(i) = item(l, "Process Consumer:item ", " popped from by Consumer-2 ") {
+            popped.push(i);
+            // Python's "... \n" adds a blank line, written with the line itself.
+            assert_eq!(lines[n + 1], "", "{out}");
+            n += 1;
+        } else {
+            panic!("unexpected line {l:?}: {out}");
+        }
+        n += 1;
+    }
+    let want: Vec<&str> = (0..10).flat_map(|_| ["appended", "size"]).collect();
+    assert_eq!(producer, want, "{out}");
+    assert_eq!(appended.len(), 10, "{out}");
+    // One consumer, first in first out: everything, in order.
+    assert_eq!(popped, appended, "{out}");
+}
+
+#[test]
+fn seed17_joinable_queue() {
+    let _w = watchdog("seed17_joinable_queue", LIMIT);
+    let out = run_env("seed17_joinable_queue", &[("SHMPROC_SLEEP_SCALE", "0.01")]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 21, "{out}");
+    // join returns only after every task_done, which follows each print.
+    assert_eq!(lines[20], "Ended", "{out}");
+    let produced = only(&lines, |l| l.starts_with("Produced "));
+    let want: Vec<String> = (0..10).map(|i| format!("Produced item-{i}")).collect();
+    assert_eq!(produced, want, "{out}");
+    let mut got = [None::<&str>; 10];
+    let mut last = std::collections::HashMap::new();
+    for l in only(&lines[..20], |l| !l.starts_with("Produced ")) {
+        let (who, i) = l
+            .split_once(" got item-")
+            .and_then(|(w, i)| Some((w, i.parse::<usize>().ok()?)))
+            .unwrap_or_else(|| panic!("unexpected line {l:?}: {out}"));
+        assert!(["c1", "c2", "c3"].contains(&who), "{out}");
+        assert!(i < 10 && got[i].is_none(), "item {i} got twice: {out}");
+        got[i] = Some(who);
+        // A consumer takes items in queue order.
+        if let Some(prev) = last.insert(who, i) {
+            assert!(prev < i, "{out}");
+        }
+    }
+    assert!(got.iter().all(Option::is_some), "{out}");
+}
+
+#[test]
+fn seed18_pipe_chain() {
+    let _w = watchdog("seed18_pipe_chain", LIMIT);
+    let out = run("seed18_pipe_chain");
+    let mut want: Vec<String> = (0..10u64).map(|x| (x * x).to_string()).collect();
+    want.push("End".into());
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines, want, "{out}");
 }

@@ -105,6 +105,11 @@ pub fn assert_no_leftovers(pids: &[u32]) {
 
 /// Runs `cmd` with a time limit; kills it if it runs over.
 pub fn run_with_limit(cmd: &mut Command, limit: Duration) -> Output {
+    run_with_limit_pid(cmd, limit).1
+}
+
+/// [`run_with_limit`], also returning the pid the command ran as.
+pub fn run_with_limit_pid(cmd: &mut Command, limit: Duration) -> (u32, Output) {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -134,11 +139,12 @@ pub fn run_with_limit(cmd: &mut Command, limit: Duration) -> Output {
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    Output {
+    let out = Output {
         status,
         stdout: t_out.join().expect("stdout reader"),
         stderr: t_err.join().expect("stderr reader"),
-    }
+    };
+    (child.id(), out)
 }
 
 /// Path of a built example; builds it with cargo if missing (a plain
