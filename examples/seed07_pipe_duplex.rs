@@ -38,7 +38,7 @@ use shmproc::{Connection, Pipe, Process, Queue};
 
 /// Another `Connection` to the same pipe end, as a child would attach it.
 fn dup(c: &Connection) -> shmproc::Result<Connection> {
-    Connection::attach(&c.handle()?)
+    c.try_clone()
 }
 
 type Args = ((Connection, Connection), Queue<String>);

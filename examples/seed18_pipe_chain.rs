@@ -49,7 +49,7 @@ use shmproc::{Connection, Error, Pipe, Process};
 
 /// Another `Connection` to the same pipe end, as a child would attach it.
 fn dup(c: &Connection) -> shmproc::Result<Connection> {
-    Connection::attach(&c.handle()?)
+    c.try_clone()
 }
 
 /// Both ends of a pipe, as Python's `Pipe()` returns them.

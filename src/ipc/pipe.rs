@@ -521,6 +521,17 @@ impl Connection {
         Ok(())
     }
 
+    /// Another `Connection` on the same end, counted as a holder of its own:
+    /// keep one in the parent while a copy travels to a child (a process
+    /// argument is encoded, and its value dropped, when the `Process` is made).
+    /// Like `os.dup` of a pipe end in Python.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] if this end is closed.
+    pub fn try_clone(&self) -> Result<Connection> {
+        Connection::attach(&self.handle()?)
+    }
+
     /// The handle another process attaches with. Creating it makes this
     /// process hold one more reference on the end until the handle is
     /// attached (see [`Connection::attach`]).

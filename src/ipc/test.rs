@@ -353,3 +353,19 @@ fn recv_timeout_and_wait_never() {
     assert!(!a.poll(Duration::ZERO).unwrap());
     let _ = Wait::Never;
 }
+
+#[test]
+fn a_cloned_connection_keeps_the_end_open_and_shares_it() {
+    let (a, b) = Pipe::new(true).unwrap();
+    let b2 = b.try_clone().unwrap();
+    a.send(&1u32).unwrap();
+    assert_eq!(b2.recv::<u32>().unwrap(), 1);
+    b.close().unwrap();
+    // The clone still holds the end: the peer can send, and it arrives.
+    a.send(&2u32).unwrap();
+    assert_eq!(b2.recv::<u32>().unwrap(), 2);
+    b2.close().unwrap();
+    assert!(matches!(b.try_clone(), Err(Error::Closed)));
+    // Now nobody holds the end: the peer's send is a broken pipe.
+    assert!(matches!(a.send(&3u32), Err(Error::BrokenPipe)));
+}
