@@ -137,7 +137,11 @@ impl ProcessBuilder {
 ///
 /// Exit codes follow Python: `None` while running, `0` after a normal return,
 /// `1` after a panic (whose message the panic hook prints on the child's stderr),
-/// `-N` after death by signal `N`.
+/// `-N` after death by signal `N`. The target's return value is dropped, as
+/// Python drops it — a returned `Err` is not a failure; to fail, panic (for
+/// instance with `.expect(..)`), which gives exit code 1. Results come back
+/// through a [`Queue`](crate::Queue), a [`Pipe`](crate::Pipe) or a
+/// [`SharedArray`](crate::SharedArray), or use a [`Pool`](crate::Pool).
 ///
 /// # Examples
 ///
