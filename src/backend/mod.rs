@@ -4,10 +4,15 @@
 //! `Pool.map`).
 //!
 //! Every backend cuts `0..n` into the same chunks ([`chunk_ranges`]) and calls
-//! the same [`run_chunk`] on each, so outputs are identical across backends; for
+//! the same [`run_chunk`](crate::kernels::run_chunk) on each, so outputs are identical across backends; for
 //! reductions each chunk writes a partial accumulator and the partials are
 //! [`combine`]d in chunk order, so even floating-point sums are bitwise equal
 //! across backends and worker counts for a given chunk size.
+//!
+//! Nothing of size `n` needs to exist besides the caller's arrays: a job's
+//! input can be generated per chunk ([`Job::iota`]), and [`run_checksum`]
+//! without an output runs each map chunk into a small per-thread scratch
+//! buffer and keeps only its [`checksum`].
 //!
 //! ```
 //! use shmproc::backend::{run, Backend, Job, RunOptions};
