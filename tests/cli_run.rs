@@ -639,6 +639,90 @@ fn every_format_round_trips_with_the_process_backends() {
     }
 }
 
+/// The summary's checksum is the same with and without `--output`, for a
+/// generated `--n` input and for a file holding the same values, on every
+/// backend; and it is the checksum of the output file.
+#[test]
+fn checksum_is_the_same_with_or_without_output_and_for_generated_or_file_input() {
+    let (_d, dir) = tmp();
+    let n = 10_007usize;
+    let us: Vec<u64> = (0..n as u64).collect();
+    let fs: Vec<f64> = (0..n).map(|i| i as f64).collect();
+    let u_in = dir.join("u.npy");
+    std::fs::write(&u_in, npy_bytes("<u8", &format!("({n},)"), &le_u64(&us))).unwrap();
+    let f_in = dir.join("f.npy");
+    std::fs::write(&f_in, npy_bytes("<f8", &format!("({n},)"), &le_f64(&fs))).unwrap();
+    let n_s = n.to_string();
+    let power_sum = us.iter().fold(0u64, |a, &x| a.wrapping_add(power(x, 3)));
+    let backends = [
+        "sequential",
+        "threads",
+        "rayon",
+        "processes",
+        "processes-copy",
+    ];
+    for (kernel, dtype, input) in [
+        ("power", "u64", &u_in),
+        ("power", "f64", &f_in),
+        ("saxpy", "f64", &f_in),
+        ("sum", "f64", &f_in),
+        ("dot", "f64", &f_in),
+        ("histogram", "f64", &f_in),
+    ] {
+        let mut seen = Vec::new();
+        for backend in backends {
+            let base = [
+                "run",
+                kernel,
+                "--times",
+                "3",
+                "--param",
+                "hi=5000",
+                "--backend",
+                backend,
+                "--workers",
+                "2",
+                "--chunk",
+                "1000",
+                "--json",
+            ];
+            let sum_of = |extra: &[&str]| {
+                let mut args = base.to_vec();
+                args.extend(extra);
+                let v: serde_json::Value = serde_json::from_str(ok(&args).trim()).unwrap();
+                v["checksum"].as_u64().expect("a checksum")
+            };
+            let out = dir.join(format!("{kernel}-{dtype}-{backend}.npy"));
+            let out_s = path_str(&out);
+            let generated = sum_of(&["--n", &n_s, "--dtype", dtype]);
+            let file = sum_of(&["--input", path_str(input)]);
+            let generated_out = sum_of(&["--n", &n_s, "--dtype", dtype, "--output", out_s]);
+            if !matches!(kernel, "sum" | "dot" | "histogram") {
+                let descr = if dtype == "u64" { "<u8" } else { "<f8" };
+                let bytes = read_npy(&out, descr, n);
+                assert_eq!(
+                    u64s(&bytes).iter().fold(0u64, |a, &x| a.wrapping_add(x)),
+                    generated
+                );
+            }
+            let file_out = sum_of(&["--input", path_str(input), "--output", out_s]);
+            assert_eq!(
+                [file, generated_out, file_out],
+                [generated; 3],
+                "{kernel} {dtype} {backend}: file, generated with output, file with output"
+            );
+            seen.push(generated);
+        }
+        assert!(
+            seen.iter().all(|&s| s == seen[0]),
+            "{kernel} {dtype}: {seen:?}"
+        );
+        if (kernel, dtype) == ("power", "u64") {
+            assert_eq!(seen[0], power_sum);
+        }
+    }
+}
+
 /// Children of `pid` (all its threads), from /proc.
 fn children_of(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();

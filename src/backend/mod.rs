@@ -4,10 +4,15 @@
 //! `Pool.map`).
 //!
 //! Every backend cuts `0..n` into the same chunks ([`chunk_ranges`]) and calls
-//! the same [`run_chunk`] on each, so outputs are identical across backends; for
+//! the same [`run_chunk`](crate::kernels::run_chunk) on each, so outputs are identical across backends; for
 //! reductions each chunk writes a partial accumulator and the partials are
 //! [`combine`]d in chunk order, so even floating-point sums are bitwise equal
 //! across backends and worker counts for a given chunk size.
+//!
+//! Nothing of size `n` needs to exist besides the caller's arrays: a job's
+//! input can be generated per chunk ([`Job::iota`]), and [`run_checksum`]
+//! without an output runs each map chunk into a small per-thread scratch
+//! buffer and keeps only its [`checksum`].
 //!
 //! ```
 //! use shmproc::backend::{run, Backend, Job, RunOptions};
@@ -22,12 +27,13 @@
 //! # Ok::<(), shmproc::backend::RunError>(())
 //! ```
 
-use crate::kernels::{combine, run_chunk, Input, KernelError, KernelInfo, Output, Params, Values};
+use crate::kernels::{combine, Acc, Dtype, Input, KernelError, KernelInfo, Output, Params, Values};
+use chunk::Src;
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Where the chunks run.
@@ -142,8 +148,14 @@ pub struct Job<'a> {
     pub params: Params,
     /// Size of the index space (the input length for array kernels).
     pub n: usize,
-    /// The whole input (sliced per chunk by the backend).
+    /// The whole input (sliced per chunk by the backend); [`Input::Generated`]
+    /// for generated kernels and for a generated input ([`Job::iota`]).
     pub input: Input<'a>,
+    /// A generated input: the array kernel reads `0, 1, ..., n - 1` as
+    /// elements of this type (both operands of a pair kernel), which each
+    /// chunk generates for its own range; nothing of size `n` is allocated.
+    /// Only with `input: Input::Generated`.
+    pub iota: Option<Dtype>,
 }
 
 impl<'a> Job<'a> {
@@ -160,6 +172,7 @@ impl<'a> Job<'a> {
             params,
             n,
             input,
+            iota: None,
         }
     }
 
@@ -180,6 +193,44 @@ impl<'a> Job<'a> {
             params,
             n,
             input: Input::Generated,
+            iota: None,
+        }
+    }
+
+    /// A job of an array kernel over the generated input `0, 1, ..., n - 1`
+    /// (as `u64` or `f64`), the same as an input array holding those values
+    /// but never materialised: each chunk generates its own range.
+    ///
+    /// ```
+    /// use shmproc::backend::{run_checksum, Backend, Job, RunOptions};
+    /// use shmproc::kernels::{find, Dtype, Params};
+    /// let job = Job::iota(find("power").unwrap(), Params::default(), 1000, Dtype::U64);
+    /// let want = (0..1000u64).fold(0u64, |a, x| a.wrapping_add(x.wrapping_pow(16)));
+    /// let sum = run_checksum(Backend::Rayon, &job, None, &RunOptions::default())?;
+    /// assert_eq!(sum, want);
+    /// # Ok::<(), shmproc::backend::RunError>(())
+    /// ```
+    pub fn iota(kernel: &'static KernelInfo, params: Params, n: usize, dtype: Dtype) -> Self {
+        Self {
+            kernel,
+            params,
+            n,
+            input: Input::Generated,
+            iota: Some(dtype),
+        }
+    }
+
+    /// Element type of the input, array or generated (`None` for generated
+    /// kernels).
+    pub fn input_dtype(&self) -> Option<Dtype> {
+        self.input.dtype().or(self.iota)
+    }
+
+    /// The input of the chunk `r`.
+    fn src(&self, r: Range<usize>) -> Src<'a> {
+        match self.iota {
+            Some(d) => Src::Iota(d),
+            None => Src::Slices(self.input.slice(r)),
         }
     }
 }
@@ -244,27 +295,50 @@ pub fn chunk_ranges(n: usize, chunk: usize) -> impl Iterator<Item = Range<usize>
     (0..n.div_ceil(chunk)).map(move |i| i * chunk..((i + 1) * chunk).min(n))
 }
 
-/// One chunk's work: its range, input sub-slices, and output sub-slice or
-/// partial accumulator.
+/// One chunk's work: its range, input, and output sub-slice (map kernels;
+/// `None`: scratch, checksum only) or partial accumulator (reductions).
 struct Task<'i, 'o> {
     range: Range<usize>,
-    input: Input<'i>,
-    output: Output<'o>,
+    src: Src<'i>,
+    output: Option<Output<'o>>,
 }
 
 impl Task<'_, '_> {
-    fn run(self, job: &Job<'_>, opts: &RunOptions<'_>) -> Result<(), KernelError> {
+    /// Returns the chunk's checksum (0 for reductions).
+    fn run(self, job: &Job<'_>, opts: &RunOptions<'_>) -> Result<u64, KernelError> {
         let len = self.range.len();
-        run_chunk(job.kernel, &job.params, self.range, self.input, self.output)?;
+        let sum = chunk::run_one(job.kernel, &job.params, self.range, self.src, self.output)?;
         if let Some(progress) = opts.progress {
             progress(len);
         }
-        Ok(())
+        Ok(sum)
+    }
+}
+
+/// Wrapping sum of the values: of the integers for `u64`, of the IEEE-754 bit
+/// patterns (`f64::to_bits`) for `f64`, so equal outputs give equal checksums
+/// bit for bit. [`run_checksum`] returns it for a run's output.
+///
+/// ```
+/// use shmproc::backend::checksum;
+/// use shmproc::kernels::Acc;
+/// assert_eq!(checksum(Acc::U64(&[u64::MAX, 2])), 1);
+/// assert_eq!(checksum(Acc::F64(&[1.0])), 1.0f64.to_bits());
+/// assert_ne!(checksum(Acc::F64(&[0.0])), checksum(Acc::F64(&[-0.0])));
+/// ```
+pub fn checksum(values: Acc<'_>) -> u64 {
+    match values {
+        Acc::U64(v) => v.iter().fold(0u64, |a, &x| a.wrapping_add(x)),
+        Acc::F64(v) => v.iter().fold(0u64, |a, &x| a.wrapping_add(x.to_bits())),
     }
 }
 
 /// Checks the job against the output before any work starts.
-fn validate(job: &Job<'_>, output: &Output<'_>, opts: &RunOptions<'_>) -> Result<usize, RunError> {
+fn validate(
+    job: &Job<'_>,
+    output: Option<&Output<'_>>,
+    opts: &RunOptions<'_>,
+) -> Result<usize, RunError> {
     let k = job.kernel;
     k.check_params(&job.params)?;
     if opts.workers == 0 {
@@ -273,6 +347,11 @@ fn validate(job: &Job<'_>, output: &Output<'_>, opts: &RunOptions<'_>) -> Result
     let chunk = opts.chunk.unwrap_or_else(|| default_chunk(job.n));
     if chunk == 0 {
         return Err(RunError::Invalid("chunk size must be at least 1".into()));
+    }
+    if job.iota.is_some() && !matches!(job.input, Input::Generated) {
+        return Err(RunError::Invalid(
+            "a job has an input array or a generated input, not both".into(),
+        ));
     }
     if let Some(len) = job.input.len() {
         if len != job.n {
@@ -290,7 +369,10 @@ fn validate(job: &Job<'_>, output: &Output<'_>, opts: &RunOptions<'_>) -> Result
         }
         .into());
     }
-    let want = k.output_dtype(job.input.dtype())?;
+    let want = k.output_dtype(job.input_dtype())?;
+    let Some(output) = output else {
+        return Ok(chunk);
+    };
     if output.dtype() != want {
         return Err(RunError::Invalid(format!(
             "kernel {} writes {want}, the output holds {}",
@@ -319,41 +401,112 @@ fn validate(job: &Job<'_>, output: &Output<'_>, opts: &RunOptions<'_>) -> Result
 ///
 /// # Errors
 /// [`RunError::Invalid`] or [`RunError::Kernel`] for inconsistent shapes,
-/// parameters or dtypes (checked before any work starts),
-/// [`RunError::Unavailable`] for the process backends until the pool is wired
-/// in, [`RunError::ThreadPool`] and [`RunError::Panicked`].
+/// parameters or dtypes (checked before any work starts), [`RunError::Pool`],
+/// [`RunError::Worker`] and [`RunError::Interrupted`] for the process
+/// backends, [`RunError::ThreadPool`] and [`RunError::Panicked`].
 pub fn run(
     backend: Backend,
     job: &Job<'_>,
-    mut output: Output<'_>,
+    output: Output<'_>,
     opts: &RunOptions<'_>,
 ) -> Result<(), RunError> {
-    let chunk = validate(job, &output, opts)?;
+    run_checksum(backend, job, Some(output), opts).map(drop)
+}
+
+/// Like [`run`], and returns the [`checksum`] of the output (the elementwise
+/// results of a map kernel, the combined accumulator of a reduction). Without
+/// an `output`, a map kernel's results are only checksummed: each chunk runs
+/// into a small per-thread (per-worker) scratch buffer and returns its
+/// checksum, and the chunk checksums are added (wrapping) in chunk order, so
+/// nothing of the output's size is allocated; an in-place kernel (saxpy)
+/// then updates zeros. A map kernel's checksum is computed by the chunks in
+/// either case (the output is not read again).
+///
+/// ```
+/// use shmproc::backend::{run_checksum, Backend, Job, RunOptions};
+/// use shmproc::kernels::{find, Input, Output, Params};
+/// let x: Vec<u64> = (0..100).collect();
+/// let job = Job::new(find("power").unwrap(), Params::default(), Input::U64(&x));
+/// let mut out = vec![0u64; 100];
+/// let opts = RunOptions::default();
+/// let a = run_checksum(Backend::Threads, &job, Some(Output::U64(&mut out)), &opts)?;
+/// let b = run_checksum(Backend::Threads, &job, None, &opts)?;
+/// assert_eq!(a, b);
+/// assert_eq!(a, out.iter().fold(0u64, |s, &v| s.wrapping_add(v)));
+/// # Ok::<(), shmproc::backend::RunError>(())
+/// ```
+///
+/// # Errors
+/// As [`run`].
+pub fn run_checksum(
+    backend: Backend,
+    job: &Job<'_>,
+    output: Option<Output<'_>>,
+    opts: &RunOptions<'_>,
+) -> Result<u64, RunError> {
+    let k = job.kernel;
+    let Some(mut output) = output else {
+        if !k.is_reduction() {
+            return run_map(backend, job, None, opts);
+        }
+        // A reduction's accumulator is small: give it one.
+        k.check_params(&job.params)?;
+        let mut acc = Values::zeros(k.output_dtype(job.input_dtype())?, k.acc_len(&job.params));
+        return run_checksum(backend, job, Some(acc.as_output()), opts);
+    };
+    if !k.is_reduction() {
+        return run_map(backend, job, Some(output), opts);
+    }
+    let chunk = validate(job, Some(&output), opts)?;
     let ranges: Vec<Range<usize>> = chunk_ranges(job.n, chunk).collect();
     match backend {
-        Backend::Processes => return run_processes(job, output, opts, ProcessMode::Shared),
-        Backend::ProcessesCopy => return run_processes(job, output, opts, ProcessMode::Copy),
+        Backend::Processes => {
+            return process::run_processes(job, Some(output), opts, ProcessMode::Shared)
+        }
+        Backend::ProcessesCopy => {
+            return process::run_processes(job, Some(output), opts, ProcessMode::Copy)
+        }
         _ => {}
     }
-    if !job.kernel.is_reduction() {
-        let tasks = split_tasks(job.input, output, &ranges, |r| r.len());
-        return execute(backend, job, opts, tasks);
-    }
     // Reductions: one partial accumulator per chunk, combined in chunk order.
-    let acc_len = job.kernel.acc_len(&job.params);
+    let acc_len = k.acc_len(&job.params);
     let mut partials = Values::zeros(output.dtype(), acc_len * ranges.len());
-    let tasks = split_tasks(job.input, partials.as_output(), &ranges, |_| acc_len);
+    let tasks = split_tasks(job, Some(partials.as_output()), &ranges, |_| acc_len);
     execute(backend, job, opts, tasks)?;
     fill_zero(&mut output);
     let all = partials.as_acc();
     for i in 0..ranges.len() {
         let part = match all {
-            crate::kernels::Acc::U64(p) => crate::kernels::Acc::U64(&p[i * acc_len..][..acc_len]),
-            crate::kernels::Acc::F64(p) => crate::kernels::Acc::F64(&p[i * acc_len..][..acc_len]),
+            Acc::U64(p) => Acc::U64(&p[i * acc_len..][..acc_len]),
+            Acc::F64(p) => Acc::F64(&p[i * acc_len..][..acc_len]),
         };
-        combine(job.kernel, output.reborrow(), part)?;
+        combine(k, output.reborrow(), part)?;
     }
-    Ok(())
+    Ok(checksum(output.as_acc()))
+}
+
+/// A map kernel's run: each chunk writes its output sub-slice (or scratch)
+/// and returns its checksum; the sum of the chunk checksums, in chunk order.
+fn run_map(
+    backend: Backend,
+    job: &Job<'_>,
+    output: Option<Output<'_>>,
+    opts: &RunOptions<'_>,
+) -> Result<u64, RunError> {
+    let chunk = validate(job, output.as_ref(), opts)?;
+    let ranges: Vec<Range<usize>> = chunk_ranges(job.n, chunk).collect();
+    match backend {
+        Backend::Processes => {
+            return process::run_processes(job, output, opts, ProcessMode::Shared)
+        }
+        Backend::ProcessesCopy => {
+            return process::run_processes(job, output, opts, ProcessMode::Copy)
+        }
+        _ => {}
+    }
+    let tasks = split_tasks(job, output, &ranges, |r| r.len());
+    let sums = execute(backend, job, opts, tasks)?;
+    Ok(sums.into_iter().fold(0u64, u64::wrapping_add))
 }
 
 fn fill_zero(output: &mut Output<'_>) {
@@ -364,45 +517,55 @@ fn fill_zero(output: &mut Output<'_>) {
 }
 
 /// Cuts `output` into consecutive pieces of `piece_len(range)` elements, one
-/// per range, paired with the range's input.
+/// per range, paired with the range's input (no output pieces without an
+/// output).
 fn split_tasks<'i, 'o>(
-    input: Input<'i>,
-    mut output: Output<'o>,
+    job: &Job<'i>,
+    mut output: Option<Output<'o>>,
     ranges: &[Range<usize>],
     piece_len: impl Fn(&Range<usize>) -> usize,
 ) -> Vec<Task<'i, 'o>> {
     let mut tasks = Vec::with_capacity(ranges.len());
     for r in ranges {
-        let (mine, rest) = output.split_at(piece_len(r));
-        output = rest;
+        let mine = match output.take() {
+            Some(o) => {
+                let (mine, rest) = o.split_at(piece_len(r));
+                output = Some(rest);
+                Some(mine)
+            }
+            None => None,
+        };
         tasks.push(Task {
             range: r.clone(),
-            input: input.slice(r.clone()),
+            src: job.src(r.clone()),
             output: mine,
         });
     }
     tasks
 }
 
+/// Runs the tasks; returns their checksums in task order.
 fn execute(
     backend: Backend,
     job: &Job<'_>,
     opts: &RunOptions<'_>,
     tasks: Vec<Task<'_, '_>>,
-) -> Result<(), RunError> {
+) -> Result<Vec<u64>, RunError> {
     match backend {
-        Backend::Sequential => {
-            for t in tasks {
-                t.run(job, opts)?;
-            }
-            Ok(())
-        }
+        Backend::Sequential => Ok(tasks
+            .into_iter()
+            .map(|t| t.run(job, opts))
+            .collect::<Result<_, _>>()?),
         Backend::Threads => run_threads(job, opts, tasks),
         Backend::Rayon => {
             use rayon::prelude::*;
             let pool = rayon_pool(opts.workers)?;
-            pool.install(|| tasks.into_par_iter().try_for_each(|t| t.run(job, opts)))?;
-            Ok(())
+            Ok(pool.install(|| {
+                tasks
+                    .into_par_iter()
+                    .map(|t| t.run(job, opts))
+                    .collect::<Result<Vec<_>, _>>()
+            })?)
         }
         // `run` sends these to `run_processes` before splitting into tasks.
         Backend::Processes | Backend::ProcessesCopy => Err(RunError::Unavailable(backend)),
@@ -411,14 +574,15 @@ fn execute(
 
 /// `workers` scoped threads; each takes the next chunk from a shared counter
 /// until none is left, so uneven chunks balance. The first error stops the
-/// others from taking new chunks.
+/// others from taking new chunks. Returns the checksums in task order.
 fn run_threads(
     job: &Job<'_>,
     opts: &RunOptions<'_>,
     tasks: Vec<Task<'_, '_>>,
-) -> Result<(), RunError> {
+) -> Result<Vec<u64>, RunError> {
     let slots: Vec<Mutex<Option<Task<'_, '_>>>> =
         tasks.into_iter().map(|t| Mutex::new(Some(t))).collect();
+    let sums: Vec<AtomicU64> = slots.iter().map(|_| AtomicU64::new(0)).collect();
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let first_error: Mutex<Option<KernelError>> = Mutex::new(None);
@@ -431,13 +595,17 @@ fn run_threads(
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(slot) = slots.get(i) else { break };
             let task = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Some(task) = task {
-                if let Err(e) = task.run(job, opts) {
-                    failed.store(true, Ordering::Relaxed);
-                    first_error
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .get_or_insert(e);
+            if let (Some(task), Some(sum)) = (task, sums.get(i)) {
+                match task.run(job, opts) {
+                    // Read after the scope has joined this thread.
+                    Ok(s) => sum.store(s, Ordering::Relaxed),
+                    Err(e) => {
+                        failed.store(true, Ordering::Relaxed);
+                        first_error
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .get_or_insert(e);
+                    }
                 }
             }
         }
@@ -454,7 +622,7 @@ fn run_threads(
     }
     match first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
         Some(e) => Err(e.into()),
-        None => Ok(()),
+        None => Ok(sums.into_iter().map(AtomicU64::into_inner).collect()),
     }
 }
 
@@ -517,9 +685,10 @@ pub fn run_processes(
     opts: &RunOptions<'_>,
     mode: ProcessMode,
 ) -> Result<(), RunError> {
-    process::run_processes(job, output, opts, mode)
+    process::run_processes(job, Some(output), opts, mode).map(drop)
 }
 
+mod chunk;
 mod process;
 pub use process::{
     clear_interrupt, interrupt, iota, is_interrupted, pool, shutdown_pools, SharedValues,

@@ -2,13 +2,22 @@
 //!
 //! * [`ProcessMode::Shared`] (`--backend processes`): the input and output live
 //!   in shared memory ([`SharedValues`]: shm segments or memory-mapped files);
-//!   a task is only `(kernel id, params, chunk range, array handles)`, and each
-//!   worker reads and writes its chunk in place through mappings it keeps
-//!   between tasks. Reductions return their small partial accumulator as the
-//!   task result; the parent combines the partials in chunk order.
+//!   a task is only `(kernel id, params, chunk range, input dtype, array
+//!   handles)`, and each worker reads and writes its chunk in place through
+//!   mappings it keeps between tasks. Reductions return their small partial
+//!   accumulator as the task result; the parent combines the partials in chunk
+//!   order.
 //! * [`ProcessMode::Copy`] (`--backend processes-copy`): the way Python's
 //!   `Pool.map` works: each chunk's input travels to the worker as a serialized
 //!   `Vec`, and the output chunk comes back as the task result.
+//!
+//! A generated input ([`Job::iota`](super::Job::iota)) has no handle and no
+//! data: the task carries its element type and the worker generates its
+//! chunk. Without an output (a map kernel run for its checksum only), the
+//! worker runs the chunk into a per-thread scratch buffer it keeps between
+//! tasks, and in both modes the task returns only the chunk's checksum. Every
+//! map task returns its chunk's checksum; the parent keeps one per chunk index
+//! (a task retried after a worker died is counted once) and adds them.
 //!
 //! One pool per worker count is started on first use and kept (starting a pool
 //! costs milliseconds); [`shutdown_pools`] stops them (the CLI calls it before
@@ -19,9 +28,10 @@
 
 #![allow(unsafe_code)] // views of shared arrays, under the task protocol below
 
-use super::{chunk_ranges, default_chunk, Job, ProcessMode, RunError, RunOptions};
+use super::chunk::{run_one, Src};
+use super::{checksum, chunk_ranges, default_chunk, Job, ProcessMode, RunError, RunOptions};
 use crate::kernels::{
-    combine, run_chunk, Acc, Dtype, Input, KernelId, KernelInfo, Output, OutputKind, Params, Values,
+    combine, Acc, Dtype, Input, KernelId, KernelInfo, Output, OutputKind, Params, Values,
 };
 use crate::segment::{ArrayHandle, Segment, SharedArray};
 use crate::Pool;
@@ -308,6 +318,24 @@ pub(super) enum Dt {
     F64,
 }
 
+impl From<Dtype> for Dt {
+    fn from(d: Dtype) -> Self {
+        match d {
+            Dtype::U64 => Dt::U64,
+            Dtype::F64 => Dt::F64,
+        }
+    }
+}
+
+impl From<Dt> for Dtype {
+    fn from(d: Dt) -> Self {
+        match d {
+            Dt::U64 => Dtype::U64,
+            Dt::F64 => Dtype::F64,
+        }
+    }
+}
+
 /// Values as they travel in tasks and results.
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) enum Data {
@@ -387,7 +415,10 @@ pub(super) struct SharedTask {
     pub(super) range: Range<u64>,
     pub(super) x: Option<(Dt, ArrayHandle)>,
     pub(super) y: Option<ArrayHandle>,
+    /// A generated input of this type (no `x`): the chunk generates `range`.
+    pub(super) iota: Option<Dt>,
     /// The whole output array (map kernels); the chunk writes `out[range]`.
+    /// `None` for a map kernel: scratch, checksum only.
     pub(super) out: Option<(Dt, ArrayHandle)>,
 }
 
@@ -400,14 +431,28 @@ struct CopyTask {
     range: Range<u64>,
     x: Option<Data>,
     y: Option<Data>,
+    /// A generated input of this type (no `x`; nothing to copy).
+    iota: Option<Dt>,
     /// Prior contents of the output chunk (in-place kernels: saxpy's `y`).
     out: Option<Data>,
     out_dtype: Dt,
+    /// Whether the output chunk comes back (there is an output to write);
+    /// otherwise only its checksum does.
+    want_data: bool,
 }
 
-/// A task's result: its chunk index and, for reductions (and every copying
-/// task), the data it produced.
-type ChunkResult = Result<(u64, Option<Data>), String>;
+/// A task's result.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Done {
+    /// The chunk's index.
+    index: u64,
+    /// A reduction's partial accumulator; a copying map task's output chunk.
+    data: Option<Data>,
+    /// A map chunk's checksum (0 for reductions).
+    checksum: u64,
+}
+
+type ChunkResult = Result<Done, String>;
 
 fn kernel_of(id: u32) -> Result<&'static KernelInfo, String> {
     KernelId::from_u32(id)
@@ -455,6 +500,26 @@ fn chunk_of_mut<'a, T: bytemuck::Pod>(a: &'a SharedArray<T>, r: &Range<usize>) -
     unsafe { &mut a.as_mut_slice()[r.clone()] }
 }
 
+/// The chunk's input: sub-slices of the attached arrays, generated, or none.
+fn src_of<'a>(
+    x: &'a Option<Attached>,
+    y: &'a Option<Attached>,
+    iota: Option<Dt>,
+    r: &Range<usize>,
+) -> Src<'a> {
+    match (x, y) {
+        (None, _) => match iota {
+            Some(d) => Src::Iota(d.into()),
+            None => Src::Slices(Input::Generated),
+        },
+        (Some(Attached::F64(x)), Some(Attached::F64(y))) => {
+            Src::Slices(Input::F64Pair(chunk_of(x, r), chunk_of(y, r)))
+        }
+        (Some(Attached::U64(x)), _) => Src::Slices(Input::U64(chunk_of(x, r))),
+        (Some(Attached::F64(x)), _) => Src::Slices(Input::F64(chunk_of(x, r))),
+    }
+}
+
 /// Worker side of a zero-copy chunk.
 pub(super) fn shared_task(t: SharedTask) -> ChunkResult {
     let info = kernel_of(t.kernel)?;
@@ -462,52 +527,61 @@ pub(super) fn shared_task(t: SharedTask) -> ChunkResult {
     let x = t.x.as_ref().map(|(d, h)| attach(*d, h, &r)).transpose()?;
     let y = t.y.as_ref().map(|h| attach(Dt::F64, h, &r)).transpose()?;
     let out = t.out.as_ref().map(|(d, h)| attach(*d, h, &r)).transpose()?;
-    let input = match (&x, &y) {
-        (None, _) => Input::Generated,
-        (Some(Attached::F64(x)), Some(Attached::F64(y))) => {
-            Input::F64Pair(chunk_of(x, &r), chunk_of(y, &r))
-        }
-        (Some(Attached::U64(x)), _) => Input::U64(chunk_of(x, &r)),
-        (Some(Attached::F64(x)), _) => Input::F64(chunk_of(x, &r)),
-    };
+    let src = src_of(&x, &y, t.iota, &r);
     if info.is_reduction() {
-        let dtype = info
-            .output_dtype(input.dtype())
-            .map_err(|e| e.to_string())?;
+        let dtype = info.output_dtype(src.dtype()).map_err(|e| e.to_string())?;
         let mut acc = Values::zeros(dtype, info.acc_len(&t.params));
-        run_chunk(info, &t.params, r, input, acc.as_output()).map_err(|e| e.to_string())?;
-        return Ok((t.index, Some(acc.into())));
+        run_one(info, &t.params, r, src, Some(acc.as_output())).map_err(|e| e.to_string())?;
+        return Ok(Done {
+            index: t.index,
+            data: Some(acc.into()),
+            checksum: 0,
+        });
     }
     let output = match &out {
-        Some(Attached::U64(o)) => Output::U64(chunk_of_mut(o, &r)),
-        Some(Attached::F64(o)) => Output::F64(chunk_of_mut(o, &r)),
-        None => return Err("map task without an output array".into()),
+        Some(Attached::U64(o)) => Some(Output::U64(chunk_of_mut(o, &r))),
+        Some(Attached::F64(o)) => Some(Output::F64(chunk_of_mut(o, &r))),
+        None => None,
     };
-    run_chunk(info, &t.params, r, input, output).map_err(|e| e.to_string())?;
-    Ok((t.index, None))
+    let sum = run_one(info, &t.params, r, src, output).map_err(|e| e.to_string())?;
+    Ok(Done {
+        index: t.index,
+        data: None,
+        checksum: sum,
+    })
 }
 
 /// Worker side of a copying chunk.
 fn copy_task(t: CopyTask) -> ChunkResult {
     let info = kernel_of(t.kernel)?;
     let r = t.range.start as usize..t.range.end as usize;
-    let input = match (&t.x, &t.y) {
-        (None, _) => Input::Generated,
-        (Some(Data::F64(x)), Some(Data::F64(y))) => Input::F64Pair(x, y),
-        (Some(Data::U64(x)), _) => Input::U64(x),
-        (Some(Data::F64(x)), _) => Input::F64(x),
+    let src = match (&t.x, &t.y, t.iota) {
+        (None, _, Some(d)) => Src::Iota(d.into()),
+        (None, _, None) => Src::Slices(Input::Generated),
+        (Some(Data::F64(x)), Some(Data::F64(y)), _) => Src::Slices(Input::F64Pair(x, y)),
+        (Some(Data::U64(x)), _, _) => Src::Slices(Input::U64(x)),
+        (Some(Data::F64(x)), _, _) => Src::Slices(Input::F64(x)),
     };
-    let dtype = match t.out_dtype {
-        Dt::U64 => Dtype::U64,
-        Dt::F64 => Dtype::F64,
-    };
+    let dtype = Dtype::from(t.out_dtype);
+    if !info.is_reduction() && !t.want_data {
+        let sum = run_one(info, &t.params, r, src, None).map_err(|e| e.to_string())?;
+        return Ok(Done {
+            index: t.index,
+            data: None,
+            checksum: sum,
+        });
+    }
     let mut out: Values = match t.out {
         Some(d) => d.into(),
         None if info.is_reduction() => Values::zeros(dtype, info.acc_len(&t.params)),
         None => Values::zeros(dtype, r.len()),
     };
-    run_chunk(info, &t.params, r, input, out.as_output()).map_err(|e| e.to_string())?;
-    Ok((t.index, Some(out.into())))
+    let sum = run_one(info, &t.params, r, src, Some(out.as_output())).map_err(|e| e.to_string())?;
+    Ok(Done {
+        index: t.index,
+        data: Some(out.into()),
+        checksum: sum,
+    })
 }
 
 // ---- the parent's side ------------------------------------------------------
@@ -551,23 +625,26 @@ fn share_input(input: Input<'_>) -> crate::Result<(Option<SharedValues>, Option<
 }
 
 /// Runs `job` on worker processes (see the module docs). `super::run` has
-/// validated the job and the output shape.
+/// validated the job and the output shape. `output` is `None` for a map kernel
+/// run for its checksum only. Returns the checksum of the results (see
+/// [`run_checksum`](super::run_checksum)).
 pub(super) fn run_processes(
     job: &Job<'_>,
-    mut output: Output<'_>,
+    mut output: Option<Output<'_>>,
     opts: &RunOptions<'_>,
     mode: ProcessMode,
-) -> Result<(), RunError> {
+) -> Result<u64, RunError> {
     let k = job.kernel;
     let chunk = opts.chunk.unwrap_or_else(|| default_chunk(job.n));
     let ranges: Vec<Range<usize>> = chunk_ranges(job.n, chunk).collect();
     let acc_len = k.acc_len(&job.params);
-    let out_dt = match output.dtype() {
-        Dtype::U64 => Dt::U64,
-        Dtype::F64 => Dt::F64,
-    };
+    let out_dt = Dt::from(k.output_dtype(job.input_dtype())?);
+    let iota = job.iota.map(Dt::from);
     let in_place = matches!(k.output, OutputKind::Map { in_place: true, .. });
     let mut partials: Vec<Option<Values>> = (0..ranges.len()).map(|_| None).collect();
+    // One checksum per chunk index: a chunk that comes back twice is counted
+    // once.
+    let mut sums: Vec<Option<u64>> = vec![None; ranges.len()];
     if is_interrupted() {
         return Err(RunError::Interrupted);
     }
@@ -576,11 +653,9 @@ pub(super) fn run_processes(
     // flight are waited for (they write into memory the caller owns).
     let stop = Cell::new(false);
     let mut first_err: Option<RunError> = None;
-    let mut on_result = |item: crate::Result<ChunkResult>,
-                         output: &mut Output<'_>,
-                         partials: &mut Vec<Option<Values>>| {
-        let (i, data) = match item {
-            Ok(Ok(r)) => r,
+    let mut on_result = |item: crate::Result<ChunkResult>, output: Option<&mut Output<'_>>| {
+        let done = match item {
+            Ok(Ok(d)) => d,
             Ok(Err(msg)) => {
                 stop.set(true);
                 first_err.get_or_insert(RunError::Worker(msg));
@@ -592,14 +667,15 @@ pub(super) fn run_processes(
                 return;
             }
         };
-        let Some(range) = ranges.get(i as usize).cloned() else {
+        let i = done.index as usize;
+        let Some(range) = ranges.get(i).cloned() else {
             stop.set(true);
             first_err.get_or_insert(RunError::Worker(format!("unknown chunk {i}")));
             return;
         };
-        match data.map(Values::from) {
-            Some(v) if k.is_reduction() => partials[i as usize] = Some(v),
-            Some(v) => match (output.reborrow(), v) {
+        match (done.data.map(Values::from), output) {
+            (Some(v), _) if k.is_reduction() => partials[i] = Some(v),
+            (Some(v), Some(output)) => match (output.reborrow(), v) {
                 (Output::U64(o), Values::U64(v)) if v.len() == range.len() => {
                     o[range.clone()].copy_from_slice(&v)
                 }
@@ -614,8 +690,16 @@ pub(super) fn run_processes(
                     return;
                 }
             },
-            None => {}
+            (Some(_), None) => {
+                stop.set(true);
+                first_err.get_or_insert(RunError::Worker(format!(
+                    "chunk {i} came back with data nobody asked for"
+                )));
+                return;
+            }
+            (None, _) => {}
         }
+        sums[i] = Some(done.checksum);
         if let Some(progress) = opts.progress {
             progress(range.len());
         }
@@ -633,8 +717,13 @@ pub(super) fn run_processes(
             let mut temp_out = false;
             let out_arr = match &output {
                 _ if k.is_reduction() => None,
-                Output::U64(s) => Some(SharedValues::U64(share_slice(s, true, &mut temp_out)?)),
-                Output::F64(s) => Some(SharedValues::F64(share_slice(s, true, &mut temp_out)?)),
+                None => None,
+                Some(Output::U64(s)) => {
+                    Some(SharedValues::U64(share_slice(s, true, &mut temp_out)?))
+                }
+                Some(Output::F64(s)) => {
+                    Some(SharedValues::F64(share_slice(s, true, &mut temp_out)?))
+                }
             };
             let out_h = out_arr.as_ref().map(SharedValues::handle);
             let tasks = ranges
@@ -648,12 +737,13 @@ pub(super) fn run_processes(
                     range: r.start as u64..r.end as u64,
                     x: x.clone(),
                     y: y.clone(),
+                    iota,
                     out: out_h.clone(),
                 });
             for item in pool.imap_unordered(shared_task, tasks) {
-                on_result(item, &mut output, &mut partials);
+                on_result(item, output.as_mut());
             }
-            if let (true, Some(tmp)) = (temp_out, &out_arr) {
+            if let (true, Some(tmp), Some(output)) = (temp_out, &out_arr, output.as_mut()) {
                 match (tmp.as_input(), output.reborrow()) {
                     (Input::U64(s), Output::U64(d)) => d.copy_from_slice(s),
                     (Input::F64(s), Output::F64(d)) => d.copy_from_slice(s),
@@ -665,6 +755,7 @@ pub(super) fn run_processes(
             // The task iterator reads in-place operands from the output while
             // results are written into it: both run on this thread, in turn
             // (the pool pulls a task only inside `next`).
+            let want_data = output.is_some() && !k.is_reduction();
             let out_cell = RefCell::new(output);
             let tasks = ranges
                 .iter()
@@ -683,14 +774,17 @@ pub(super) fn run_processes(
                         Input::F64Pair(_, y) => Some(Data::F64(y[r.clone()].to_vec())),
                         _ => None,
                     },
-                    out: in_place.then(|| match &*out_cell.borrow() {
-                        Output::U64(o) => Data::U64(o[r.clone()].to_vec()),
-                        Output::F64(o) => Data::F64(o[r.clone()].to_vec()),
-                    }),
+                    iota,
+                    out: match &*out_cell.borrow() {
+                        Some(Output::U64(o)) if in_place => Some(Data::U64(o[r.clone()].to_vec())),
+                        Some(Output::F64(o)) if in_place => Some(Data::F64(o[r.clone()].to_vec())),
+                        _ => None,
+                    },
                     out_dtype: out_dt,
+                    want_data,
                 });
             for item in pool.imap_unordered(copy_task, tasks) {
-                on_result(item, &mut out_cell.borrow_mut(), &mut partials);
+                on_result(item, out_cell.borrow_mut().as_mut());
             }
             output = out_cell.into_inner();
         }
@@ -698,26 +792,37 @@ pub(super) fn run_processes(
     if let Some(e) = first_err {
         return Err(e);
     }
-    if k.is_reduction() {
-        match &mut output {
-            Output::U64(s) => s.fill(0),
-            Output::F64(s) => s.fill(0.0),
-        }
-        for p in &partials {
-            let Some(p) = p else {
+    if !k.is_reduction() {
+        let mut total = 0u64;
+        for s in &sums {
+            let Some(s) = s else {
                 return Err(RunError::Worker("a chunk result is missing".into()));
             };
-            if p.len() != acc_len {
-                return Err(RunError::Worker(
-                    "a partial accumulator has the wrong length".into(),
-                ));
-            }
-            let acc = match p {
-                Values::U64(v) => Acc::U64(v),
-                Values::F64(v) => Acc::F64(v),
-            };
-            combine(k, output.reborrow(), acc)?;
+            total = total.wrapping_add(*s);
         }
+        return Ok(total);
     }
-    Ok(())
+    let Some(mut output) = output else {
+        return Err(RunError::Invalid("a reduction needs an accumulator".into()));
+    };
+    match &mut output {
+        Output::U64(s) => s.fill(0),
+        Output::F64(s) => s.fill(0.0),
+    }
+    for p in &partials {
+        let Some(p) = p else {
+            return Err(RunError::Worker("a chunk result is missing".into()));
+        };
+        if p.len() != acc_len {
+            return Err(RunError::Worker(
+                "a partial accumulator has the wrong length".into(),
+            ));
+        }
+        let acc = match p {
+            Values::U64(v) => Acc::U64(v),
+            Values::F64(v) => Acc::F64(v),
+        };
+        combine(k, output.reborrow(), acc)?;
+    }
+    Ok(checksum(output.as_acc()))
 }

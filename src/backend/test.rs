@@ -209,6 +209,7 @@ fn process_backends_agree_with_sequential() {
     run(Backend::Processes, &job, out.as_output().unwrap(), &opts).unwrap();
     let want: Vec<u64> = (0..5000).map(|i| crate::kernels::power_u64(i, 4)).collect();
     assert_eq!(out.to_values(), Values::U64(want.clone()));
+    let want_power = want;
     assert_eq!(done.load(Ordering::Relaxed), 5000);
     assert!(locate(&[0u64; 3], false).is_none());
     let Input::U64(xs) = x.as_input() else {
@@ -232,10 +233,21 @@ fn process_backends_agree_with_sequential() {
         range: 0..10,
         x: None,
         y: None,
+        iota: None,
         out: None,
     })
     .unwrap_err();
     assert!(e.contains("histogram"), "{e}");
+
+    // Checksums: with and without an output, generated input or the same
+    // values in an array, equal to the in-process backends'.
+    let want = checksums_of(Backend::Sequential);
+    for backend in [Backend::Processes, Backend::ProcessesCopy] {
+        assert_eq!(checksums_of(backend), want, "{backend}");
+    }
+    // Zero copy from a shared input, checksum only (no output array).
+    let sum = run_checksum(Backend::Processes, &job, None, &opts).unwrap();
+    assert_eq!(sum, want_sum(&want_power));
 
     // An interrupt stops a run between chunks.
     interrupt();
@@ -267,4 +279,138 @@ fn empty_index_space_gives_zero_accumulator() {
     )
     .unwrap();
     assert_eq!(acc, [0.0]);
+}
+
+fn want_sum(v: &[u64]) -> u64 {
+    v.iter().fold(0u64, |a, &x| a.wrapping_add(x))
+}
+
+/// For every kernel and input type, checks with `backend` that the checksum
+/// of a run with an output, without one, and over the generated input `0..n`
+/// (with and without an output) are all the checksum of the output values
+/// (and the generated run's output the array run's); returns the checksums.
+fn checksums_of(backend: Backend) -> Vec<u64> {
+    let n = 20_011;
+    let params = Params {
+        width: 150,
+        height: 101,
+        max_iter: 60,
+        lo: 0.0,
+        hi: 15_000.0,
+        bins: 9,
+        ..Params::default()
+    };
+    let us: Vec<u64> = (0..n as u64).collect();
+    let fs: Vec<f64> = (0..n).map(|i| i as f64).collect();
+    let mut sums = Vec::new();
+    for chunk in [Some(997), None] {
+        let opts = RunOptions {
+            workers: 2,
+            chunk,
+            progress: None,
+        };
+        for k in registry() {
+            let what = format!("{backend} {} {chunk:?}", k.name);
+            if k.input == InputKind::Generated {
+                let job = Job::generated(k, params, k.natural_len(&params).unwrap_or(n));
+                let dtype = k.output_dtype(None).unwrap();
+                let len = if k.is_reduction() {
+                    k.acc_len(&params)
+                } else {
+                    job.n
+                };
+                let mut out = Values::zeros(dtype, len);
+                let with = run_checksum(backend, &job, Some(out.as_output()), &opts).unwrap();
+                let without = run_checksum(backend, &job, None, &opts).unwrap();
+                assert_eq!((with, without), (checksum(out.as_acc()), with), "{what}");
+                sums.push(with);
+                continue;
+            }
+            for dtype in [Dtype::U64, Dtype::F64] {
+                if !k.accepts(dtype) {
+                    continue;
+                }
+                let input = match (k.input, dtype) {
+                    (InputKind::F64Pair, _) => Input::F64Pair(&fs, &fs),
+                    (_, Dtype::U64) => Input::U64(&us),
+                    (_, Dtype::F64) => Input::F64(&fs),
+                };
+                let array = Job::new(k, params, input);
+                let iota = Job::iota(k, params, n, dtype);
+                let out_dtype = k.output_dtype(Some(dtype)).unwrap();
+                let len = if k.is_reduction() {
+                    k.acc_len(&params)
+                } else {
+                    n
+                };
+                let mut out = Values::zeros(out_dtype, len);
+                let with = run_checksum(backend, &array, Some(out.as_output()), &opts).unwrap();
+                assert_eq!(with, checksum(out.as_acc()), "{what} {dtype}");
+                let without = run_checksum(backend, &array, None, &opts).unwrap();
+                let mut out2 = Values::zeros(out_dtype, len);
+                let gen_with = run_checksum(backend, &iota, Some(out2.as_output()), &opts).unwrap();
+                let gen_without = run_checksum(backend, &iota, None, &opts).unwrap();
+                assert_eq!(out2, out, "{what} {dtype}: generated vs array output");
+                assert_eq!(
+                    [without, gen_with, gen_without],
+                    [with; 3],
+                    "{what} {dtype}: without output, generated, generated without output"
+                );
+                sums.push(with);
+            }
+        }
+    }
+    sums
+}
+
+#[test]
+fn checksums_agree_with_and_without_output_and_for_generated_inputs() {
+    let want = checksums_of(Backend::Sequential);
+    // power u64 + f64, sum, dot, saxpy, histogram, then the generated kernels.
+    assert_eq!(want.len(), 2 * 9);
+    assert_eq!(
+        want[0],
+        want_sum(
+            &(0..20_011u64)
+                .map(|i| crate::kernels::power_u64(i, 4))
+                .collect::<Vec<_>>()
+        )
+    );
+    for backend in [Backend::Threads, Backend::Rayon] {
+        assert_eq!(checksums_of(backend), want, "{backend}");
+    }
+}
+
+#[test]
+fn a_generated_input_is_checked_like_an_array() {
+    let opts = RunOptions::default();
+    let sum = find("sum").unwrap();
+    let e = run_checksum(
+        Backend::Threads,
+        &Job::iota(sum, Params::default(), 10, Dtype::U64),
+        None,
+        &opts,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, RunError::Kernel(KernelError::WrongDtype { .. })),
+        "{e}"
+    );
+    let mb = find("mandelbrot").unwrap();
+    let e = run_checksum(
+        Backend::Rayon,
+        &Job::iota(mb, Params::default(), 10, Dtype::U64),
+        None,
+        &opts,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, RunError::Kernel(KernelError::WrongDtype { .. })),
+        "{e}"
+    );
+    let power = find("power").unwrap();
+    let mut both = Job::iota(power, Params::default(), 2, Dtype::U64);
+    both.input = Input::U64(&[1, 2]);
+    let e = run_checksum(Backend::Sequential, &both, None, &opts).unwrap_err();
+    assert!(matches!(e, RunError::Invalid(_)), "{e}");
 }

@@ -148,6 +148,7 @@ impl Workload {
             params,
             n,
             input,
+            iota: None,
         }
     }
 

@@ -69,7 +69,7 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> CliError {
 /// processes map too), values in shared memory, or parsed text.
 #[derive(Debug)]
 pub(super) enum Loaded {
-    /// A file mapping, or values generated in shared memory.
+    /// A file mapping (worker processes map the same file).
     Shared(SharedValues),
     /// Values held in memory.
     Owned(Values),
@@ -218,10 +218,8 @@ fn parse_text(text: &str, dtype: Option<Dtype>, prefer_u64: bool) -> Result<Valu
 /// Where results go.
 #[derive(Debug)]
 pub(super) enum Sink {
-    /// Nowhere but memory (no `--output`).
+    /// Nowhere but memory (no `--output`: a reduction's accumulator).
     Memory(Values),
-    /// Nowhere but shared memory (no `--output`, process backends).
-    SharedMemory(SharedValues),
     /// A shared map of a temporary binary file (worker processes map it too),
     /// renamed to `dest` on success.
     Mapped {
@@ -238,22 +236,16 @@ pub(super) enum Sink {
 }
 
 impl Sink {
-    /// A sink for `len` zeroed elements of `dtype`, at `dest` if given (in
-    /// shared memory if `shared`). The temporary file is created now, so an
-    /// unwritable destination fails before any work is done.
+    /// A sink for `len` zeroed elements of `dtype`, at `dest` if given. The
+    /// temporary file is created now, so an unwritable destination fails
+    /// before any work is done.
     pub(super) fn create(
         dest: Option<&Path>,
         format: Option<Format>,
         dtype: Dtype,
         len: usize,
-        shared: bool,
     ) -> Result<Self, CliError> {
         let Some(dest) = dest else {
-            if shared {
-                let v = SharedValues::zeros(dtype, len)
-                    .map_err(|e| CliError::new(format!("cannot allocate the output: {e}")))?;
-                return Ok(Sink::SharedMemory(v));
-            }
             return Ok(Sink::Memory(Values::zeros(dtype, len)));
         };
         let format = format.unwrap_or_else(|| Format::from_path(dest));
@@ -303,7 +295,7 @@ impl Sink {
     pub(super) fn output(&mut self) -> Result<Output<'_>, CliError> {
         match self {
             Sink::Memory(v) | Sink::Text { values: v, .. } => Ok(v.as_output()),
-            Sink::SharedMemory(data) | Sink::Mapped { data, .. } => data
+            Sink::Mapped { data, .. } => data
                 .as_output()
                 .map_err(|e| CliError::new(format!("output: {e}"))),
         }
@@ -313,7 +305,7 @@ impl Sink {
     pub(super) fn values(&self) -> Acc<'_> {
         let input = match self {
             Sink::Memory(v) | Sink::Text { values: v, .. } => v.as_input(),
-            Sink::SharedMemory(data) | Sink::Mapped { data, .. } => data.as_input(),
+            Sink::Mapped { data, .. } => data.as_input(),
         };
         match input {
             Input::U64(s) => Acc::U64(s),
@@ -325,7 +317,7 @@ impl Sink {
     /// Flushes and renames the temporary file over the destination.
     pub(super) fn finish(self) -> Result<(), CliError> {
         let (tmp, dest) = match self {
-            Sink::Memory(_) | Sink::SharedMemory(_) => return Ok(()),
+            Sink::Memory(_) => return Ok(()),
             Sink::Mapped { tmp, data, dest } => {
                 // The shared mapping's pages are written back by sync_all below.
                 drop(data);
@@ -357,16 +349,6 @@ impl Sink {
     }
 }
 
-/// Wrapping sum of the values: of the integers for `u64`, of the IEEE-754 bit
-/// patterns (`f64::to_bits`) for `f64`, so equal outputs give equal checksums
-/// bit for bit.
-pub(super) fn checksum(values: Acc<'_>) -> u64 {
-    match values {
-        Acc::U64(v) => v.iter().fold(0u64, |a, &x| a.wrapping_add(x)),
-        Acc::F64(v) => v.iter().fold(0u64, |a, &x| a.wrapping_add(x.to_bits())),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,6 +377,7 @@ mod tests {
 
     #[test]
     fn checksum_wraps_and_uses_bit_patterns() {
+        use crate::backend::checksum;
         assert_eq!(checksum(Acc::U64(&[u64::MAX, 2])), 1);
         assert_eq!(checksum(Acc::F64(&[1.0])), 1.0f64.to_bits());
         assert_ne!(checksum(Acc::F64(&[0.0])), checksum(Acc::F64(&[-0.0])));

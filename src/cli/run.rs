@@ -1,9 +1,9 @@
 //! `shmproc run KERNEL`: one kernel over a file (or a generated `0..n`).
 
-use super::files::{checksum, load, Loaded, Sink};
+use super::files::{load, Loaded, Sink};
 use super::{parse_params, CliError, RunArgs};
-use crate::backend::{self, Backend, Job, RunOptions};
-use crate::kernels::{lookup, Acc, Dtype, Input, InputKind, Values};
+use crate::backend::{self, Job, RunOptions};
+use crate::kernels::{lookup, Acc, Dtype, Input, InputKind};
 use std::io::IsTerminal;
 use std::time::Instant;
 
@@ -28,11 +28,11 @@ pub(super) fn run(args: RunArgs) -> Result<(), CliError> {
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |w| w.get()));
-    // Zero copy: inputs and outputs in shared memory, which the workers map.
-    let shared = args.backend == Backend::Processes;
 
-    // Inputs: files, or 0..n generated in memory (by the workers, in shared
-    // memory, for the zero-copy process backend).
+    // Inputs: files (binary ones mapped, and mapped by worker processes too:
+    // zero copy), or 0..n, which no one materialises: each chunk generates
+    // its own range (`iota`), on every backend.
+    let mut iota = None;
     let (x, y): (Option<Loaded>, Option<Loaded>) = match (kernel.input, &args.input) {
         (InputKind::Generated, Some(_)) => {
             return Err(CliError::usage(format!(
@@ -50,24 +50,12 @@ pub(super) fn run(args: RunArgs) -> Result<(), CliError> {
             (Some(x), y)
         }
         (_, None) => {
-            let n = args.n.unwrap_or(DEFAULT_N);
-            let dtype = dtype_arg.unwrap_or(if kernel.accepts(Dtype::U64) {
+            iota = Some(dtype_arg.unwrap_or(if kernel.accepts(Dtype::U64) {
                 Dtype::U64
             } else {
                 Dtype::F64
-            });
-            if shared {
-                (
-                    Some(Loaded::Shared(backend::iota(dtype, n, workers)?)),
-                    None,
-                )
-            } else {
-                let values = match dtype {
-                    Dtype::U64 => Values::U64((0..n as u64).collect()),
-                    Dtype::F64 => Values::F64((0..n).map(|i| i as f64).collect()),
-                };
-                (Some(Loaded::Owned(values)), None)
-            }
+            }));
+            (None, None)
         }
     };
     if args.input2.is_some() && kernel.input != InputKind::F64Pair {
@@ -113,22 +101,27 @@ pub(super) fn run(args: RunArgs) -> Result<(), CliError> {
         params,
         n,
         input,
+        iota,
     };
 
     // Output: created before the work so that an unwritable path fails early.
-    let out_dtype = kernel.output_dtype(input.dtype())?;
-    let out_len = if kernel.is_reduction() {
-        kernel.acc_len(&params)
-    } else {
-        n
+    // Without --output, a map kernel's results are only checksummed, chunk by
+    // chunk (nothing of size n is allocated); a reduction's accumulator is
+    // kept for the summary.
+    let out_dtype = kernel.output_dtype(job.input_dtype())?;
+    let mut sink = match (&args.output, kernel.is_reduction()) {
+        (None, false) => None,
+        (dest, reduction) => Some(Sink::create(
+            dest.as_deref(),
+            args.format,
+            out_dtype,
+            if reduction {
+                kernel.acc_len(&params)
+            } else {
+                n
+            },
+        )?),
     };
-    let mut sink = Sink::create(
-        args.output.as_deref(),
-        args.format,
-        out_dtype,
-        out_len,
-        shared && !kernel.is_reduction(),
-    )?;
 
     let show_bar = !args.quiet && !args.json && std::io::stderr().is_terminal();
     let bar = show_bar.then(|| {
@@ -154,7 +147,8 @@ pub(super) fn run(args: RunArgs) -> Result<(), CliError> {
         progress: Some(&progress),
     };
     let started = Instant::now();
-    backend::run(args.backend, &job, sink.output()?, &opts)?;
+    let output = sink.as_mut().map(Sink::output).transpose()?;
+    let sum = backend::run_checksum(args.backend, &job, output, &opts)?;
     let elapsed = started.elapsed().as_secs_f64();
     if backend::is_interrupted() {
         // Dropping the sink removes the temporary output file.
@@ -164,13 +158,16 @@ pub(super) fn run(args: RunArgs) -> Result<(), CliError> {
         bar.finish_and_clear();
     }
 
-    let values = sink.values();
-    let sum = checksum(values);
-    let result = kernel.is_reduction().then(|| match values {
-        Acc::U64(v) => serde_json::json!(v),
-        Acc::F64(v) => serde_json::json!(v),
-    });
-    sink.finish()?;
+    let result = match &sink {
+        Some(sink) if kernel.is_reduction() => Some(match sink.values() {
+            Acc::U64(v) => serde_json::json!(v),
+            Acc::F64(v) => serde_json::json!(v),
+        }),
+        _ => None,
+    };
+    if let Some(sink) = sink {
+        sink.finish()?;
+    }
 
     let items_per_s = if elapsed > 0.0 {
         n as f64 / elapsed
