@@ -60,14 +60,25 @@ fn assert_pool_gone(pids: &[u32]) {
     }
 }
 
-fn my_segments() -> Vec<String> {
-    let me = std::process::id();
+/// Segments in /dev/shm named after process `pid`.
+fn segments_of(pid: u32) -> Vec<String> {
     shmproc::segment::list()
         .unwrap()
         .into_iter()
-        .filter(|s| s.creator_pid == Some(me))
+        .filter(|s| s.creator_pid == Some(pid))
         .map(|s| s.name)
         .collect()
+}
+
+/// Runs the `#[ignore]`d test `name` in a process of its own (so that no other
+/// test of this binary makes segments meanwhile), then checks that it passed
+/// and left no segment behind.
+fn isolated(name: &str) {
+    let mut kid = spawn_child(name, "isolated", &());
+    let pid = kid.pid();
+    let st = kid.wait(Duration::from_secs(100));
+    assert!(st.success(), "{name} failed in its own process: {st:?}");
+    assert_eq!(segments_of(pid), Vec::<String>::new());
 }
 
 #[test]
@@ -316,13 +327,29 @@ fn terminate_fails_pending_tasks_instead_of_hanging() {
 #[test]
 fn large_arguments_and_results_spill_to_segments() {
     let _w = watchdog("spill", LIMIT);
+    isolated("child_spill");
+}
+
+#[test]
+#[ignore]
+fn child_spill() {
+    let Some(()) = child_input::<()>("isolated") else {
+        return;
+    };
     let pool = Pool::new(2).unwrap();
     let v: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     let back = pool.apply(big_echo, v.clone()).unwrap();
     assert_eq!(back.len(), v.len());
     assert!(back.iter().zip(&v).all(|(b, a)| *b == a.wrapping_add(1)));
+    // Spilled segments exist while tasks are in flight, and are gone after.
+    let many: Vec<Vec<u8>> = (0..8).map(|i| vec![i as u8; 100_000]).collect();
+    let outs = pool.map_chunked(big_echo, many, 1).unwrap();
+    assert!(outs
+        .iter()
+        .enumerate()
+        .all(|(i, o)| o.iter().all(|&b| b == i as u8 + 1)));
     drop(pool);
-    assert!(my_segments().is_empty(), "{:?}", my_segments());
+    assert_eq!(segments_of(std::process::id()), Vec::<String>::new());
 }
 
 #[test]
@@ -474,12 +501,23 @@ fn fork_start_method_works_when_forced() {
 #[test]
 fn drop_terminates_and_cleans_up() {
     let _w = watchdog("drop", LIMIT);
+    isolated("child_drop");
+}
+
+#[test]
+#[ignore]
+fn child_drop() {
+    let Some(()) = child_input::<()>("isolated") else {
+        return;
+    };
     let pool = Pool::new(2).unwrap();
     let pids = pool.worker_pids();
     let _pending = pool.apply_async(sleep_ms, 10_000).unwrap();
+    // A spilled argument in flight too.
+    let _big = pool.apply_async(big_echo, vec![7u8; 50_000]).unwrap();
     drop(pool);
     assert_pool_gone(&pids);
-    assert!(my_segments().is_empty(), "{:?}", my_segments());
+    assert_eq!(segments_of(std::process::id()), Vec::<String>::new());
 }
 
 // ---- the parent panics, or dies ----------------------------------------------

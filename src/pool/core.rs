@@ -10,7 +10,7 @@ use super::control::{
     pack, unpack, Control, CLAIMED, DONE, FLAG_ARG_SPILL, FLAG_RES_SPILL, FREE, INLINE, READY,
     RES_OK,
 };
-use super::spill::{create_spill, take_spill, SpillRef};
+use super::spill::{create_spill, take_spill, SpillOwner, SpillRef};
 use super::worker::{task_error, worker_main, WorkerBoot};
 use crate::error::{Error, Result};
 use crate::process::spawn::{start_child, Child, ChildOptions, Entry, ExitStatus, FnId};
@@ -167,6 +167,8 @@ pub(crate) struct Config {
 /// Everything the pool handle, its results and its supervisor thread share.
 pub(crate) struct Shared {
     pub(crate) ctl: Control,
+    /// Names of this pool's spilled payloads.
+    spill_owner: SpillOwner,
     pub(crate) inner: Mutex<Inner>,
     pub(crate) config: Config,
     supervisor: Mutex<Option<JoinHandle<()>>>,
@@ -192,6 +194,7 @@ impl Shared {
         let ctl = Control::create(config.processes, config.capacity)?;
         let shared = Arc::new(Shared {
             ctl,
+            spill_owner: SpillOwner::new_for_this_process()?,
             inner: Mutex::new(Inner {
                 tail: 0,
                 head: 0,
@@ -233,7 +236,7 @@ impl Shared {
             initializer: self.config.initializer.clone(),
             maxtasks: self.config.maxtasks,
             spin_ns: crate::sync::spin().as_nanos() as u64,
-            owner: crate::segment::process_identity(),
+            owner: self.spill_owner,
         };
         let mut opts = ChildOptions::new();
         opts.method = self.config.method;
@@ -314,7 +317,7 @@ impl Shared {
         let mut flags = 0;
         if task.args.len() > INLINE {
             if task.arg_spill.is_none() {
-                let (seg, r) = create_spill(&task.args, crate::segment::process_identity())?;
+                let (seg, r) = create_spill(&task.args, self.spill_owner)?;
                 task.arg_spill = Some((seg, postcard::to_stdvec(&r)?));
             }
             let (_, r) = task.arg_spill.as_ref().expect("invariant: spill set above");
@@ -672,6 +675,9 @@ impl Shared {
                 let _ = c.wait();
             }
         }
+        // A worker stopped half-way through returning a large result leaves
+        // its spill behind: no worker is left, so every spill is an orphan.
+        self.spill_owner.remove_leftovers();
         deliver_all(ds);
         self.ring();
         self.stop_supervisor();
@@ -718,6 +724,7 @@ impl Shared {
                 let _ = c.wait();
             }
         }
+        self.spill_owner.remove_leftovers();
         self.stop_supervisor();
         Ok(())
     }

@@ -8,6 +8,39 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::segment::{Segment, SegmentHandle, HEADER_SIZE};
 
+/// Whose spills these are: the pool owner's pid and start time (so `shmproc
+/// clean` keeps them while the owner lives) and the pool's tag (so the pool
+/// can remove the spills of workers it killed mid-write).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct SpillOwner {
+    pub(crate) pid: u32,
+    pub(crate) start: u64,
+    pub(crate) tag: u32,
+}
+
+impl SpillOwner {
+    /// This process, with a fresh tag.
+    pub(crate) fn new_for_this_process() -> Result<SpillOwner> {
+        let (pid, start) = crate::segment::process_identity();
+        Ok(SpillOwner {
+            pid,
+            start,
+            tag: crate::segment::random_tag()?,
+        })
+    }
+
+    /// Removes every spill of this family still in `/dev/shm` (call when no
+    /// worker of the pool is left to write one and no result is unread).
+    pub(crate) fn remove_leftovers(&self) {
+        let prefix = crate::segment::tagged_prefix(self.pid, self.start, self.tag);
+        if let Ok(list) = crate::segment::list() {
+            for s in list.iter().filter(|s| s.name.starts_with(&prefix)) {
+                let _ = crate::segment::unlink(&s.name);
+            }
+        }
+    }
+}
+
 /// Where a spilled payload lives.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct SpillRef {
@@ -16,10 +49,9 @@ pub(crate) struct SpillRef {
 }
 
 /// Writes `bytes` to a new named segment owned by this process, named after
-/// `owner` (pid, start time) so that `shmproc clean` keeps it while the owner
-/// lives.
-pub(crate) fn create_spill(bytes: &[u8], owner: (u32, u64)) -> Result<(Segment, SpillRef)> {
-    let name = crate::segment::generate_name_for(owner.0, owner.1)?;
+/// `owner`.
+pub(crate) fn create_spill(bytes: &[u8], owner: SpillOwner) -> Result<(Segment, SpillRef)> {
+    let name = crate::segment::generate_tagged_name(owner.pid, owner.start, owner.tag)?;
     let seg = Segment::builder().name(name).create(bytes.len())?;
     let off = seg.alloc(bytes.len(), 8)?;
     debug_assert_eq!(off, HEADER_SIZE);
@@ -37,7 +69,7 @@ pub(crate) fn create_spill(bytes: &[u8], owner: (u32, u64)) -> Result<(Segment, 
 /// Writes `bytes` to a new named segment whose name outlives this value: the
 /// reader (`owner`, the pool's parent) unlinks it with [`take_spill`]; if the
 /// owner dies first, `shmproc clean` (or the next pool start) removes it.
-pub(crate) fn write_spill(bytes: &[u8], owner: (u32, u64)) -> Result<SpillRef> {
+pub(crate) fn write_spill(bytes: &[u8], owner: SpillOwner) -> Result<SpillRef> {
     let (seg, r) = create_spill(bytes, owner)?;
     seg.release_ownership();
     Ok(r)

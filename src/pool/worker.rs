@@ -9,7 +9,7 @@ use super::control::{
     pack, unpack, Control, CLAIMED, DONE, FLAG_ARG_SPILL, FLAG_RES_SPILL, INLINE, READY, RES_OK,
     RES_PANIC,
 };
-use super::spill::{read_spill, write_spill, SpillRef};
+use super::spill::{read_spill, write_spill, SpillOwner, SpillRef};
 use crate::error::{Error, Result};
 use crate::process::spawn::FnId;
 use crate::segment::SegmentHandle;
@@ -23,8 +23,8 @@ pub(crate) struct WorkerBoot {
     pub(crate) initializer: Option<(FnId, Vec<u8>)>,
     pub(crate) maxtasks: u64,
     pub(crate) spin_ns: u64,
-    /// The pool owner's pid and start time: result spills are named after it.
-    pub(crate) owner: (u32, u64),
+    /// The pool owner's identity: result spills are named after it.
+    pub(crate) owner: SpillOwner,
 }
 
 /// Exit code of a worker whose initializer failed.
@@ -207,7 +207,7 @@ fn load_args(ctl: &Control, ticket: u64) -> Result<Vec<u8>> {
     }
 }
 
-fn run(ctl: &Control, ticket: u64, owner: (u32, u64)) {
+fn run(ctl: &Control, ticket: u64, owner: SpillOwner) {
     let slot = ctl.slot_of(ticket);
     // Relaxed: published by the READY Release, acquired by our claim.
     let fid = FnId(slot.fn_id.load(Ordering::Relaxed));

@@ -164,6 +164,27 @@ pub(crate) fn generate_name_for(pid: u32, start: u64) -> Result<String> {
     ))
 }
 
+/// Like [`generate_name_for`], with the first 32 of the 64 random bits
+/// replaced by `tag`, so that a family of segments (a pool's spills) can be
+/// found by [`tagged_prefix`] while the rest stays unguessable.
+pub(crate) fn generate_tagged_name(pid: u32, start: u64, tag: u32) -> Result<String> {
+    Ok(format!(
+        "{}{:08x}",
+        tagged_prefix(pid, start, tag),
+        sys::random_u64()? as u32
+    ))
+}
+
+/// The name prefix shared by every [`generate_tagged_name`] of this family.
+pub(crate) fn tagged_prefix(pid: u32, start: u64, tag: u32) -> String {
+    format!("{NAME_PREFIX}.{pid}.{start}.{tag:08x}")
+}
+
+/// A random 32-bit tag for [`generate_tagged_name`].
+pub(crate) fn random_tag() -> Result<u32> {
+    Ok(sys::random_u64()? as u32)
+}
+
 /// This process's pid and start time.
 pub(crate) fn process_identity() -> (u32, u64) {
     let pid = sys::getpid();
