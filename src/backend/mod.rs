@@ -111,9 +111,6 @@ pub enum RunError {
     /// The kernel rejected its parameters, input or output.
     #[error(transparent)]
     Kernel(#[from] KernelError),
-    /// The backend is not built yet.
-    #[error("backend {0} is not available yet: the process pool is not wired in (use --backend sequential, threads or rayon)")]
-    Unavailable(Backend),
     /// Worker count, chunk size or lengths are inconsistent.
     #[error("invalid run: {0}")]
     Invalid(String),
@@ -567,8 +564,11 @@ fn execute(
                     .collect::<Result<Vec<_>, _>>()
             })?)
         }
-        // `run` sends these to `run_processes` before splitting into tasks.
-        Backend::Processes | Backend::ProcessesCopy => Err(RunError::Unavailable(backend)),
+        // `run_checksum` sends these to the process backend before it splits
+        // the work into in-process tasks.
+        Backend::Processes | Backend::ProcessesCopy => Err(RunError::Invalid(format!(
+            "{backend} runs through the process pool, not in-process tasks"
+        ))),
     }
 }
 

@@ -243,7 +243,6 @@ pub(super) fn bench(args: BenchArgs) -> Result<(), CliError> {
     workers.dedup();
 
     let mut points: Vec<Point> = Vec::new();
-    let mut skipped: Vec<String> = Vec::new();
     for &kernel in &kernels {
         kernel.check_params(&base)?;
         let mut w = Workload::new(kernel, base, args.n, &args.params)?;
@@ -256,17 +255,7 @@ pub(super) fn bench(args: BenchArgs) -> Result<(), CliError> {
                 &workers
             };
             for &nw in counts {
-                let first = match w.run_once(backend, nw, args.chunk) {
-                    Ok(t) => t,
-                    Err(RunError::Unavailable(b)) => {
-                        let msg = format!("{b}: not available yet (skipped)");
-                        if !skipped.contains(&msg) {
-                            skipped.push(msg);
-                        }
-                        break;
-                    }
-                    Err(e) => return Err(e.into()),
-                };
+                let first = w.run_once(backend, nw, args.chunk)?;
                 let mut times = Vec::with_capacity(args.repeat);
                 for _ in 0..args.repeat {
                     times.push(w.run_once(backend, nw, args.chunk)?);
@@ -317,9 +306,6 @@ pub(super) fn bench(args: BenchArgs) -> Result<(), CliError> {
     }
 
     let m = machine();
-    for s in &skipped {
-        eprintln!("shmproc bench: {s}");
-    }
     if args.json {
         let obj = serde_json::json!({
             "machine": m,
