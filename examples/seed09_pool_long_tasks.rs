@@ -22,25 +22,12 @@
 //!
 //! Sleeps are multiplied by the float in `SHMPROC_SLEEP_SCALE` (default 1).
 
-use std::hash::{BuildHasher, RandomState};
-use std::time::{Duration, Instant};
+mod util;
+use util::{random, scaled};
+
+use std::time::Instant;
 
 use shmproc::Pool;
-
-/// `secs` seconds times `SHMPROC_SLEEP_SCALE` (default 1).
-fn scaled(secs: f64) -> Duration {
-    let scale = std::env::var("SHMPROC_SLEEP_SCALE")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .unwrap_or(1.0);
-    Duration::from_secs_f64(secs * scale)
-}
-
-/// A random float in `[0, 1)`, like Python's `random.random()`.
-fn random(seed: u64) -> f64 {
-    (RandomState::new().hash_one(seed) >> 11) as f64 / (1u64 << 53) as f64
-}
 
 fn long_time_task(name: u32) {
     println!("Run task {name} ({})", std::process::id());

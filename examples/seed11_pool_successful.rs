@@ -20,19 +20,10 @@
 //! Here every result is kept and checked: one `successful` line per task.
 //! Sleeps are multiplied by the float in `SHMPROC_SLEEP_SCALE` (default 1).
 
-use std::time::Duration;
+mod util;
+use util::scaled;
 
 use shmproc::Pool;
-
-/// `secs` seconds times `SHMPROC_SLEEP_SCALE` (default 1).
-fn scaled(secs: f64) -> Duration {
-    let scale = std::env::var("SHMPROC_SLEEP_SCALE")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .unwrap_or(1.0);
-    Duration::from_secs_f64(secs * scale)
-}
 
 fn f(x: u32) {
     for i in 0..10 {

@@ -49,22 +49,15 @@
 //!
 //! Sleeps are multiplied by the float in `SHMPROC_SLEEP_SCALE` (default 1).
 
+mod util;
+use util::scaled;
+
 use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use shmproc::process::{current_process, Process, ProcessRun};
 use shmproc::Queue;
-
-/// `secs` seconds times `SHMPROC_SLEEP_SCALE` (default 1).
-fn scaled(secs: f64) -> Duration {
-    let scale = std::env::var("SHMPROC_SLEEP_SCALE")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .unwrap_or(1.0);
-    Duration::from_secs_f64(secs * scale)
-}
 
 /// A random integer in `0..=256`, like Python's `random.randint(0, 256)`.
 fn randint(seed: u64) -> u32 {

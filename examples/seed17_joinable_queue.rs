@@ -36,19 +36,10 @@
 //!
 //! Sleeps are multiplied by the float in `SHMPROC_SLEEP_SCALE` (default 1).
 
-use std::time::Duration;
+mod util;
+use util::scaled;
 
 use shmproc::{JoinableQueue, Process};
-
-/// `secs` seconds times `SHMPROC_SLEEP_SCALE` (default 1).
-fn scaled(secs: f64) -> Duration {
-    let scale = std::env::var("SHMPROC_SLEEP_SCALE")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .unwrap_or(1.0);
-    Duration::from_secs_f64(secs * scale)
-}
 
 fn consumer((name, q): (String, JoinableQueue<String>)) {
     loop {
