@@ -256,6 +256,30 @@ pub fn lookup(name: &str) -> Result<&'static KernelInfo, KernelError> {
 }
 
 impl KernelInfo {
+    /// Checks that `range` is increasing and within the kernel's index space
+    /// for `params`; returns its length.
+    ///
+    /// # Errors
+    /// [`KernelError::RangeTooLarge`].
+    pub fn check_range(&self, params: &Params, range: &Range<usize>) -> Result<usize, KernelError> {
+        let len = range
+            .end
+            .checked_sub(range.start)
+            .ok_or(KernelError::RangeTooLarge {
+                kernel: self.name,
+                end: range.end,
+                limit: range.start,
+            })?;
+        if range.end > self.max_len(params) {
+            return Err(KernelError::RangeTooLarge {
+                kernel: self.name,
+                end: range.end,
+                limit: self.max_len(params),
+            });
+        }
+        Ok(len)
+    }
+
     /// Whether this is a reduction.
     pub fn is_reduction(&self) -> bool {
         matches!(self.output, OutputKind::Reduce { .. })
@@ -691,21 +715,7 @@ pub fn run_chunk(
     mut output: Output<'_>,
 ) -> Result<(), KernelError> {
     info.check_params(params)?;
-    let len = range
-        .end
-        .checked_sub(range.start)
-        .ok_or(KernelError::RangeTooLarge {
-            kernel: info.name,
-            end: range.end,
-            limit: range.start,
-        })?;
-    if range.end > info.max_len(params) {
-        return Err(KernelError::RangeTooLarge {
-            kernel: info.name,
-            end: range.end,
-            limit: info.max_len(params),
-        });
-    }
+    let len = info.check_range(params, &range)?;
     let want_out = info
         .output_dtype(input.dtype())
         .map_err(|_| info.wrong_dtype(&input.describe()))?;

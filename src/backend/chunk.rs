@@ -159,23 +159,9 @@ pub(super) fn run_one(
         };
     }
     let mut out = out;
-    let len = range
-        .end
-        .checked_sub(range.start)
-        .ok_or(KernelError::RangeTooLarge {
-            kernel: info.name,
-            end: range.end,
-            limit: range.start,
-        })?;
     // Errors that only a later piece would meet are checked before the first
     // piece writes anything; `run_chunk` checks the rest on every piece.
-    if range.end > info.max_len(params) {
-        return Err(KernelError::RangeTooLarge {
-            kernel: info.name,
-            end: range.end,
-            limit: info.max_len(params),
-        });
-    }
+    let len = info.check_range(params, &range)?;
     let length = |what, found| KernelError::LengthMismatch {
         kernel: info.name,
         what,
