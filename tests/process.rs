@@ -467,3 +467,84 @@ fn forgotten_init_is_init_missing() {
         "{stdout}"
     );
 }
+
+// ---- start() returns once the child has attached its arguments -------------
+
+fn echo_one((inbox, outbox): (shmproc::Queue<u64>, shmproc::Queue<u64>)) {
+    let v = inbox
+        .get_timeout(Duration::from_secs(30))
+        .expect("a value from the parent");
+    outbox.put(v + 1).expect("put the answer");
+}
+
+fn dropped_handles_after_start(method: StartMethod) {
+    let inbox = shmproc::Queue::<u64>::new().unwrap();
+    let outbox = shmproc::Queue::<u64>::new().unwrap();
+    let p = Process::builder(echo_one, (inbox.clone(), outbox.clone()))
+        .start_method(method)
+        .force_fork(true)
+        .build();
+    p.start().unwrap();
+    // The child has attached both queues by now: the parent may let go of the
+    // one it only writes to after a last put... and of its own inbox copy
+    // entirely (the queue lives on in the child).
+    inbox.put(41).unwrap();
+    drop(inbox);
+    assert_eq!(outbox.get_timeout(Duration::from_secs(30)).unwrap(), 42);
+    assert_eq!(p.join().unwrap(), 0);
+    assert_no_leftovers(&[p.pid().unwrap()]);
+}
+
+#[test]
+fn start_returns_after_the_child_attached_its_arguments_spawn() {
+    let _w = watchdog(
+        "attach before start returns (spawn)",
+        Duration::from_secs(60),
+    );
+    dropped_handles_after_start(StartMethod::Spawn);
+}
+
+#[test]
+fn start_returns_after_the_child_attached_its_arguments_fork() {
+    let _w = watchdog(
+        "attach before start returns (fork)",
+        Duration::from_secs(60),
+    );
+    dropped_handles_after_start(StartMethod::Fork);
+}
+
+/// Serializes fine, never deserializes: a child that cannot decode its arguments.
+#[derive(Debug)]
+struct Undecodable;
+
+impl Serialize for Undecodable {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Undecodable {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom("this value never decodes"))
+    }
+}
+
+fn takes_undecodable(_: Undecodable) {}
+
+#[test]
+fn arguments_the_child_cannot_decode_fail_start() {
+    let _w = watchdog("undecodable arguments", Duration::from_secs(60));
+    for method in [StartMethod::Spawn, StartMethod::Fork] {
+        let p = Process::builder(takes_undecodable, Undecodable)
+            .start_method(method)
+            .force_fork(true)
+            .build();
+        match p.start() {
+            Err(Error::InvalidState(m)) => {
+                assert!(m.contains("could not decode its arguments"), "{m}")
+            }
+            other => panic!("{method:?}: expected a start error, got {other:?}"),
+        }
+        assert!(!p.is_alive());
+    }
+}

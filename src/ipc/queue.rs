@@ -75,8 +75,9 @@ fn timeout_as(e: Error, as_: Error) -> Error {
 /// The queue lives in a memfd segment owned by the creating process: nothing
 /// appears in `/dev/shm`, and nothing is left behind however the process ends.
 /// Dropping the creator's last clone closes it (processes already attached keep
-/// working; new ones can no longer attach), so keep a clone until the children
-/// you pass it to have started. Clones are cheap handles to the same queue.
+/// working; new ones can no longer attach). `Process::start` returns once the
+/// child has attached its arguments, so a queue handed to a child may be
+/// dropped right after `start`. Clones are cheap handles to the same queue.
 ///
 /// ```
 /// use shmproc::ipc::Queue;

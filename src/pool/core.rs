@@ -242,6 +242,8 @@ impl Shared {
         opts.method = self.config.method;
         opts.force_fork = self.config.force_fork;
         opts.daemon = true;
+        // `worker_main` announces once it has attached the control segment.
+        opts.announce = true;
         let prefix = match self.config.method {
             StartMethod::Fork => "ForkPoolWorker",
             StartMethod::Spawn => "SpawnPoolWorker",

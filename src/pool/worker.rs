@@ -38,6 +38,7 @@ pub(crate) fn worker_main(bytes: &[u8]) -> i32 {
         Ok(b) => b,
         Err(e) => {
             eprintln!("shmproc pool worker: bad boot message: {e}");
+            crate::process::announce_failure(&crate::Error::Codec(e.to_string()));
             return EXIT_ATTACH_FAILED;
         }
     };
@@ -46,9 +47,11 @@ pub(crate) fn worker_main(bytes: &[u8]) -> i32 {
         Ok(c) => c,
         Err(e) => {
             eprintln!("shmproc pool worker: cannot attach to the pool: {e}");
+            crate::process::announce_failure(&e);
             return EXIT_ATTACH_FAILED;
         }
     };
+    crate::process::announce_ready();
     let w = boot.index as usize;
     if w >= ctl.workers() {
         eprintln!("shmproc pool worker: index {w} out of range");

@@ -107,6 +107,9 @@ impl ProcessBuilder {
             opts.method = m;
         }
         opts.force_fork = self.force_fork;
+        // The boot functions of targets and ProcessRun objects announce once
+        // they have decoded (and so attached) their arguments.
+        opts.announce = true;
         Process {
             entry: self.entry,
             args: self.args,

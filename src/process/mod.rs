@@ -31,6 +31,10 @@
 //!
 //! # Lifetime
 //!
+//! - `start` returns once the child has decoded its arguments — so every
+//!   queue, pipe end, shared array and lock among them is attached in the child
+//!   — or with the error that stopped it (a handle whose segment is gone, an
+//!   argument that does not decode).
 //! - A child dies when its parent dies, however the parent dies (see the
 //!   liveness pipe: the child `_exit`s with code 87).
 //! - At normal exit of the parent (return from `main`, `std::process::exit`),
@@ -73,6 +77,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 pub use handle::{Process, ProcessBuilder, ProcessRun};
 pub use liveness::EXIT_PARENT_DIED;
+pub(crate) use worker::{announce_failure, announce_ready};
 
 /// How a child process is started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

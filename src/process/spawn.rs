@@ -78,6 +78,13 @@ pub struct ChildOptions {
     pub ident: Vec<u32>,
     /// How long `start_child` waits for a spawned child's handshake.
     pub handshake_timeout: Duration,
+    /// The entry announces when it is ready (after decoding its arguments,
+    /// which attaches the queues, pipes and arrays among them) with
+    /// [`announce_ready`](crate::process::announce_ready), and `start_child`
+    /// returns only then — so the parent may drop its copies of those handles
+    /// as soon as `start` returns. Without it, `start_child` returns once the
+    /// child is running its entry (spawn) or at once (fork).
+    pub announce: bool,
 }
 
 impl ChildOptions {
@@ -92,6 +99,7 @@ impl ChildOptions {
             daemon: false,
             ident,
             handshake_timeout: Duration::from_secs(60),
+            announce: false,
         }
     }
 }
@@ -117,6 +125,8 @@ impl Default for ChildOptions {
 pub(crate) struct Boot {
     pub(crate) build: BuildIdentity,
     pub(crate) entry: Entry,
+    /// The entry answers the handshake itself (see `ChildOptions::announce`).
+    pub(crate) announce: bool,
     pub(crate) state: worker::ChildState,
     pub(crate) args: Vec<u8>,
 }
@@ -379,6 +389,7 @@ pub(crate) fn spawn_child(
     let boot = Boot {
         build,
         entry,
+        announce: opts.announce,
         state: worker::state_for_child(opts),
         args: payload,
     };
@@ -491,6 +502,20 @@ fn handshake(
     drop(pay_w);
 
     // 2. Wait for the answer.
+    await_answer(child, st_r, deadline, no_answer)
+}
+
+/// Reads the child's answer from the status pipe: `Ok` for `K`, the error it
+/// reports, `on_silence(child)` if it exits (or closes the pipe) without one,
+/// or [`Error::Timeout`] at the deadline.
+fn await_answer(
+    child: &Child,
+    st_r: OwnedFd,
+    deadline: Instant,
+    on_silence: fn(&Child) -> Error,
+) -> Result<()> {
+    let io_err =
+        |ctx: &str, e: io::Error| Error::io(format!("handshake with {}: {ctx}", child.pid()), e);
     sys::set_nonblocking(st_r.as_fd(), true).map_err(|e| io_err("O_NONBLOCK", e))?;
     let mut inp = File::from(st_r);
     let mut buf = [0u8; 4096];
@@ -501,7 +526,7 @@ fn handshake(
     let mut exited = false;
     loop {
         match inp.read(&mut buf) {
-            Ok(0) => return Err(no_answer(child)),
+            Ok(0) => return Err(on_silence(child)),
             Ok(n) => {
                 got.extend_from_slice(&buf[..n]);
                 if let Some(r) = parse_answer(&got) {
@@ -513,7 +538,7 @@ fn handshake(
                 if exited {
                     // Exited without answering; a stray copy of the write end
                     // (held by a forked sibling) may keep EOF from coming.
-                    return Err(no_answer(child));
+                    return Err(on_silence(child));
                 }
                 exited = wait_fd_or_exit(child, inp.as_fd(), true, deadline)?.1;
             }
@@ -538,6 +563,20 @@ fn parse_answer(got: &[u8]) -> Option<Result<()>> {
         other => Some(Err(Error::InvalidState(format!(
             "bad handshake answer from worker: byte {other:#x}"
         )))),
+    }
+}
+
+/// A forked child exited before announcing that it was ready.
+fn forked_silence(child: &Child) -> Error {
+    match child.wait_timeout(Duration::from_secs(5)) {
+        Ok(Some(st)) => Error::InvalidState(format!(
+            "forked worker {} ended during startup ({st:?})",
+            child.pid()
+        )),
+        _ => Error::InvalidState(format!(
+            "forked worker {} closed its status pipe during startup",
+            child.pid()
+        )),
     }
 }
 
@@ -590,16 +629,35 @@ fn fork_child(entry: Entry, payload: Vec<u8>, opts: &ChildOptions) -> Result<Chi
     // Make sure the pipe exists before the fork, so the child can watch it.
     liveness::read_end_for_children()?;
     let state = worker::state_for_child(opts);
+    let answer = if opts.announce {
+        Some(sys::pipe().map_err(|e| Error::io("creating the status pipe", e))?)
+    } else {
+        None
+    };
     let _ = io::stdout().flush();
     let _ = io::stderr().flush();
     // SAFETY: the child branch below only runs `worker::run_forked`, which takes
     // no lock another thread could hold unless fork was forced (the caller's
     // explicit choice, documented on `force_fork`), and it leaves with `_exit`.
     match unsafe { sys::fork() }.map_err(|e| Error::io("fork", e))? {
-        sys::Forked::Child => worker::run_forked(entry, &payload, state),
+        sys::Forked::Child => {
+            let write_end = answer.map(|(r, w)| {
+                drop(r);
+                w
+            });
+            worker::run_forked(entry, &payload, state, write_end)
+        }
         sys::Forked::Parent(pid) => {
             let child = Child::new(pid, opts);
             registry::register(&child);
+            if let Some((st_r, st_w)) = answer {
+                drop(st_w);
+                let deadline = Instant::now() + opts.handshake_timeout;
+                if let Err(e) = await_answer(&child, st_r, deadline, forked_silence) {
+                    child.discard();
+                    return Err(e);
+                }
+            }
             Ok(child)
         }
     }

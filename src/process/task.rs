@@ -227,13 +227,19 @@ where
     F: Fn(A) -> R + Copy + 'static,
     A: DeserializeOwned,
 {
+    // Decoding attaches the queues, pipes and arrays among the arguments; only
+    // then does the parent's `start` return (see `ChildOptions::announce`).
     let args: A = match postcard::from_bytes(bytes) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("shmproc: cannot decode the process arguments: {e}");
+            crate::process::announce_failure(&crate::Error::Codec(format!(
+                "the child could not decode its arguments: {e}"
+            )));
             return 1;
         }
     };
+    crate::process::announce_ready();
     let f = conjure::<F>();
     match catch_unwind(AssertUnwindSafe(move || f(args))) {
         Ok(_) => 0,
@@ -247,9 +253,13 @@ pub(crate) fn boot_runnable<T: crate::process::ProcessRun>(bytes: &[u8]) -> i32 
         Ok(a) => a,
         Err(e) => {
             eprintln!("shmproc: cannot decode the process object: {e}");
+            crate::process::announce_failure(&crate::Error::Codec(format!(
+                "the child could not decode its process object: {e}"
+            )));
             return 1;
         }
     };
+    crate::process::announce_ready();
     match catch_unwind(AssertUnwindSafe(move || obj.run())) {
         Ok(()) => 0,
         Err(_) => 1,

@@ -182,6 +182,34 @@ fn read_boot(fd: OwnedFd) -> Result<Boot> {
     Ok(postcard::from_bytes(&body)?)
 }
 
+/// The status pipe of a child whose entry announces its own readiness.
+static ANSWER: std::sync::Mutex<Option<std::fs::File>> = std::sync::Mutex::new(None);
+
+fn lock_answer() -> std::sync::MutexGuard<'static, Option<std::fs::File>> {
+    ANSWER.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Tells the parent that this child is ready (see `ChildOptions::announce`):
+/// its `start` returns. Does nothing the second time, or in a child whose
+/// parent does not wait for it.
+pub(crate) fn announce_ready() {
+    // try_lock: only this thread of a starting child ever takes it (a forced
+    // fork must not wait on a lock another parent thread held).
+    let f = ANSWER.try_lock().ok().and_then(|mut g| g.take());
+    if let Some(mut f) = f {
+        let _ = f.write_all(&encode_answer(None));
+    }
+}
+
+/// Tells the parent that this child failed to start: its `start` returns the
+/// error.
+pub(crate) fn announce_failure(e: &crate::Error) {
+    let f = ANSWER.try_lock().ok().and_then(|mut g| g.take());
+    if let Some(mut f) = f {
+        let _ = f.write_all(&encode_answer(Some(e)));
+    }
+}
+
 fn run_spawned(m: Marker) -> ! {
     INITIALIZED.store(true, Ordering::Relaxed);
     let payload = adopt(m.payload);
@@ -199,14 +227,24 @@ fn run_spawned(m: Marker) -> ! {
         }
     };
     *current() = Some(boot.state);
-    if let Err(e) = status.write_all(&encode_answer(None)) {
-        fail_boot("answering the handshake", e);
+    if boot.announce {
+        // The entry answers once it has decoded its arguments.
+        *lock_answer() = Some(status);
+    } else {
+        if let Err(e) = status.write_all(&encode_answer(None)) {
+            fail_boot("answering the handshake", e);
+        }
+        drop(status);
     }
-    drop(status);
     // SAFETY: the build identity was checked above: this process runs the very
     // same executable image as the parent that computed the entry offset.
     let entry = unsafe { boot.entry.resolve() };
     let code = catch_unwind(AssertUnwindSafe(|| entry(&boot.args))).unwrap_or(1);
+    // An entry that ended before it announced (it failed first) tells the
+    // parent so, rather than looking like a child that never ran `init()`.
+    announce_failure(&crate::Error::InvalidState(format!(
+        "the child ended (code {code}) before it was ready"
+    )));
     finish(code)
 }
 
@@ -220,7 +258,12 @@ fn finish(code: i32) -> ! {
 
 /// The body of a forked child. Never returns; leaves with `_exit`, so no
 /// destructor of state inherited from the parent ever runs.
-pub(crate) fn run_forked(entry: Entry, payload: &[u8], state: ChildState) -> ! {
+pub(crate) fn run_forked(
+    entry: Entry,
+    payload: &[u8],
+    state: ChildState,
+    answer: Option<OwnedFd>,
+) -> ! {
     INITIALIZED.store(true, Ordering::Relaxed);
     COUNTER.store(0, Ordering::Relaxed);
     if let Some(fd) = liveness::after_fork_in_child() {
@@ -234,9 +277,21 @@ pub(crate) fn run_forked(entry: Entry, payload: &[u8], state: ChildState) -> ! {
     if let Ok(mut g) = CURRENT.try_lock() {
         *g = Some(state);
     }
+    if let Some(fd) = answer {
+        match ANSWER.try_lock() {
+            Ok(mut g) => *g = Some(sys::file(fd)),
+            // Forced fork while another thread held the lock: answer now.
+            Err(_) => {
+                let _ = sys::file(fd).write_all(&encode_answer(None));
+            }
+        }
+    }
     // SAFETY: a forked child runs the parent's image, where the entry was made.
     let f = unsafe { entry.resolve() };
     let code = catch_unwind(AssertUnwindSafe(|| f(payload))).unwrap_or(1);
+    announce_failure(&crate::Error::InvalidState(format!(
+        "the child ended (code {code}) before it was ready"
+    )));
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     let _ = catch_unwind(registry::shutdown_children);
