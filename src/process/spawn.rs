@@ -80,7 +80,7 @@ pub struct ChildOptions {
     pub handshake_timeout: Duration,
     /// The entry announces when it is ready (after decoding its arguments,
     /// which attaches the queues, pipes and arrays among them) with
-    /// [`announce_ready`](crate::process::announce_ready), and `start_child`
+    /// `announce_ready` (crate-internal), and `start_child`
     /// returns only then — so the parent may drop its copies of those handles
     /// as soon as `start` returns. Without it, `start_child` returns once the
     /// child is running its entry (spawn) or at once (fork).
