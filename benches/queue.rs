@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo bench --bench queue            # full run
-//! cargo bench --bench queue -- quick   # smoke run with tiny sizes
+//! cargo bench --bench queue -- --quick # smoke run with tiny sizes
 //! ```
 //!
 //! Workloads: 1,000,000 small messages (u64) one way; 1 MiB messages one way;
@@ -157,7 +157,7 @@ fn main() {
         child(&role);
         return;
     }
-    let quick = std::env::args().any(|a| a == "quick");
+    let quick = std::env::args().any(|a| a == "quick" || a == "--quick");
     let (runs, n_small, n_big, n_pp) = if quick {
         (1, 20_000, 20, 2_000)
     } else {
