@@ -353,35 +353,8 @@ fn park<R>(
 /// answer instead of us burning the time slice it needs.
 #[inline]
 fn spin_then_yield<R>(ready: &mut impl FnMut() -> Option<R>) -> Option<R> {
-    if let Some(r) = ready() {
-        return Some(r);
-    }
-    spin_cold(ready)
-}
-
-#[cold]
-fn spin_cold<R>(ready: &mut impl FnMut() -> Option<R>) -> Option<R> {
-    let budget = crate::sync::spin();
-    if budget.is_zero() {
-        return None;
-    }
-    let start = Instant::now();
-    let pure = budget.min(Duration::from_micros(3));
-    loop {
-        for _ in 0..64 {
-            std::hint::spin_loop();
-            if let Some(r) = ready() {
-                return Some(r);
-            }
-        }
-        let e = start.elapsed();
-        if e >= budget {
-            return None;
-        }
-        if e >= pure {
-            std::thread::yield_now();
-        }
-    }
+    // The same bounded spin-then-yield every waiter in the crate uses.
+    crate::sync::spin_for(ready)
 }
 
 /// Wakes the sleepers of `ww` if the word is armed. The caller has just
