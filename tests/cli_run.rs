@@ -377,56 +377,31 @@ fn truncated_and_malformed_npy() {
     let (_d, dir) = tmp();
     let p = dir.join("bad.npy");
     let good = npy_bytes("<u8", "(4,)", &le_u64(&[1, 2, 3, 4]));
-    std::fs::write(&p, &good[..40]).unwrap(); // cut inside the header
-    let e = fails(&[
-        "run",
-        "power",
-        "--input",
-        path_str(&p),
-        "--backend",
-        "threads",
-    ]);
-    assert!(e.contains("truncated .npy header"), "{e}");
-    std::fs::write(&p, &good[..good.len() - 8]).unwrap(); // one element short
-    let e = fails(&[
-        "run",
-        "power",
-        "--input",
-        path_str(&p),
-        "--backend",
-        "threads",
-    ]);
-    assert!(e.contains("truncated .npy data"), "{e}");
-    std::fs::write(&p, b"\x93NUMPY\x01\x00\x10\x00{'descr': <u8}  ").unwrap();
-    let e = fails(&[
-        "run",
-        "power",
-        "--input",
-        path_str(&p),
-        "--backend",
-        "threads",
-    ]);
-    assert!(e.contains("malformed .npy header"), "{e}");
-    std::fs::write(&p, npy_bytes("<i4", "(2,)", &[0; 8])).unwrap();
-    let e = fails(&[
-        "run",
-        "power",
-        "--input",
-        path_str(&p),
-        "--backend",
-        "threads",
-    ]);
-    assert!(e.contains("unsupported .npy dtype \"<i4\""), "{e}");
-    std::fs::write(&p, npy_bytes("<u8", "(2, 2)", &[0; 32])).unwrap();
-    let e = fails(&[
-        "run",
-        "power",
-        "--input",
-        path_str(&p),
-        "--backend",
-        "threads",
-    ]);
-    assert!(e.contains("only 1-D"), "{e}");
+    let cases: [(&[u8], &str); 5] = [
+        (&good[..40], "truncated .npy header"), // cut inside the header
+        (&good[..good.len() - 8], "truncated .npy data"), // one element short
+        (
+            b"\x93NUMPY\x01\x00\x10\x00{'descr': <u8}  ",
+            "malformed .npy header",
+        ),
+        (
+            &npy_bytes("<i4", "(2,)", &[0; 8]),
+            "unsupported .npy dtype \"<i4\"",
+        ),
+        (&npy_bytes("<u8", "(2, 2)", &[0; 32]), "only 1-D"),
+    ];
+    for (bytes, want) in cases {
+        std::fs::write(&p, bytes).unwrap();
+        let e = fails(&[
+            "run",
+            "power",
+            "--input",
+            path_str(&p),
+            "--backend",
+            "threads",
+        ]);
+        assert!(e.contains(want), "expected {want:?} in {e}");
+    }
 }
 
 #[test]
