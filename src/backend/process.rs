@@ -740,7 +740,12 @@ pub(super) fn run_processes(
                     iota,
                     out: out_h.clone(),
                 });
-            for item in pool.imap_unordered(shared_task, tasks) {
+            // Eight chunks per worker in flight: a worker never waits for the
+            // parent to hand out its next chunk (a parked parent takes tens of
+            // microseconds to wake on this VM), while the shared queue still
+            // balances uneven chunks across workers.
+            let window = 8 * opts.workers.max(1);
+            for item in pool.imap_unordered(shared_task, tasks).window(window) {
                 on_result(item, output.as_mut());
             }
             if let (true, Some(tmp), Some(output)) = (temp_out, &out_arr, output.as_mut()) {
@@ -783,7 +788,8 @@ pub(super) fn run_processes(
                     out_dtype: out_dt,
                     want_data,
                 });
-            for item in pool.imap_unordered(copy_task, tasks) {
+            let window = 8 * opts.workers.max(1);
+            for item in pool.imap_unordered(copy_task, tasks).window(window) {
                 on_result(item, out_cell.borrow_mut().as_mut());
             }
             output = out_cell.into_inner();

@@ -77,6 +77,18 @@ where
         }
     }
 
+    /// Keeps up to `chunks` chunks in flight instead of the default two per
+    /// worker: more read-ahead (and memory) for fewer stalls when each chunk
+    /// is short and the consumer is slow to hand out the next one.
+    ///
+    /// # Panics
+    /// If called after iteration has started.
+    pub fn window(mut self, chunks: usize) -> Self {
+        assert_eq!(self.submitted, 0, "IMap::window after iteration started");
+        self.window = chunks.max(1);
+        self
+    }
+
     /// Chunks submitted and not yet taken by the consumer.
     pub fn in_flight(&self) -> usize {
         self.submitted - self.consumed

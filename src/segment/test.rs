@@ -294,3 +294,30 @@ fn a_memfd_larger_than_memory_is_no_space_not_an_oom() {
     let r = SharedArray::<u64>::new(1 << 47);
     assert!(matches!(r, Err(Error::NoSpace { .. })), "{r:?}");
 }
+
+#[test]
+fn prefault_keeps_contents_and_remembers_the_pages_it_did() {
+    let seg = Arc::new(Segment::builder().memfd().create(64 * 4096).unwrap());
+    let a = SharedArray::<u64>::new_in(&seg, 8 * 4096).unwrap();
+    a.copy_from_slice(&(0..8 * 4096u64).collect::<Vec<_>>());
+    let other = Arc::new(Segment::open_handle(&seg.handle()).unwrap());
+    let b = SharedArray::<u64>::attach_in(Arc::clone(&other), &a.handle()).unwrap();
+    // A chunk in the middle: pages 4..=9 of the array's region, say.
+    b.prefault(2048..5000, false);
+    b.prefault(2048..5000, true);
+    assert_eq!(b.to_vec(), (0..8 * 4096u64).collect::<Vec<_>>());
+    let pages_of = |write: bool| -> Vec<usize> {
+        let bits = other.populated[write as usize].get().expect("bitmap made");
+        (0..bits.len() * 64)
+            .filter(|p| bits[p / 64].load(Ordering::Relaxed) & (1 << (p % 64)) != 0)
+            .collect()
+    };
+    let first = (b.offset() + 2048 * 8) / 4096;
+    let last = (b.offset() + 5000 * 8).div_ceil(4096);
+    assert_eq!(pages_of(false), (first..last).collect::<Vec<_>>());
+    assert_eq!(pages_of(true), (first..last).collect::<Vec<_>>());
+    // Out-of-range requests are clipped, empty ones ignored.
+    b.prefault(5000..5000, false);
+    b.prefault(0..usize::MAX, false);
+    assert_eq!(pages_of(false).len(), other.len().div_ceil(4096));
+}
