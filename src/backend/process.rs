@@ -452,6 +452,14 @@ pub(super) struct Done {
     checksum: u64,
 }
 
+/// Chunks kept in flight: eight per worker, so a worker never waits for the
+/// parent to hand out its next chunk (a parked parent takes tens of
+/// microseconds to wake on this VM), while the pool's shared queue still
+/// balances uneven chunks across workers.
+fn in_flight(workers: usize) -> usize {
+    8 * workers.max(1)
+}
+
 type ChunkResult = Result<Done, String>;
 
 fn kernel_of(id: u32) -> Result<&'static KernelInfo, String> {
@@ -740,12 +748,10 @@ pub(super) fn run_processes(
                     iota,
                     out: out_h.clone(),
                 });
-            // Eight chunks per worker in flight: a worker never waits for the
-            // parent to hand out its next chunk (a parked parent takes tens of
-            // microseconds to wake on this VM), while the shared queue still
-            // balances uneven chunks across workers.
-            let window = 8 * opts.workers.max(1);
-            for item in pool.imap_unordered(shared_task, tasks).window(window) {
+            for item in pool
+                .imap_unordered(shared_task, tasks)
+                .window(in_flight(opts.workers))
+            {
                 on_result(item, output.as_mut());
             }
             if let (true, Some(tmp), Some(output)) = (temp_out, &out_arr, output.as_mut()) {
@@ -788,8 +794,10 @@ pub(super) fn run_processes(
                     out_dtype: out_dt,
                     want_data,
                 });
-            let window = 8 * opts.workers.max(1);
-            for item in pool.imap_unordered(copy_task, tasks).window(window) {
+            for item in pool
+                .imap_unordered(copy_task, tasks)
+                .window(in_flight(opts.workers))
+            {
                 on_result(item, out_cell.borrow_mut().as_mut());
             }
             output = out_cell.into_inner();

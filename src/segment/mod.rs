@@ -713,14 +713,13 @@ impl Segment {
                 .is_ok_and(|m| m.ino() == mine.ino() && m.dev() == mine.dev()),
             SegmentHandle::Memfd {
                 pid,
-                start_time,
+                start_time: _,
                 fd,
                 ino,
             } => {
                 // The creator still holds descriptor `fd` on this very inode.
                 // (A recycled pid cannot hold it: while we map the memfd its
                 // inode number stays unique.)
-                let _ = start_time;
                 *ino == mine.ino()
                     && std::fs::metadata(format!("/proc/{pid}/fd/{fd}"))
                         .is_ok_and(|m| m.ino() == *ino && m.dev() == mine.dev())
