@@ -180,23 +180,78 @@ pub enum Error {
     /// process twice, joining a pool that was not closed).
     #[error("{0}")]
     InvalidState(String),
-    /// A worker died while it held a task.
-    #[error("worker {pid} died (signal {signal:?}) while running a task")]
+    /// A worker died while it held a task (after the task's retries, see
+    /// [`PoolBuilder::retries`](crate::pool::PoolBuilder::retries)).
+    #[error("worker {pid} {} while running a task", death(*signal, *code))]
     WorkerLost {
         /// Pid of the dead worker.
         pid: u32,
         /// The signal that killed it, if any.
         signal: Option<i32>,
+        /// Its exit code, if it exited (e.g. `std::process::exit(3)` in a task).
+        code: Option<i32>,
     },
-    /// A task panicked; the message is the panic payload.
+    /// A task panicked: the message, where, and for maps which item.
     #[error("task panicked: {0}")]
-    TaskPanicked(String),
+    TaskPanicked(TaskPanic),
+    /// The task was cancelled ([`AsyncResult::cancel`](crate::pool::AsyncResult::cancel),
+    /// or an earlier item of the same map failed) before it finished.
+    #[error("the task was cancelled: {0}")]
+    Cancelled(String),
+    /// The task ran longer than its time limit; its worker was killed and
+    /// replaced, and the task is not retried.
+    #[error("the task ran over its time limit of {limit:?} (worker {pid} was killed)")]
+    TimeLimit {
+        /// The limit it ran over.
+        limit: std::time::Duration,
+        /// The worker that ran it.
+        pid: u32,
+    },
+    /// The pool cannot run tasks: its workers keep failing to start (for
+    /// example the initializer panics). Every pending and later task fails
+    /// with this error.
+    #[error("the pool is broken: {0}")]
+    PoolBroken(String),
     /// No kernel with this name is registered.
     #[error("unknown kernel {0:?}")]
     UnknownKernel(String),
     /// An argument was out of range or malformed.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+}
+
+/// How a worker ended, for messages.
+fn death(signal: Option<i32>, code: Option<i32>) -> String {
+    match (signal, code) {
+        (Some(s), _) => format!("was killed by signal {s}"),
+        (None, Some(c)) => format!("exited with code {c}"),
+        (None, None) => "died".to_string(),
+    }
+}
+
+/// What [`Error::TaskPanicked`] carries.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TaskPanic {
+    /// The panic message (`panic!("...")`'s text).
+    pub message: String,
+    /// `file:line:column` of the panic, when known.
+    pub location: Option<String>,
+    /// For maps: the index of the input item whose call panicked (for
+    /// zero-copy chunk maps, the first element of the chunk).
+    pub item: Option<u64>,
+}
+
+impl std::fmt::Display for TaskPanic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(at) = &self.location {
+            write!(f, " (at {at})")?;
+        }
+        if let Some(i) = self.item {
+            write!(f, " (item {i})")?;
+        }
+        Ok(())
+    }
 }
 
 impl Error {

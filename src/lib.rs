@@ -37,7 +37,7 @@ pub mod sync;
 #[allow(unsafe_code)]
 pub(crate) mod sys;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, TaskPanic};
 pub use ipc::{pipe, Connection, JoinableQueue, Pipe, Queue, SimpleQueue};
 pub use pool::{AsyncResult, Pool, PoolBuilder};
 pub use process::{

@@ -260,7 +260,12 @@ fn a_panicking_task_is_an_error_and_the_worker_keeps_serving() {
     let before = pool.worker_pids();
     let r = pool.apply(boom, 3);
     match r {
-        Err(Error::TaskPanicked(msg)) => assert!(msg.contains("boom at 3"), "{msg}"),
+        Err(Error::TaskPanicked(p)) => {
+            assert!(p.message.contains("boom at 3"), "{p}");
+            let at = p.location.as_deref().unwrap_or("");
+            assert!(at.starts_with("tests/pool.rs:"), "location {at:?}");
+            assert_eq!(p.item, None, "apply has no item index");
+        }
         other => panic!("expected TaskPanicked, got {other:?}"),
     }
     let a = pool.apply_async(boom, 3).unwrap();
@@ -269,11 +274,11 @@ fn a_panicking_task_is_an_error_and_the_worker_keeps_serving() {
     // The same worker serves the next task.
     assert_eq!(pool.apply(boom, 4).unwrap(), 4);
     assert_eq!(pool.worker_pids(), before);
-    // A map with one panicking item fails as a whole.
-    assert!(matches!(
-        pool.map(boom, 0..6u32),
-        Err(Error::TaskPanicked(_))
-    ));
+    // A map with one panicking item fails as a whole, naming the item.
+    match pool.map_chunked(boom, 0..6u32, 2) {
+        Err(Error::TaskPanicked(p)) => assert_eq!(p.item, Some(3), "{p}"),
+        other => panic!("expected TaskPanicked, got {other:?}"),
+    }
     let mut it = pool.imap(boom, 0..6u32);
     let got: Vec<_> = it.by_ref().take(3).map(Result::unwrap).collect();
     assert_eq!(got, [0, 1, 2]);
@@ -389,9 +394,10 @@ fn without_retries_a_killed_workers_task_fails_with_worker_lost() {
         .status()
         .unwrap();
     match r.get_timeout(Duration::from_secs(30)) {
-        Err(Error::WorkerLost { pid, signal }) => {
+        Err(Error::WorkerLost { pid, signal, code }) => {
             assert_eq!(pid, victim);
             assert_eq!(signal, Some(9));
+            assert_eq!(code, None);
         }
         other => panic!("expected WorkerLost, got {other:?}"),
     }

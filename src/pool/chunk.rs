@@ -3,7 +3,6 @@
 //! kernel on `&[T]` / `&mut [U]` for its chunk. No element crosses a pipe.
 
 use std::ops::Range;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 
 use bytemuck::Pod;
@@ -11,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::process::task::{conjure, panic_message};
+use crate::process::task::{catch_task_panic, conjure, TaskFailure};
 use crate::segment::{ArrayHandle, Segment, SegmentHandle, SharedArray};
 
 /// Most segments a worker keeps mapped between tasks.
@@ -59,39 +58,56 @@ pub(crate) struct ChunkArgs<P> {
     pub(crate) params: P,
 }
 
-fn range_of(r: &Range<u64>, len: usize) -> std::result::Result<Range<usize>, String> {
+type Answer = std::result::Result<Vec<u8>, TaskFailure>;
+
+fn range_of(r: &Range<u64>, len: usize) -> std::result::Result<Range<usize>, TaskFailure> {
     let (s, e) = (r.start as usize, r.end as usize);
     if s > e || e > len {
-        return Err(format!("chunk {r:?} out of bounds for {len} elements"));
+        return Err(TaskFailure::Codec(format!(
+            "chunk {r:?} out of bounds for {len} elements"
+        )));
     }
     Ok(s..e)
 }
 
-fn run_guarded<R>(f: impl FnOnce() -> R) -> std::result::Result<R, String> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|p| format!("panic: {}", panic_message(&*p)))
+/// Runs a kernel on the chunk starting at element `start`; a panic names it.
+fn run_guarded<R>(start: usize, f: impl FnOnce() -> R) -> std::result::Result<R, TaskFailure> {
+    catch_task_panic(f).map_err(|mut p| {
+        p.item = Some(start as u64);
+        TaskFailure::Panic(p)
+    })
+}
+
+fn decode_args<P: DeserializeOwned>(
+    bytes: &[u8],
+) -> std::result::Result<ChunkArgs<P>, TaskFailure> {
+    postcard::from_bytes(bytes).map_err(|e| TaskFailure::codec("decoding chunk arguments", e))
+}
+
+fn attach_err<T: Pod>(h: &ArrayHandle) -> std::result::Result<SharedArray<T>, TaskFailure> {
+    attach::<T>(h).map_err(|e| TaskFailure::Codec(format!("attaching a shared array: {e}")))
 }
 
 /// Trampoline of `map_chunks`: `kernel(&input[chunk], &mut output[chunk], &params)`.
-pub(crate) fn map_trampoline<F, T, U, P>(bytes: &[u8]) -> std::result::Result<Vec<u8>, String>
+pub(crate) fn map_trampoline<F, T, U, P>(bytes: &[u8]) -> Answer
 where
     F: Fn(&[T], &mut [U], &P) + Copy + 'static,
     T: Pod,
     U: Pod,
     P: DeserializeOwned,
 {
-    let a: ChunkArgs<P> =
-        postcard::from_bytes(bytes).map_err(|e| format!("decoding chunk arguments: {e}"))?;
+    let a: ChunkArgs<P> = decode_args(bytes)?;
     let out_h = a
         .output
         .as_ref()
-        .ok_or("chunk task without an output array")?;
-    let input = attach::<T>(&a.input).map_err(|e| e.to_string())?;
-    let output = attach::<U>(out_h).map_err(|e| e.to_string())?;
+        .ok_or_else(|| TaskFailure::Codec("chunk task without an output array".into()))?;
+    let input = attach_err::<T>(&a.input)?;
+    let output = attach_err::<U>(out_h)?;
     let r = range_of(&a.range, input.len().min(output.len()))?;
     input.prefault(r.clone(), false);
     output.prefault(r.clone(), true);
     let f = conjure::<F>();
-    run_guarded(|| {
+    run_guarded(r.start, || {
         // SAFETY: the parent hands out disjoint chunk ranges of the output, and
         // checked that the output does not overlap the input; no other task
         // writes these elements while this one runs, and the parent does not
@@ -108,19 +124,18 @@ where
 }
 
 /// Trampoline of `map_chunks_in_place`: `kernel(&mut data[chunk], &params)`.
-pub(crate) fn in_place_trampoline<F, T, P>(bytes: &[u8]) -> std::result::Result<Vec<u8>, String>
+pub(crate) fn in_place_trampoline<F, T, P>(bytes: &[u8]) -> Answer
 where
     F: Fn(&mut [T], &P) + Copy + 'static,
     T: Pod,
     P: DeserializeOwned,
 {
-    let a: ChunkArgs<P> =
-        postcard::from_bytes(bytes).map_err(|e| format!("decoding chunk arguments: {e}"))?;
-    let data = attach::<T>(&a.input).map_err(|e| e.to_string())?;
+    let a: ChunkArgs<P> = decode_args(bytes)?;
+    let data = attach_err::<T>(&a.input)?;
     let r = range_of(&a.range, data.len())?;
     data.prefault(r.clone(), true);
     let f = conjure::<F>();
-    run_guarded(|| {
+    run_guarded(r.start, || {
         // SAFETY: chunk ranges are disjoint; nothing else touches these elements
         // while the task runs (see map_trampoline).
         let chunk = unsafe { &mut data.as_mut_slice()[r.clone()] };
@@ -130,26 +145,25 @@ where
 }
 
 /// Trampoline of `reduce_chunks`: `kernel(&input[chunk], chunk_start, &params) -> R`.
-pub(crate) fn reduce_trampoline<F, T, P, R>(bytes: &[u8]) -> std::result::Result<Vec<u8>, String>
+pub(crate) fn reduce_trampoline<F, T, P, R>(bytes: &[u8]) -> Answer
 where
     F: Fn(&[T], usize, &P) -> R + Copy + 'static,
     T: Pod,
     P: DeserializeOwned,
     R: Serialize,
 {
-    let a: ChunkArgs<P> =
-        postcard::from_bytes(bytes).map_err(|e| format!("decoding chunk arguments: {e}"))?;
-    let input = attach::<T>(&a.input).map_err(|e| e.to_string())?;
+    let a: ChunkArgs<P> = decode_args(bytes)?;
+    let input = attach_err::<T>(&a.input)?;
     let r = range_of(&a.range, input.len())?;
     input.prefault(r.clone(), false);
     let f = conjure::<F>();
-    let out = run_guarded(|| {
+    let out = run_guarded(r.start, || {
         // SAFETY: the input is only read during the map; the caller of
         // reduce_chunks promises no process writes it meanwhile.
         let src = unsafe { &input.as_slice()[r.clone()] };
         f(src, r.start, &a.params)
     })?;
-    postcard::to_stdvec(&out).map_err(|e| format!("encoding result: {e}"))
+    postcard::to_stdvec(&out).map_err(|e| TaskFailure::codec("encoding result", e))
 }
 
 /// Splits `len` items into chunks of `chunk` (or about 4 per worker).

@@ -2,32 +2,17 @@
 //! task slots. Everything here is shared between the parent and its workers;
 //! the protocol is described in `src/pool/README.md`.
 //!
-//! Slot state word (`AtomicU64`): `ticket << 8 | st`, where `ticket` is the
-//! sequence number of the task the slot holds (or will hold) and `st` is
-//!
-//! | st | meaning | written by |
-//! |---|---|---|
-//! | `FREE` (0) | empty, may receive task `ticket` | parent (after collecting ticket − capacity) |
-//! | `READY` (1) | task `ticket` waits for a worker | parent (submit, or retry after a death) |
-//! | `CLAIMED + w` | worker `w` runs it | worker `w` (CAS from READY) |
-//! | `DONE` (255) | the result is in the slot | the worker that claimed it |
-//!
-//! The claim is a single CAS that records the claimant, so when worker `w`
-//! dies the supervisor finds exactly the tasks it held: the slots in state
-//! `CLAIMED + w`. A dead process writes nothing more, so there is no race with it.
+//! The slot state words and every transition of them are in `protocol.rs`.
 
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
+use super::protocol::{pack, Ring, FREE, MAX_CLAIMANTS};
 use crate::error::{Error, Result};
 use crate::segment::{kind, Segment, SegmentBuilder, SegmentHandle};
 
-pub(crate) const FREE: u8 = 0;
-pub(crate) const READY: u8 = 1;
-pub(crate) const CLAIMED: u8 = 2;
-pub(crate) const DONE: u8 = 255;
-/// Most workers a pool can have (claim states 2..=254).
-pub const MAX_WORKERS: usize = (DONE - CLAIMED) as usize;
+/// Most workers a pool can have (one claim state each).
+pub const MAX_WORKERS: usize = MAX_CLAIMANTS;
 
 /// Bytes of argument or result a slot holds inline; larger payloads spill to a
 /// segment of their own and the slot holds its handle.
@@ -39,7 +24,7 @@ pub(crate) const TAG: u32 = u32::from_le_bytes(*b"POOL");
 
 /// Result status written by a worker.
 pub(crate) const RES_OK: u32 = 0;
-pub(crate) const RES_PANIC: u32 = 1;
+pub(crate) const RES_FAIL: u32 = 1;
 
 /// Slot flags.
 pub(crate) const FLAG_ARG_SPILL: u32 = 1;
@@ -52,27 +37,67 @@ pub(crate) struct Header {
     pub(crate) capacity: AtomicU32,
     /// 1: workers leave as soon as they are idle.
     pub(crate) shutdown: AtomicU32,
-    /// Retried tasks sit at tickets below `next_claim`; workers scan for them
-    /// while this is non-zero.
-    pub(crate) retries_pending: AtomicU32,
-    _pad0: [u8; 44],
+    _pad0: [u8; 48],
     /// Futex word idle workers sleep on; bumped on every submission.
     pub(crate) submit_seq: AtomicU32,
     pub(crate) idle_waiters: AtomicU32,
     /// The lowest ticket that may still be unclaimed (a hint; see README).
     pub(crate) next_claim: AtomicU64,
-    _pad1: [u8; 48],
+    /// Slots that may be in RETRY state; workers scan for them while non-zero.
+    pub(crate) retries_pending: AtomicU64,
+    _pad1: [u8; 40],
     /// Futex word parent threads sleep on; bumped on every result.
     pub(crate) doorbell: AtomicU32,
     pub(crate) parent_waiters: AtomicU32,
     _pad2: [u8; 56],
 }
 
+/// Bytes of a worker's start-failure message kept in its record.
+pub(crate) const WORKER_MSG: usize = 240;
+
+/// `WorkerRec::state` values.
+pub(crate) const W_STARTING: u32 = 0;
+pub(crate) const W_INITIALIZING: u32 = 1;
+pub(crate) const W_SERVING: u32 = 2;
+pub(crate) const W_INIT_FAILED: u32 = 3;
+pub(crate) const W_LEFT: u32 = 4;
+
 #[repr(C, align(64))]
 pub(crate) struct WorkerRec {
     pub(crate) pid: AtomicU32,
-    pub(crate) alive: AtomicU32,
+    /// `W_*`: how far the worker got; read by the parent after its death.
+    pub(crate) state: AtomicU32,
     pub(crate) tasks_done: AtomicU64,
+    /// Length of the message in `msg` (set, Release, before `W_INIT_FAILED`).
+    pub(crate) msg_len: AtomicU32,
+    msg: [AtomicU8; WORKER_MSG],
+}
+
+impl WorkerRec {
+    /// Records why this worker could not start (the initializer's error).
+    pub(crate) fn set_failure(&self, text: &str) {
+        let mut cut = text.len().min(WORKER_MSG);
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        for (cell, b) in self.msg.iter().zip(&text.as_bytes()[..cut]) {
+            // Relaxed: published by the Release store of msg_len.
+            cell.store(*b, Ordering::Relaxed);
+        }
+        self.msg_len.store(cut as u32, Ordering::Release);
+        self.state.store(W_INIT_FAILED, Ordering::Release);
+    }
+
+    /// The failure message a worker left (read after its death).
+    pub(crate) fn failure(&self) -> String {
+        // SYNC POINT: Acquire pairs with the Release in `set_failure`.
+        let len = (self.msg_len.load(Ordering::Acquire) as usize).min(WORKER_MSG);
+        let bytes: Vec<u8> = self.msg[..len]
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
 }
 
 #[repr(C, align(64))]
@@ -85,19 +110,14 @@ pub(crate) struct SlotHeader {
     pub(crate) flags: AtomicU32,
     pub(crate) worker_pid: AtomicU32,
     pub(crate) attempts: AtomicU32,
+    /// CLOCK_MONOTONIC nanoseconds at which the current claimant started it
+    /// (0 until then): the parent's time limits are measured from it.
+    pub(crate) started_ns: AtomicU64,
 }
 
 pub(crate) const SLOT_SIZE: usize = std::mem::size_of::<SlotHeader>() + INLINE;
 const _: () = assert!(SLOT_SIZE % 64 == 0);
 const _: () = assert!(std::mem::size_of::<Header>() == 192);
-
-pub(crate) fn pack(ticket: u64, st: u8) -> u64 {
-    ticket << 8 | st as u64
-}
-
-pub(crate) fn unpack(w: u64) -> (u64, u8) {
-    (w >> 8, w as u8)
-}
 
 /// A mapped control segment with its layout resolved.
 #[derive(Debug, Clone)]
@@ -176,7 +196,7 @@ impl Control {
         }
         let workers = h.workers.load(Ordering::Relaxed) as usize;
         let capacity = h.capacity.load(Ordering::Relaxed) as usize;
-        if workers == 0 || workers > MAX_WORKERS || capacity == 0 || capacity > 1 << 24 {
+        if workers == 0 || workers > MAX_WORKERS || !(2..=1 << 24).contains(&capacity) {
             return Err(Error::Corrupt(format!(
                 "pool control block: {workers} workers, {capacity} slots"
             )));
@@ -199,10 +219,6 @@ impl Control {
 
     pub(crate) fn workers(&self) -> usize {
         self.workers
-    }
-
-    pub(crate) fn capacity(&self) -> usize {
-        self.capacity
     }
 
     pub(crate) fn header(&self) -> &Header {
@@ -273,5 +289,29 @@ impl Control {
         // makes the writer finish before the reader starts.
         unsafe { std::ptr::copy_nonoverlapping(self.payload_ptr(ticket), v.as_mut_ptr(), len) };
         Ok(v)
+    }
+}
+
+impl Ring for Control {
+    type W = AtomicU64;
+
+    fn capacity(&self) -> u64 {
+        self.capacity as u64
+    }
+
+    fn state(&self, ticket: u64) -> &AtomicU64 {
+        &self.slot_of(ticket).state
+    }
+
+    fn slot_state(&self, i: u64) -> &AtomicU64 {
+        &self.slot(i as usize).state
+    }
+
+    fn hint(&self) -> &AtomicU64 {
+        &self.header().next_claim
+    }
+
+    fn retries_pending(&self) -> &AtomicU64 {
+        &self.header().retries_pending
     }
 }

@@ -1,17 +1,19 @@
-//! The parent side of a pool: submission, collection, supervision.
+//! The parent side of a pool: submission, collection, supervision,
+//! cancellation and time limits. Every change of a slot's state word goes
+//! through `protocol.rs`; the proof sketch is in `src/pool/README.md`.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::control::{
-    pack, unpack, Control, CLAIMED, DONE, FLAG_ARG_SPILL, FLAG_RES_SPILL, FREE, INLINE, READY,
-    RES_OK,
+    Control, FLAG_ARG_SPILL, FLAG_RES_SPILL, INLINE, RES_OK, W_INIT_FAILED, W_SERVING,
 };
+use super::protocol::{self, CLAIMED, DONE};
 use super::spill::{create_spill, take_spill, SpillOwner, SpillRef};
-use super::worker::{task_error, worker_main, WorkerBoot};
+use super::worker::{decode_failure, worker_main, WorkerBoot};
 use crate::error::{Error, Result};
 use crate::process::spawn::{start_child, Child, ChildOptions, Entry, ExitStatus, FnId};
 use crate::process::StartMethod;
@@ -21,8 +23,7 @@ use crate::sync::{wait_on, wake_if_waiting};
 /// Bytes of a finished task: the encoded result, or the error.
 pub(crate) type Outcome = Result<Vec<u8>>;
 
-/// A callback run (in whichever parent thread collects the result) when a
-/// single task finishes.
+/// A callback run on the pool's callback thread when a single task finishes.
 pub(crate) type Callback = Box<dyn FnOnce(&Outcome) + Send>;
 
 /// Where a finished task's outcome goes.
@@ -33,10 +34,17 @@ pub(crate) enum Sink {
     Stream(Arc<Stream>, usize),
 }
 
+/// No ticket yet.
+const NO_TICKET: u64 = u64::MAX;
+
 /// The result of one task.
 pub(crate) struct Cell {
     pub(crate) value: Mutex<Option<Outcome>>,
     callback: Mutex<Option<Callback>>,
+    /// The task's ticket, once submitted.
+    ticket: AtomicU64,
+    /// Times the task was run again after its worker died.
+    pub(crate) retries: AtomicU32,
 }
 
 impl Cell {
@@ -44,19 +52,13 @@ impl Cell {
         Arc::new(Cell {
             value: Mutex::new(None),
             callback: Mutex::new(callback),
+            ticket: AtomicU64::new(NO_TICKET),
+            retries: AtomicU32::new(0),
         })
     }
 
     pub(crate) fn is_ready(&self) -> bool {
         lock(&self.value).is_some()
-    }
-
-    fn deliver(&self, o: Outcome) {
-        let cb = lock(&self.callback).take();
-        if let Some(cb) = cb {
-            cb(&o);
-        }
-        *lock(&self.value) = Some(o);
     }
 }
 
@@ -68,25 +70,63 @@ pub(crate) struct StreamState {
     pub(crate) total: Option<usize>,
     /// Chunks delivered so far.
     pub(crate) delivered: usize,
+    /// Ticket of each submitted chunk, by chunk index.
+    tickets: Vec<u64>,
+    /// The first failure of a chunk, in time (not a cancellation it caused).
+    pub(crate) first_error: Option<Error>,
+    /// Chunks run again after their worker died.
+    pub(crate) retries: u32,
 }
 
 /// The shared sink of a map or imap.
-#[derive(Default)]
 pub(crate) struct Stream {
     pub(crate) state: Mutex<StreamState>,
+    /// The first failing chunk cancels the others (map, starmap, map_chunks;
+    /// not imap, whose consumer sees each item's result).
+    fail_fast: bool,
 }
 
 impl Sink {
     fn has_callback(&self) -> bool {
         matches!(self, Sink::Cell(c) if lock(&c.callback).is_some())
     }
+
+    fn note_retry(&self) {
+        match self {
+            Sink::Cell(c) => {
+                // Relaxed: a statistic read after the result is delivered.
+                c.retries.fetch_add(1, Ordering::Relaxed);
+            }
+            Sink::Stream(s, _) => lock(&s.state).retries += 1,
+        }
+    }
 }
 
 impl Stream {
-    fn deliver(&self, index: usize, o: Outcome) {
+    pub(crate) fn new(fail_fast: bool) -> Arc<Stream> {
+        Arc::new(Stream {
+            state: Mutex::new(StreamState::default()),
+            fail_fast,
+        })
+    }
+
+    /// Records chunk `index`; `true` if this is the stream's first real
+    /// failure and the stream fails fast (the caller cancels the rest).
+    fn deliver(&self, index: usize, o: Outcome) -> bool {
         let mut st = lock(&self.state);
+        let first_failure = match &o {
+            Err(Error::Cancelled(_)) | Ok(_) => false,
+            Err(e) => {
+                let first = st.first_error.is_none();
+                if first {
+                    st.first_error = Some(super::result::clone_error(e));
+                }
+                first && self.fail_fast
+            }
+        };
         st.done.insert(index, o);
         st.delivered += 1;
+        first_failure
     }
 
     /// Records the number of chunks (the input is exhausted).
@@ -98,6 +138,12 @@ impl Stream {
         let st = lock(&self.state);
         st.total == Some(st.delivered)
     }
+
+    /// Whether a chunk failed and the stream fails fast: no more chunks
+    /// should be submitted.
+    pub(crate) fn is_failed(&self) -> bool {
+        self.fail_fast && lock(&self.state).first_error.is_some()
+    }
 }
 
 /// Locks a std mutex, ignoring poisoning (every critical section here leaves
@@ -106,13 +152,32 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Why the pool killed the worker running a task.
+enum Doom {
+    Cancelled(String),
+    TimedOut(Duration),
+}
+
+/// What a task is submitted with besides its function and arguments.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TaskMeta {
+    /// Index of the task's first item in its map's input (panics name the
+    /// item as this plus the index within the batch).
+    pub(crate) first_item: Option<u64>,
+    /// The task fails with [`Error::TimeLimit`] if it runs longer.
+    pub(crate) limit: Option<Duration>,
+}
+
 struct Task {
     fn_id: FnId,
     args: Vec<u8>,
     /// Keeps a spilled argument's segment alive until the task ends.
     arg_spill: Option<(Segment, Vec<u8>)>,
+    /// Runs that ended with the death of their worker.
     attempts: u32,
     sink: Sink,
+    meta: TaskMeta,
+    doom: Option<Doom>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,13 +198,26 @@ pub(crate) struct Inner {
     /// Unfinished tasks with a callback: while there are any, the supervisor
     /// wakes on every result to run them promptly.
     callbacks_pending: usize,
+    /// Unfinished tasks with a time limit: while there are any, the
+    /// supervisor checks running tasks' ages on every tick.
+    limited: usize,
     pub(crate) state: State,
     workers: Vec<Option<Child>>,
-    /// Doorbell value at the last full scan.
+    /// Workers the pool is killing (cancel, time limit): the other task such
+    /// a worker may hold by then is run again without counting an attempt.
+    killing: Vec<bool>,
+    /// Workers started since they last reached `W_SERVING`: the first time
+    /// one does, the run of start failures is over.
+    fresh: Vec<bool>,
+    /// Doorbell value at the last scan.
     last_scan: u32,
     stop_supervisor: bool,
-    /// Error of the last failed respawn, reported to tasks if no worker is left.
-    spawn_error: Option<String>,
+    /// Worker starts that failed in a row (spawn error, initializer error).
+    start_failures: u32,
+    /// Why the last worker start failed.
+    last_start_error: Option<String>,
+    /// Set once the pool is broken: every task fails with it.
+    broken: Option<String>,
 }
 
 impl Inner {
@@ -148,6 +226,28 @@ impl Inner {
         self.outstanding -= 1;
         if task.sink.has_callback() {
             self.callbacks_pending -= 1;
+        }
+        if task.meta.limit.is_some() {
+            self.limited -= 1;
+        }
+    }
+
+    fn task_mut(&mut self, t: u64) -> Option<&mut Task> {
+        let idx = t.checked_sub(self.head)? as usize;
+        self.pending.get_mut(idx)?.as_mut()
+    }
+
+    fn take_task(&mut self, t: u64) -> Option<Task> {
+        let idx = t.checked_sub(self.head)? as usize;
+        let task = self.pending.get_mut(idx)?.take()?;
+        self.finished(&task);
+        Some(task)
+    }
+
+    fn compact(&mut self) {
+        while let Some(None) = self.pending.front() {
+            self.pending.pop_front();
+            self.head += 1;
         }
     }
 }
@@ -162,7 +262,33 @@ pub(crate) struct Config {
     pub(crate) maxtasks: u64,
     pub(crate) retries: u32,
     pub(crate) capacity: usize,
+    /// Default time limit of every task.
+    pub(crate) time_limit: Option<Duration>,
+    /// Consecutive worker start failures that break the pool.
+    pub(crate) max_start_failures: u32,
 }
+
+/// Counters behind [`PoolStats`](super::PoolStats).
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) submitted: AtomicU64,
+    pub(crate) completed: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) retried: AtomicU64,
+    pub(crate) cancelled: AtomicU64,
+    pub(crate) timed_out: AtomicU64,
+    pub(crate) workers_started: AtomicU64,
+    pub(crate) workers_replaced: AtomicU64,
+    pub(crate) start_failures: AtomicU64,
+    pub(crate) callback_panics: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    // Relaxed: statistics, read without ordering.
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+type Job = Box<dyn FnOnce() + Send>;
 
 /// Everything the pool handle, its results and its supervisor thread share.
 pub(crate) struct Shared {
@@ -172,18 +298,12 @@ pub(crate) struct Shared {
     pub(crate) inner: Mutex<Inner>,
     pub(crate) config: Config,
     supervisor: Mutex<Option<JoinHandle<()>>>,
+    /// The callback thread's queue (started on the first callback).
+    callbacks: Mutex<Option<mpsc::Sender<Job>>>,
+    pub(crate) counters: Arc<Counters>,
 }
 
 type Delivery = (Sink, Outcome);
-
-fn deliver_all(ds: Vec<Delivery>) {
-    for (sink, o) in ds {
-        match sink {
-            Sink::Cell(c) => c.deliver(o),
-            Sink::Stream(s, i) => s.deliver(i, o),
-        }
-    }
-}
 
 impl Shared {
     /// Creates the control segment, starts the workers and the supervisor.
@@ -201,14 +321,21 @@ impl Shared {
                 pending: VecDeque::new(),
                 outstanding: 0,
                 callbacks_pending: 0,
+                limited: 0,
                 state: State::Running,
                 workers: (0..config.processes).map(|_| None).collect(),
+                killing: vec![false; config.processes],
+                fresh: vec![true; config.processes],
                 last_scan: 0,
                 stop_supervisor: false,
-                spawn_error: None,
+                start_failures: 0,
+                last_start_error: None,
+                broken: None,
             }),
             config,
             supervisor: Mutex::new(None),
+            callbacks: Mutex::new(None),
+            counters: Arc::new(Counters::default()),
         });
         for w in 0..shared.config.processes {
             let child = match shared.spawn_worker(w) {
@@ -249,15 +376,29 @@ impl Shared {
             StartMethod::Spawn => "SpawnPoolWorker",
         };
         opts.name = format!("{prefix}-{}", opts.ident.last().copied().unwrap_or(0));
-        // Relaxed: cleared before the worker exists; it sets it itself.
-        self.ctl.worker(w).alive.store(0, Ordering::Relaxed);
-        start_child(Entry::new(worker_main), postcard::to_stdvec(&boot)?, &opts)
+        let rec = self.ctl.worker(w);
+        // Relaxed: cleared before the worker exists; it sets them itself.
+        rec.state
+            .store(super::control::W_STARTING, Ordering::Relaxed);
+        rec.msg_len.store(0, Ordering::Relaxed);
+        let child = start_child(Entry::new(worker_main), postcard::to_stdvec(&boot)?, &opts)?;
+        bump(&self.counters.workers_started);
+        Ok(child)
     }
 
     /// Submits one task; blocks while all slots are in use.
-    pub(crate) fn submit(&self, fn_id: FnId, args: Vec<u8>, sink: Sink) -> Result<()> {
+    pub(crate) fn submit(
+        &self,
+        fn_id: FnId,
+        args: Vec<u8>,
+        sink: Sink,
+        meta: TaskMeta,
+    ) -> Result<u64> {
         let mut inner = lock(&self.inner);
         loop {
+            if let Some(why) = &inner.broken {
+                return Err(Error::PoolBroken(why.clone()));
+            }
             if inner.state != State::Running {
                 return Err(Error::InvalidState(match inner.state {
                     State::Closed => "the pool is closed".into(),
@@ -265,9 +406,7 @@ impl Shared {
                 }));
             }
             let t = inner.tail;
-            // SYNC POINT: Acquire pairs with the Release that recycled the slot.
-            let st = self.ctl.slot_of(t).state.load(Ordering::Acquire);
-            if st == pack(t, FREE) {
+            if protocol::is_free_for(&self.ctl, t) {
                 break;
             }
             // Every slot is in flight: collect what is done, or wait for it.
@@ -275,7 +414,7 @@ impl Shared {
             let ds = self.collect_locked(&mut inner, true);
             if !ds.is_empty() {
                 drop(inner);
-                deliver_all(ds);
+                self.deliver(ds);
                 self.ring();
                 inner = lock(&self.inner);
                 continue;
@@ -285,31 +424,51 @@ impl Shared {
             inner = lock(&self.inner);
         }
         let t = inner.tail;
+        let meta = TaskMeta {
+            limit: meta.limit.or(self.config.time_limit),
+            ..meta
+        };
         let mut task = Task {
             fn_id,
             args,
             arg_spill: None,
             attempts: 0,
             sink,
+            meta,
+            doom: None,
         };
         self.write_task(t, &mut task)?;
+        match &task.sink {
+            Sink::Cell(c) => c.ticket.store(t, Ordering::Relaxed),
+            Sink::Stream(s, i) => {
+                let mut st = lock(&s.state);
+                if st.tickets.len() <= *i {
+                    st.tickets.resize(*i + 1, NO_TICKET);
+                }
+                st.tickets[*i] = t;
+            }
+        }
         let has_callback = task.sink.has_callback();
         if has_callback {
             inner.callbacks_pending += 1;
         }
+        if task.meta.limit.is_some() {
+            inner.limited += 1;
+        }
         inner.pending.push_back(Some(task));
         inner.tail += 1;
         inner.outstanding += 1;
-        self.publish(t);
+        protocol::publish(&self.ctl, t);
         drop(inner);
+        bump(&self.counters.submitted);
         self.kick_workers(false);
-        if has_callback {
-            // Switch the supervisor to waking on results.
+        if has_callback || meta.limit.is_some() {
+            // Switch the supervisor to waking on results / checking ages.
             if let Some(h) = lock(&self.supervisor).as_ref() {
                 h.thread().unpark();
             }
         }
-        Ok(())
+        Ok(t)
     }
 
     /// Writes a task's fields into its slot (the slot is FREE or held by a dead
@@ -331,20 +490,13 @@ impl Shared {
             slot.arg_len
                 .store(task.args.len() as u32, Ordering::Relaxed);
         }
-        // Relaxed: published by the READY Release in `publish`.
+        // Relaxed: published by the READY / RETRY Release in `protocol`.
         slot.fn_id.store(task.fn_id.0, Ordering::Relaxed);
         slot.flags.store(flags, Ordering::Relaxed);
         slot.res_len.store(0, Ordering::Relaxed);
         slot.attempts.store(task.attempts, Ordering::Relaxed);
+        slot.started_ns.store(0, Ordering::Relaxed);
         Ok(())
-    }
-
-    fn publish(&self, t: u64) {
-        // SYNC POINT: Release publishes the task fields to the claiming worker.
-        self.ctl
-            .slot_of(t)
-            .state
-            .store(pack(t, READY), Ordering::Release);
     }
 
     /// Tells idle workers there is work (or that they should leave).
@@ -361,9 +513,7 @@ impl Shared {
 
     /// Wakes parent threads waiting on the doorbell (after deliveries).
     fn ring(&self) {
-        let h = self.ctl.header();
-        h.doorbell.fetch_add(1, Ordering::SeqCst);
-        wake_if_waiting(&h.doorbell, &h.parent_waiters, u32::MAX);
+        ring(&self.ctl);
     }
 
     /// Sleeps until the doorbell moves from `seen` (a result came in) or the
@@ -376,7 +526,7 @@ impl Shared {
     }
 
     /// Reads the outcome of a DONE slot.
-    fn read_outcome(&self, t: u64) -> Outcome {
+    fn read_outcome(&self, t: u64, meta: TaskMeta) -> Outcome {
         let slot = self.ctl.slot_of(t);
         // Relaxed: published by the worker's DONE Release, acquired by the scan.
         let len = slot.res_len.load(Ordering::Relaxed) as usize;
@@ -392,12 +542,26 @@ impl Shared {
         if status == RES_OK {
             Ok(bytes)
         } else {
-            Err(task_error(String::from_utf8_lossy(&bytes).into_owned()))
+            Err(match decode_failure(&bytes) {
+                Error::TaskPanicked(mut p) => {
+                    if let (Some(first), Some(i)) = (meta.first_item, p.item) {
+                        p.item = Some(first + i);
+                    }
+                    Error::TaskPanicked(p)
+                }
+                other => other,
+            })
         }
     }
 
-    /// Collects every DONE slot. With `force`, scans even if no result was
+    /// Collects every DONE slot. Without `force`, only if a result was
     /// signalled since the last scan.
+    ///
+    /// A worker stores DONE (Release) and then bumps the doorbell (SeqCst); a
+    /// scan loads the doorbell (SeqCst) first and then looks at every
+    /// uncollected ticket. So a scan that consumed a doorbell value sees
+    /// every result announced up to it, and a result announced later moves
+    /// the doorbell past `last_scan`: no hint is involved, none can be missed.
     fn collect_locked(&self, inner: &mut Inner, force: bool) -> Vec<Delivery> {
         let h = self.ctl.header();
         // SYNC POINT: SeqCst pairs with the workers' doorbell bumps.
@@ -406,41 +570,23 @@ impl Shared {
             return Vec::new();
         }
         inner.last_scan = bell;
-        let cap = self.ctl.capacity() as u64;
-        // Workers claim tickets in order and move the claim hint past a ticket
-        // before they run it, so every finished ticket lies below the hint
-        // (retried tickets too). Only a forced scan looks further.
-        // SYNC POINT: Acquire; the doorbell load above ordered this after the
-        // hint advances of the results it announced.
-        let hint = h.next_claim.load(Ordering::Acquire);
-        let end = if force {
-            inner.tail
-        } else {
-            inner.tail.min(hint)
-        };
         let mut out = Vec::new();
-        for t in inner.head..end.max(inner.head) {
+        for t in inner.head..inner.tail {
             let idx = (t - inner.head) as usize;
-            if inner.pending[idx].is_none() {
+            let Some(task) = &inner.pending[idx] else {
+                continue;
+            };
+            if protocol::state_of(&self.ctl, t) != Some(DONE) {
                 continue;
             }
-            let slot = self.ctl.slot_of(t);
-            // SYNC POINT: Acquire pairs with the worker's DONE Release.
-            if slot.state.load(Ordering::Acquire) != pack(t, DONE) {
-                continue;
-            }
-            let o = self.read_outcome(t);
-            // SYNC POINT: Release hands the slot back for ticket t + capacity.
-            slot.state.store(pack(t + cap, FREE), Ordering::Release);
-            if let Some(task) = inner.pending[idx].take() {
-                inner.finished(&task);
+            let meta = task.meta;
+            let o = self.read_outcome(t, meta);
+            protocol::recycle(&self.ctl, t);
+            if let Some(task) = inner.take_task(t) {
                 out.push((task.sink, o));
             }
         }
-        while let Some(None) = inner.pending.front() {
-            inner.pending.pop_front();
-            inner.head += 1;
-        }
+        inner.compact();
         out
     }
 
@@ -452,10 +598,81 @@ impl Shared {
         };
         let n = ds.len();
         if n > 0 {
-            deliver_all(ds);
+            self.deliver(ds);
             self.ring();
         }
         n
+    }
+
+    /// Hands outcomes to their sinks: results with a callback go to the
+    /// callback thread; a map's first failure cancels the rest of the map.
+    fn deliver(&self, ds: Vec<Delivery>) {
+        let mut failed_streams = Vec::new();
+        for (sink, o) in ds {
+            match &o {
+                Ok(_) => bump(&self.counters.completed),
+                Err(_) => bump(&self.counters.failed),
+            }
+            match sink {
+                Sink::Cell(c) => self.deliver_cell(c, o),
+                Sink::Stream(s, i) => {
+                    if s.deliver(i, o) {
+                        failed_streams.push(s);
+                    }
+                }
+            }
+        }
+        for s in failed_streams {
+            self.cancel_stream(&s, "an earlier item of the same map failed");
+        }
+    }
+
+    fn deliver_cell(&self, c: Arc<Cell>, o: Outcome) {
+        let cb = lock(&c.callback).take();
+        let Some(cb) = cb else {
+            *lock(&c.value) = Some(o);
+            return;
+        };
+        let ctl = self.ctl.clone();
+        let counters = Arc::clone(&self.counters);
+        let job: Job = Box::new(move || {
+            // Python runs the callback before the result is ready; so do we:
+            // `get()` returns after the callback's effects.
+            let caught = crate::process::task::catch_task_panic(|| cb(&o));
+            if let Err(p) = caught {
+                bump(&counters.callback_panics);
+                eprintln!("shmproc: a pool callback panicked (the pool goes on): {p}");
+            }
+            *lock(&c.value) = Some(o);
+            ring(&ctl);
+        });
+        if let Err(job) = self.send_callback(job) {
+            job();
+        }
+    }
+
+    /// Queues `job` on the callback thread, starting it on first use; gives
+    /// the job back if no thread can run it.
+    fn send_callback(&self, job: Job) -> std::result::Result<(), Job> {
+        let mut tx = lock(&self.callbacks);
+        if tx.is_none() {
+            let (s, r) = mpsc::channel::<Job>();
+            let started = std::thread::Builder::new()
+                .name("shmproc-pool-callbacks".into())
+                .spawn(move || {
+                    while let Ok(job) = r.recv() {
+                        job();
+                    }
+                });
+            if started.is_err() {
+                return Err(job);
+            }
+            *tx = Some(s);
+        }
+        match tx.as_ref() {
+            Some(s) => s.send(job).map_err(|e| e.0),
+            None => Err(job),
+        }
     }
 
     /// Waits until `ready()` holds, collecting results meanwhile.
@@ -487,159 +704,387 @@ impl Shared {
         }
     }
 
-    /// The supervisor thread: collects results (running callbacks), watches the
-    /// workers, retries or fails the tasks of dead ones, replaces them.
+    /// The supervisor thread: collects results (for callbacks), watches the
+    /// workers, retries or fails the tasks of dead ones, replaces them,
+    /// enforces time limits.
     fn supervise(self: Arc<Self>) {
         loop {
             let seen = self.ctl.header().doorbell.load(Ordering::SeqCst);
             self.collect(false);
-            self.check_workers();
-            let (stop, callbacks) = {
+            self.reap();
+            self.enforce_time_limits();
+            self.refill();
+            let (stop, callbacks, limited) = {
                 let inner = lock(&self.inner);
-                (inner.stop_supervisor, inner.callbacks_pending > 0)
+                (
+                    inner.stop_supervisor,
+                    inner.callbacks_pending > 0,
+                    inner.limited > 0,
+                )
             };
             if stop {
                 return;
             }
-            let tick = Instant::now() + Duration::from_millis(20);
+            let tick = Duration::from_millis(if limited { 5 } else { 20 });
             if callbacks {
                 // Results have callbacks to run: wake on every result.
-                self.wait_doorbell(seen, Some(tick));
+                self.wait_doorbell(seen, Some(Instant::now() + tick));
             } else {
                 // Nobody needs the supervisor for results (waiting threads
-                // collect their own): look at the workers every 20 ms without
+                // collect their own): look at the workers every tick without
                 // making every result pay for a wake-up.
-                std::thread::park_timeout(Duration::from_millis(20));
+                std::thread::park_timeout(tick);
             }
         }
     }
 
-    fn check_workers(&self) {
-        for w in 0..self.config.processes {
-            let status = {
-                let inner = lock(&self.inner);
-                match &inner.workers[w] {
-                    Some(c) => c.try_wait().ok().flatten().map(|s| (s, c.pid())),
-                    None => None,
+    /// Handles every worker that has exited. Each death is taken out of
+    /// `workers` under the lock, so exactly one thread handles it.
+    pub(crate) fn reap(&self) {
+        let dead: Vec<(usize, Child, ExitStatus)> = {
+            let mut inner = lock(&self.inner);
+            let mut dead = Vec::new();
+            for w in 0..inner.workers.len() {
+                let exited = match &inner.workers[w] {
+                    Some(c) => c.try_wait().ok().flatten(),
+                    None => continue,
+                };
+                match exited {
+                    Some(st) => {
+                        if let Some(c) = inner.workers[w].take() {
+                            dead.push((w, c, st));
+                        }
+                    }
+                    None => {
+                        // SYNC POINT: Acquire pairs with the worker's Release.
+                        if inner.fresh[w]
+                            && self.ctl.worker(w).state.load(Ordering::Acquire) == W_SERVING
+                        {
+                            inner.fresh[w] = false;
+                            inner.start_failures = 0;
+                        }
+                    }
                 }
-            };
-            if let Some((status, pid)) = status {
-                self.worker_died(w, pid, status);
             }
+            dead
+        };
+        for (w, c, st) in dead {
+            self.worker_died(w, c.pid(), st);
         }
     }
 
     fn worker_died(&self, w: usize, pid: u32, status: ExitStatus) {
         let mut inner = lock(&self.inner);
-        inner.workers[w] = None;
+        let killed_by_pool = std::mem::take(&mut inner.killing[w]);
         let signal = status.signal();
-        let cap = self.ctl.capacity() as u64;
+        let code = match status {
+            ExitStatus::Exited(c) => Some(c),
+            ExitStatus::Signaled(_) => None,
+        };
+        let rec = self.ctl.worker(w);
+        // SYNC POINT: Acquire pairs with the worker's Release (it is dead:
+        // nothing changes any more).
+        if rec.state.load(Ordering::Acquire) == W_INIT_FAILED {
+            inner.start_failures += 1;
+            inner.last_start_error = Some(rec.failure());
+            bump(&self.counters.start_failures);
+        }
         let mut failed = Vec::new();
-        let mut retried = 0;
+        let mut requeued = 0;
         // Results it finished before dying are good: collect them first.
         let mut ds = self.collect_locked(&mut inner, true);
+        let terminated = inner.state == State::Terminated;
         for t in inner.head..inner.tail {
-            let idx = (t - inner.head) as usize;
-            let slot = self.ctl.slot_of(t);
-            // SYNC POINT: Acquire; the dead worker's last writes are visible.
-            let (tk, st) = unpack(slot.state.load(Ordering::Acquire));
-            if tk != t || st != CLAIMED + w as u8 {
+            if protocol::state_of(&self.ctl, t) != Some(CLAIMED + w as u8) {
                 continue;
             }
-            let terminated = inner.state == State::Terminated;
-            let Some(task) = inner.pending[idx].as_mut() else {
+            let retries = self.config.retries;
+            let Some(task) = inner.task_mut(t) else {
                 continue;
             };
-            task.attempts += 1;
-            if !terminated && task.attempts <= self.config.retries {
-                // Retry: the dead worker may have scribbled on the payload, so
-                // write the task again from the parent's copy.
-                let mut task = inner.pending[idx].take().expect("invariant: checked above");
-                let r = self.write_task(t, &mut task);
-                match r {
-                    Ok(()) => {
-                        inner.pending[idx] = Some(task);
-                        self.ctl
-                            .header()
-                            .retries_pending
-                            .fetch_add(1, Ordering::SeqCst);
-                        self.publish(t);
-                        retried += 1;
+            let err = match task.doom.take() {
+                Some(Doom::Cancelled(why)) => {
+                    bump(&self.counters.cancelled);
+                    Some(Error::Cancelled(why))
+                }
+                Some(Doom::TimedOut(limit)) => {
+                    bump(&self.counters.timed_out);
+                    Some(Error::TimeLimit { limit, pid })
+                }
+                None => {
+                    if !killed_by_pool {
+                        task.attempts += 1;
                     }
-                    Err(e) => {
-                        slot.state.store(pack(t + cap, FREE), Ordering::Release);
-                        inner.finished(&task);
-                        failed.push((task.sink, Err(e)));
+                    if terminated || task.attempts > retries {
+                        Some(Error::WorkerLost { pid, signal, code })
+                    } else {
+                        // Retry: the dead worker may have scribbled on the
+                        // payload, so write the task again from our copy.
+                        let idx = (t - inner.head) as usize;
+                        let mut task = inner.pending[idx]
+                            .take()
+                            .expect("invariant: task_mut found it");
+                        match self.write_task(t, &mut task) {
+                            Ok(()) => {
+                                task.sink.note_retry();
+                                inner.pending[idx] = Some(task);
+                                protocol::requeue(&self.ctl, t);
+                                bump(&self.counters.retried);
+                                requeued += 1;
+                                None
+                            }
+                            Err(e) => {
+                                inner.pending[idx] = Some(task);
+                                Some(e)
+                            }
+                        }
                     }
                 }
-            } else {
-                let task = inner.pending[idx].take().expect("invariant: checked above");
-                // SYNC POINT: Release hands the slot back.
-                slot.state.store(pack(t + cap, FREE), Ordering::Release);
-                inner.finished(&task);
-                failed.push((task.sink, Err(Error::WorkerLost { pid, signal })));
+            };
+            if let Some(e) = err {
+                protocol::recycle(&self.ctl, t);
+                if let Some(task) = inner.take_task(t) {
+                    failed.push((task.sink, Err(e)));
+                }
             }
         }
-        while let Some(None) = inner.pending.front() {
-            inner.pending.pop_front();
-            inner.head += 1;
-        }
-        let replace = inner.state == State::Running
-            || (inner.state == State::Closed && inner.outstanding > 0);
+        inner.compact();
+        self.maybe_break(&mut inner, &mut failed);
+        let replace = inner.broken.is_none()
+            && (inner.state == State::Running
+                || (inner.state == State::Closed && inner.outstanding > 0));
         drop(inner);
         if replace {
-            match self.spawn_worker(w) {
-                Ok(c) => {
-                    let mut inner = lock(&self.inner);
-                    if inner.state == State::Terminated {
-                        let _ = c.kill();
-                        let _ = c.wait();
-                    } else {
-                        inner.workers[w] = Some(c);
-                        inner.spawn_error = None;
-                    }
-                }
-                Err(e) => {
-                    let mut inner = lock(&self.inner);
-                    inner.spawn_error = Some(e.to_string());
-                    if inner.workers.iter().all(Option::is_none) {
-                        // No worker left and none can be started: fail
-                        // everything instead of hanging.
-                        ds.extend(self.fail_all_locked(&mut inner, || {
-                            Error::InvalidState(format!("no pool worker can be started: {e}"))
-                        }));
-                    }
-                }
-            }
+            self.replace(w);
         }
-        if retried > 0 {
+        if requeued > 0 {
             self.kick_workers(true);
         }
         ds.extend(failed);
         if !ds.is_empty() {
-            deliver_all(ds);
+            self.deliver(ds);
         }
         self.ring();
     }
 
+    /// Breaks the pool once worker starts have failed too often in a row:
+    /// every pending task fails, and so will every later one.
+    fn maybe_break(&self, inner: &mut Inner, out: &mut Vec<Delivery>) {
+        if inner.broken.is_some() || inner.start_failures < self.config.max_start_failures {
+            return;
+        }
+        let why = format!(
+            "{} worker starts failed in a row; the last one: {}",
+            inner.start_failures,
+            inner
+                .last_start_error
+                .as_deref()
+                .unwrap_or("no reason given")
+        );
+        inner.broken = Some(why.clone());
+        out.extend(self.fail_all_locked(inner, || Error::PoolBroken(why.clone())));
+    }
+
+    /// Starts a worker in index `w` (empty). On failure the index stays empty
+    /// and [`refill`](Shared::refill) tries again on a later tick.
+    fn replace(&self, w: usize) {
+        match self.spawn_worker(w) {
+            Ok(c) => {
+                let mut inner = lock(&self.inner);
+                if inner.state == State::Terminated || inner.workers[w].is_some() {
+                    drop(inner);
+                    let _ = c.kill();
+                    let _ = c.wait();
+                } else {
+                    inner.workers[w] = Some(c);
+                    inner.fresh[w] = true;
+                    drop(inner);
+                    bump(&self.counters.workers_replaced);
+                }
+            }
+            Err(e) => {
+                bump(&self.counters.start_failures);
+                let mut inner = lock(&self.inner);
+                inner.start_failures += 1;
+                inner.last_start_error = Some(e.to_string());
+                let mut failed = Vec::new();
+                self.maybe_break(&mut inner, &mut failed);
+                drop(inner);
+                if !failed.is_empty() {
+                    self.deliver(failed);
+                    self.ring();
+                }
+            }
+        }
+    }
+
+    /// Starts workers in empty indices (after failed starts), while tasks may
+    /// still come or wait.
+    fn refill(&self) {
+        let empty: Vec<usize> = {
+            let inner = lock(&self.inner);
+            let wanted = inner.broken.is_none()
+                && (inner.state == State::Running
+                    || (inner.state == State::Closed && inner.outstanding > 0));
+            if !wanted {
+                return;
+            }
+            (0..inner.workers.len())
+                .filter(|&w| inner.workers[w].is_none())
+                .collect()
+        };
+        for w in empty {
+            self.replace(w);
+        }
+    }
+
+    /// Kills the workers of running tasks that are over their time limit.
+    fn enforce_time_limits(&self) {
+        let mut inner = lock(&self.inner);
+        if inner.limited == 0 {
+            return;
+        }
+        let now = crate::sys::proc::monotonic_ns();
+        for t in inner.head..inner.tail {
+            let Some(st) = protocol::state_of(&self.ctl, t) else {
+                continue;
+            };
+            if !(CLAIMED..DONE).contains(&st) {
+                continue;
+            }
+            let w = (st - CLAIMED) as usize;
+            // Relaxed: written by the claimant after its claim, which we saw.
+            let started = self.ctl.slot_of(t).started_ns.load(Ordering::Relaxed);
+            let Some(task) = inner.task_mut(t) else {
+                continue;
+            };
+            let Some(limit) = task.meta.limit else {
+                continue;
+            };
+            if started == 0
+                || task.doom.is_some()
+                || now.saturating_sub(started) < limit.as_nanos() as u64
+            {
+                continue;
+            }
+            task.doom = Some(Doom::TimedOut(limit));
+            self.kill_worker_locked(&mut inner, w);
+        }
+    }
+
+    /// SIGKILLs worker `w` on the pool's behalf.
+    fn kill_worker_locked(&self, inner: &mut Inner, w: usize) -> Option<Child> {
+        let c = inner.workers.get(w)?.as_ref()?.clone();
+        inner.killing[w] = true;
+        let _ = c.kill();
+        Some(c)
+    }
+
+    /// Cancels the tasks `tickets` (those still pending): a queued one is
+    /// withdrawn, a running one has its worker killed (and replaced). Returns
+    /// once every one of them is delivered.
+    fn cancel_tickets(&self, tickets: &[u64], why: &str) {
+        let mut killed = Vec::new();
+        let mut withdrawn = Vec::new();
+        {
+            let mut inner = lock(&self.inner);
+            for &t in tickets {
+                if inner.task_mut(t).is_none() {
+                    continue;
+                }
+                if protocol::withdraw(&self.ctl, t) {
+                    if let Some(task) = inner.take_task(t) {
+                        bump(&self.counters.cancelled);
+                        withdrawn.push((task.sink, Err(Error::Cancelled(why.to_string()))));
+                    }
+                    continue;
+                }
+                match protocol::state_of(&self.ctl, t) {
+                    Some(st) if (CLAIMED..DONE).contains(&st) => {
+                        let w = (st - CLAIMED) as usize;
+                        if let Some(task) = inner.task_mut(t) {
+                            if task.doom.is_none() {
+                                task.doom = Some(Doom::Cancelled(why.to_string()));
+                            }
+                        }
+                        if let Some(c) = self.kill_worker_locked(&mut inner, w) {
+                            killed.push(c);
+                        }
+                    }
+                    // DONE: collected normally, the cancel came too late.
+                    _ => {}
+                }
+            }
+            inner.compact();
+        }
+        if !withdrawn.is_empty() {
+            self.deliver(withdrawn);
+            self.ring();
+        }
+        if killed.is_empty() {
+            return;
+        }
+        for c in &killed {
+            // A SIGKILLed process is gone within milliseconds.
+            let _ = c.wait_readable(Some(Duration::from_secs(10)));
+        }
+        self.reap();
+        let _ = self.wait_until(Some(Instant::now() + Duration::from_secs(10)), || {
+            let inner = lock(&self.inner);
+            tickets.iter().all(|&t| inner.task_mut_ref(t).is_none())
+        });
+    }
+
+    /// Cancels one task.
+    pub(crate) fn cancel_cell(&self, c: &Cell, why: &str) {
+        // Relaxed: set at submission, before the handle was returned.
+        let t = c.ticket.load(Ordering::Relaxed);
+        if t != NO_TICKET {
+            self.cancel_tickets(&[t], why);
+        }
+    }
+
+    /// Cancels every chunk of a stream that is not delivered yet.
+    pub(crate) fn cancel_stream(&self, s: &Stream, why: &str) {
+        let tickets: Vec<u64> = {
+            let st = lock(&s.state);
+            st.tickets
+                .iter()
+                .enumerate()
+                .filter(|(i, &t)| t != NO_TICKET && !st.done.contains_key(i))
+                .map(|(_, &t)| t)
+                .collect()
+        };
+        self.cancel_tickets(&tickets, why);
+    }
+
     fn fail_all_locked(&self, inner: &mut Inner, err: impl Fn() -> Error) -> Vec<Delivery> {
-        let cap = self.ctl.capacity() as u64;
         let mut out = Vec::new();
         for t in inner.head..inner.tail {
             let idx = (t - inner.head) as usize;
-            if let Some(task) = inner.pending[idx].take() {
-                let slot = self.ctl.slot_of(t);
-                // A finished spilled result would leak its segment: remove it.
-                if slot.state.load(Ordering::Acquire) == pack(t, DONE) {
-                    let _ = self.read_outcome(t);
+            let Some(meta) = inner.pending[idx].as_ref().map(|task| task.meta) else {
+                continue;
+            };
+            // A finished spilled result would leak its segment: remove it.
+            if protocol::state_of(&self.ctl, t) == Some(DONE) {
+                let _ = self.read_outcome(t, meta);
+            }
+            // Withdrawn if queued; recycled if done; a running task's worker
+            // is killed, and its slot stays with it (the pool is broken or
+            // terminated: nothing is submitted any more).
+            if !protocol::withdraw(&self.ctl, t) {
+                match protocol::state_of(&self.ctl, t) {
+                    Some(st) if (CLAIMED..DONE).contains(&st) => {
+                        self.kill_worker_locked(inner, (st - CLAIMED) as usize);
+                    }
+                    _ => protocol::recycle(&self.ctl, t),
                 }
-                slot.state.store(pack(t + cap, FREE), Ordering::Release);
-                inner.finished(&task);
+            }
+            if let Some(task) = inner.take_task(t) {
                 out.push((task.sink, Err(err())));
             }
         }
-        inner.pending.clear();
-        inner.head = inner.tail;
+        inner.compact();
         out
     }
 
@@ -680,13 +1125,15 @@ impl Shared {
         // A worker stopped half-way through returning a large result leaves
         // its spill behind: no worker is left, so every spill is an orphan.
         self.spill_owner.remove_leftovers();
-        deliver_all(ds);
+        self.deliver(ds);
         self.ring();
         self.stop_supervisor();
     }
 
     fn stop_supervisor(&self) {
         lock(&self.inner).stop_supervisor = true;
+        // The callback thread ends once it has run what is queued.
+        lock(&self.callbacks).take();
         self.ring();
         let h = lock(&self.supervisor).take();
         if let Some(h) = h {
@@ -740,4 +1187,19 @@ impl Shared {
             .map(Child::pid)
             .collect()
     }
+}
+
+impl Inner {
+    fn task_mut_ref(&self, t: u64) -> Option<&Task> {
+        let idx = t.checked_sub(self.head)? as usize;
+        self.pending.get(idx)?.as_ref()
+    }
+}
+
+/// Wakes parent threads waiting on the doorbell of `ctl`.
+fn ring(ctl: &Control) {
+    let h = ctl.header();
+    // SYNC POINT: SeqCst bump + waiter check (see sync::wait_on).
+    h.doorbell.fetch_add(1, Ordering::SeqCst);
+    wake_if_waiting(&h.doorbell, &h.parent_waiters, u32::MAX);
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::core::{lock, Sink, Stream};
+use super::core::{lock, Sink, Stream, TaskMeta};
 use super::result::clone_error;
 use super::Pool;
 use crate::error::Result;
@@ -65,7 +65,7 @@ where
             fn_id,
             chunksize: chunksize.max(1),
             ordered,
-            stream: Arc::new(Stream::default()),
+            stream: Stream::new(false),
             window: 2 * pool.processes().max(1),
             submitted: 0,
             consumed: 0,
@@ -103,10 +103,15 @@ where
                 break;
             }
             let bytes = postcard::to_stdvec(&chunk)?;
+            let meta = TaskMeta {
+                first_item: Some((self.submitted * self.chunksize) as u64),
+                limit: None,
+            };
             self.pool.shared.submit(
                 self.fn_id,
                 bytes,
                 Sink::Stream(Arc::clone(&self.stream), self.submitted),
+                meta,
             )?;
             self.submitted += 1;
         }

@@ -49,22 +49,24 @@ mod chunk;
 mod control;
 mod core;
 mod imap;
+mod protocol;
 mod result;
 mod spill;
 mod worker;
 
 use std::marker::PhantomData;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytemuck::Pod;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use self::core::{lock, Callback, Cell, Config, Outcome, Shared, Sink, State, Stream};
+use self::core::{lock, Callback, Cell, Config, Outcome, Shared, Sink, State, Stream, TaskMeta};
 use crate::error::{Error, Result};
 use crate::process::spawn::{raw_call, FnId};
-use crate::process::task::{assert_zero_sized, conjure, panic_message};
+use crate::process::task::{assert_zero_sized, conjure};
 use crate::process::StartMethod;
 use crate::segment::SharedArray;
 
@@ -101,6 +103,8 @@ pub struct PoolBuilder {
     maxtasks: u64,
     retries: u32,
     capacity: usize,
+    time_limit: Option<Duration>,
+    max_start_failures: u32,
 }
 
 impl Default for PoolBuilder {
@@ -113,6 +117,8 @@ impl Default for PoolBuilder {
             maxtasks: 0,
             retries: 1,
             capacity: control::DEFAULT_CAPACITY,
+            time_limit: None,
+            max_start_failures: 3,
         }
     }
 }
@@ -138,7 +144,10 @@ impl PoolBuilder {
     }
 
     /// Runs `f(arg)` in every worker when it starts (Python's `initializer`
-    /// and `initargs`). A worker whose initializer panics exits and is replaced.
+    /// and `initargs`). A worker whose initializer panics exits and is
+    /// replaced; after [`max_start_failures`](PoolBuilder::max_start_failures)
+    /// such failures in a row the pool is broken: every pending and later task
+    /// fails with [`Error::PoolBroken`], carrying the initializer's panic.
     pub fn initializer<F, A>(mut self, f: F, arg: A) -> Result<Self>
     where
         F: Fn(A) + Copy + Send + 'static,
@@ -170,6 +179,24 @@ impl PoolBuilder {
         self
     }
 
+    /// A time limit for every task of the pool (default: none). A task that
+    /// runs longer has its worker killed and replaced, and fails with
+    /// [`Error::TimeLimit`]; it is not retried. One call can set its own
+    /// limit with [`TaskOptions::time_limit`]. Limits are checked every few
+    /// milliseconds, so a task may run up to about 5 ms over.
+    pub fn task_time_limit(mut self, limit: Duration) -> Self {
+        self.time_limit = Some(limit);
+        self
+    }
+
+    /// How many worker starts may fail in a row (the initializer panics, the
+    /// worker cannot be started) before the pool is broken (default 3, at
+    /// least 1).
+    pub fn max_start_failures(mut self, n: u32) -> Self {
+        self.max_start_failures = n.max(1);
+        self
+    }
+
     /// Starts the workers.
     ///
     /// # Errors
@@ -186,6 +213,8 @@ impl PoolBuilder {
             maxtasks: self.maxtasks,
             retries: self.retries,
             capacity: self.capacity,
+            time_limit: self.time_limit,
+            max_start_failures: self.max_start_failures,
         };
         Ok(Pool {
             shared: Shared::start(config)?,
@@ -195,20 +224,41 @@ impl PoolBuilder {
 
 // ---- trampolines ------------------------------------------------------------
 
-fn guarded<R>(f: impl FnOnce() -> R) -> std::result::Result<R, String> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|p| format!("panic: {}", panic_message(&*p)))
+use crate::process::task::{catch_task_panic, TaskFailure};
+
+type Answer = std::result::Result<Vec<u8>, TaskFailure>;
+
+fn encode<T: Serialize>(v: &T) -> Answer {
+    postcard::to_stdvec(v).map_err(|e| TaskFailure::codec("encoding result", e))
 }
 
-fn encode<T: Serialize>(v: &T) -> std::result::Result<Vec<u8>, String> {
-    postcard::to_stdvec(v).map_err(|e| format!("encoding result: {e}"))
+fn decode<T: DeserializeOwned>(b: &[u8]) -> std::result::Result<T, TaskFailure> {
+    postcard::from_bytes(b).map_err(|e| TaskFailure::codec("decoding arguments", e))
 }
 
-fn decode<T: DeserializeOwned>(b: &[u8]) -> std::result::Result<T, String> {
-    postcard::from_bytes(b).map_err(|e| format!("decoding arguments: {e}"))
+/// Calls `f` on every item in order; a panic names the item (its index in
+/// the batch; the parent adds the batch's offset in the whole input).
+fn run_batch<A, R>(
+    items: Vec<A>,
+    mut f: impl FnMut(A) -> R,
+) -> std::result::Result<Vec<R>, TaskFailure> {
+    let mut done = 0u64;
+    let mut out = Vec::with_capacity(items.len());
+    catch_task_panic(|| {
+        for a in items {
+            out.push(f(a));
+            done += 1;
+        }
+    })
+    .map_err(|mut p| {
+        p.item = Some(done);
+        TaskFailure::Panic(p)
+    })?;
+    Ok(out)
 }
 
 /// `f` over a batch of items.
-fn batch_trampoline<F, A, R>(bytes: &[u8]) -> std::result::Result<Vec<u8>, String>
+fn batch_trampoline<F, A, R>(bytes: &[u8]) -> Answer
 where
     F: Fn(A) -> R + Copy + 'static,
     A: DeserializeOwned,
@@ -216,12 +266,11 @@ where
 {
     let items: Vec<A> = decode(bytes)?;
     let f = conjure::<F>();
-    let out: Vec<R> = guarded(|| items.into_iter().map(f).collect())?;
-    encode(&out)
+    encode(&run_batch(items, f)?)
 }
 
 /// `f(a, b)` over a batch of pairs.
-fn star_trampoline<F, A, B, R>(bytes: &[u8]) -> std::result::Result<Vec<u8>, String>
+fn star_trampoline<F, A, B, R>(bytes: &[u8]) -> Answer
 where
     F: Fn(A, B) -> R + Copy + 'static,
     A: DeserializeOwned,
@@ -230,12 +279,11 @@ where
 {
     let items: Vec<(A, B)> = decode(bytes)?;
     let f = conjure::<F>();
-    let out: Vec<R> = guarded(|| items.into_iter().map(|(a, b)| f(a, b)).collect())?;
-    encode(&out)
+    encode(&run_batch(items, |(a, b)| f(a, b))?)
 }
 
 /// `f(item, fixed.clone())` over a batch: `functools.partial`.
-fn with_trampoline<F, A, P, R>(bytes: &[u8]) -> std::result::Result<Vec<u8>, String>
+fn with_trampoline<F, A, P, R>(bytes: &[u8]) -> Answer
 where
     F: Fn(A, P) -> R + Copy + 'static,
     A: DeserializeOwned,
@@ -244,13 +292,67 @@ where
 {
     let (fixed, items): (P, Vec<A>) = decode(bytes)?;
     let f = conjure::<F>();
-    let out: Vec<R> = guarded(|| items.into_iter().map(|a| f(a, fixed.clone())).collect())?;
-    encode(&out)
+    encode(&run_batch(items, |a| f(a, fixed.clone()))?)
 }
 
 /// Python's default chunk size for `map`: about four chunks per worker.
 fn default_chunksize(len: usize, workers: usize) -> usize {
     len.div_ceil(4 * workers.max(1)).max(1)
+}
+
+/// Per-call settings: `pool.apply_async_opts(f, x, TaskOptions::new().time_limit(d))`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskOptions {
+    time_limit: Option<Duration>,
+    chunksize: Option<usize>,
+}
+
+impl TaskOptions {
+    /// The pool's defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Each task of the call fails with [`Error::TimeLimit`] (its worker
+    /// killed and replaced, never retried) if it runs longer than `limit`;
+    /// overrides [`PoolBuilder::task_time_limit`]. For a map the limit holds
+    /// for each chunk.
+    pub fn time_limit(mut self, limit: Duration) -> Self {
+        self.time_limit = Some(limit);
+        self
+    }
+
+    /// Items per task of a map (default: about four chunks per worker).
+    pub fn chunksize(mut self, n: usize) -> Self {
+        self.chunksize = Some(n.max(1));
+        self
+    }
+}
+
+/// What a pool has done so far ([`Pool::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// Tasks submitted (a map submits one per chunk).
+    pub tasks_submitted: u64,
+    /// Tasks that returned a value.
+    pub tasks_completed: u64,
+    /// Tasks that ended with an error (panic, lost worker, cancel, time limit...).
+    pub tasks_failed: u64,
+    /// Runs started again because the task's worker died.
+    pub tasks_retried: u64,
+    /// Tasks cancelled (by [`AsyncResult::cancel`] or a failing map item).
+    pub tasks_cancelled: u64,
+    /// Tasks stopped at their time limit.
+    pub tasks_timed_out: u64,
+    /// Worker processes started, the first ones included.
+    pub workers_started: u64,
+    /// Workers started in place of ones that died or left.
+    pub workers_replaced: u64,
+    /// Worker starts that failed (spawn error, initializer error).
+    pub worker_start_failures: u64,
+    /// Callbacks that panicked (caught; the pool went on).
+    pub callback_panics: u64,
 }
 
 impl Pool {
@@ -274,6 +376,26 @@ impl Pool {
         self.shared.worker_pids()
     }
 
+    /// Counts of what the pool has done: tasks retried, workers replaced,
+    /// tasks cancelled and timed out...
+    pub fn stats(&self) -> PoolStats {
+        let c = &self.shared.counters;
+        // Relaxed: statistics.
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        PoolStats {
+            tasks_submitted: get(&c.submitted),
+            tasks_completed: get(&c.completed),
+            tasks_failed: get(&c.failed),
+            tasks_retried: get(&c.retried),
+            tasks_cancelled: get(&c.cancelled),
+            tasks_timed_out: get(&c.timed_out),
+            workers_started: get(&c.workers_started),
+            workers_replaced: get(&c.workers_replaced),
+            worker_start_failures: get(&c.start_failures),
+            callback_panics: get(&c.callback_panics),
+        }
+    }
+
     // ---- single tasks ---------------------------------------------------------
 
     fn submit_cell<R>(
@@ -281,10 +403,15 @@ impl Pool {
         fn_id: FnId,
         args: Vec<u8>,
         cb: Option<Callback>,
+        opts: TaskOptions,
     ) -> Result<AsyncResult<R>> {
         let cell = Cell::new(cb);
+        let meta = TaskMeta {
+            first_item: None,
+            limit: opts.time_limit,
+        };
         self.shared
-            .submit(fn_id, args, Sink::Cell(Arc::clone(&cell)))?;
+            .submit(fn_id, args, Sink::Cell(Arc::clone(&cell)), meta)?;
         Ok(AsyncResult {
             shared: Arc::clone(&self.shared),
             kind: Kind::Cell(cell),
@@ -314,18 +441,56 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
+        self.apply_async_opts(f, args, TaskOptions::new())
+    }
+
+    /// [`apply_async`](Pool::apply_async) with per-call settings (a time limit).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use shmproc::pool::TaskOptions;
+    ///
+    /// fn spin(n: u64) -> u64 {
+    ///     (0..n).fold(0, |a, x| a ^ shmproc::kernels::power_u64(x, 4))
+    /// }
+    ///
+    /// fn main() -> shmproc::Result<()> {
+    ///     shmproc::init();
+    ///     let pool = shmproc::Pool::new(2)?;
+    ///     let r = pool.apply_async_opts(spin, u64::MAX, TaskOptions::new().time_limit(Duration::from_millis(100)))?;
+    ///     assert!(matches!(r.get(), Err(shmproc::Error::TimeLimit { .. })));
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn apply_async_opts<F, A, R>(
+        &self,
+        f: F,
+        args: A,
+        opts: TaskOptions,
+    ) -> Result<AsyncResult<R>>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
         assert_zero_sized::<F>();
         let _ = f;
         self.submit_cell(
             FnId::of(raw_call::<F, A, R>()),
             postcard::to_stdvec(&args)?,
             None,
+            opts,
         )
     }
 
     /// Like [`apply_async`](Pool::apply_async), and runs `callback(&result)` or
-    /// `error_callback(&error)` in the parent when the task finishes (in the
-    /// pool's supervisor thread or in whichever thread is waiting).
+    /// `error_callback(&error)` in the parent when the task finishes, on the
+    /// pool's callback thread (one per pool, started on first use, like
+    /// Python's result-handler thread): callbacks run one at a time, in the
+    /// order results arrive, and `get()` returns once the callback has run. A
+    /// callback that blocks delays the callbacks after it but never the
+    /// supervision of the workers; one that panics is reported on stderr and
+    /// counted in [`PoolStats::callback_panics`], and the pool goes on.
     pub fn apply_async_with<F, A, R, C, E>(
         &self,
         f: F,
@@ -353,38 +518,53 @@ impl Pool {
             FnId::of(raw_call::<F, A, R>()),
             postcard::to_stdvec(&args)?,
             Some(cb),
+            TaskOptions::new(),
         )
     }
 
     // ---- maps -----------------------------------------------------------------
 
-    /// Submits pre-encoded chunks as one stream.
+    /// Submits pre-encoded chunks as one stream. `chunks` yields each
+    /// chunk's bytes and the index of its first item. On an error part-way,
+    /// the chunks already submitted are cancelled and the stream is complete
+    /// (nothing of it runs any more) when this returns.
     fn submit_stream(
         &self,
         fn_id: FnId,
-        chunks: impl IntoIterator<Item = Result<Vec<u8>>>,
+        chunks: impl IntoIterator<Item = Result<(Vec<u8>, u64)>>,
+        limit: Option<Duration>,
     ) -> Result<Arc<Stream>> {
-        let stream = Arc::new(Stream::default());
+        let stream = Stream::new(true);
         let mut n = 0;
-        for bytes in chunks {
-            let bytes = match bytes {
-                Ok(b) => b,
-                Err(e) => {
-                    stream.set_total(n);
-                    return Err(e);
-                }
-            };
-            if let Err(e) = self
-                .shared
-                .submit(fn_id, bytes, Sink::Stream(Arc::clone(&stream), n))
-            {
-                stream.set_total(n);
-                return Err(e);
+        let mut failure = None;
+        for c in chunks {
+            if stream.is_failed() {
+                break; // an earlier chunk failed: the rest is cancelled
+            }
+            let r = c.and_then(|(bytes, first)| {
+                let meta = TaskMeta {
+                    first_item: Some(first),
+                    limit,
+                };
+                self.shared
+                    .submit(fn_id, bytes, Sink::Stream(Arc::clone(&stream), n), meta)
+            });
+            if let Err(e) = r {
+                failure = Some(e);
+                break;
             }
             n += 1;
         }
         stream.set_total(n);
-        Ok(stream)
+        match failure {
+            None => Ok(stream),
+            Some(e) => {
+                self.shared
+                    .cancel_stream(&stream, "submitting the rest of the map failed");
+                let _ = self.shared.wait_until(None, || stream.is_complete());
+                Err(e)
+            }
+        }
     }
 
     fn map_result<T: DeserializeOwned>(&self, stream: Arc<Stream>) -> AsyncResult<Vec<T>> {
@@ -399,8 +579,13 @@ impl Pool {
         items: Vec<T>,
         chunksize: usize,
         prefix: impl Fn(&[T]) -> Result<Vec<u8>>,
-    ) -> Vec<Result<Vec<u8>>> {
-        items.chunks(chunksize.max(1)).map(prefix).collect()
+    ) -> Vec<Result<(Vec<u8>, u64)>> {
+        let cs = chunksize.max(1);
+        items
+            .chunks(cs)
+            .enumerate()
+            .map(|(i, c)| prefix(c).map(|b| (b, (i * cs) as u64)))
+            .collect()
     }
 
     /// `f` over every item, results in order; Python's `map` with its default
@@ -451,12 +636,37 @@ impl Pool {
         R: Serialize + DeserializeOwned,
         I: IntoIterator<Item = A>,
     {
+        let mut opts = TaskOptions::new();
+        opts.chunksize = chunksize;
+        self.map_async_opts(f, items, opts)
+    }
+
+    /// [`map_async`](Pool::map_async) with per-call settings (chunk size,
+    /// time limit per chunk).
+    pub fn map_async_opts<F, A, R, I>(
+        &self,
+        f: F,
+        items: I,
+        opts: TaskOptions,
+    ) -> Result<AsyncResult<Vec<R>>>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+        I: IntoIterator<Item = A>,
+    {
         assert_zero_sized::<F>();
         let _ = f;
         let items: Vec<A> = items.into_iter().collect();
-        let cs = chunksize.unwrap_or_else(|| default_chunksize(items.len(), self.processes()));
+        let cs = opts
+            .chunksize
+            .unwrap_or_else(|| default_chunksize(items.len(), self.processes()));
         let chunks = Self::encoded_chunks(items, cs, |c| Ok(postcard::to_stdvec(c)?));
-        let stream = self.submit_stream(FnId::of(batch_trampoline::<F, A, R>), chunks)?;
+        let stream = self.submit_stream(
+            FnId::of(batch_trampoline::<F, A, R>),
+            chunks,
+            opts.time_limit,
+        )?;
         Ok(self.map_result(stream))
     }
 
@@ -486,7 +696,7 @@ impl Pool {
         let items: Vec<(A, B)> = items.into_iter().collect();
         let cs = default_chunksize(items.len(), self.processes());
         let chunks = Self::encoded_chunks(items, cs, |c| Ok(postcard::to_stdvec(c)?));
-        let stream = self.submit_stream(FnId::of(star_trampoline::<F, A, B, R>), chunks)?;
+        let stream = self.submit_stream(FnId::of(star_trampoline::<F, A, B, R>), chunks, None)?;
         Ok(self.map_result(stream))
     }
 
@@ -505,7 +715,7 @@ impl Pool {
         let items: Vec<A> = items.into_iter().collect();
         let cs = default_chunksize(items.len(), self.processes());
         let chunks = Self::encoded_chunks(items, cs, |c| Ok(postcard::to_stdvec(&(&fixed, c))?));
-        let stream = self.submit_stream(FnId::of(with_trampoline::<F, A, P, R>), chunks)?;
+        let stream = self.submit_stream(FnId::of(with_trampoline::<F, A, P, R>), chunks, None)?;
         self.map_result(stream).get()
     }
 
@@ -603,20 +813,25 @@ impl Pool {
         let chunks = chunk::chunk_ranges(len, chunk, self.processes())
             .into_iter()
             .map(|range| {
-                Ok(postcard::to_stdvec(&chunk::ChunkArgs {
-                    input: input.clone(),
-                    output: output.clone(),
-                    range,
-                    params,
-                })?)
+                // Panics in chunk kernels carry the chunk's start themselves.
+                let start = 0;
+                Ok((
+                    postcard::to_stdvec(&chunk::ChunkArgs {
+                        input: input.clone(),
+                        output: output.clone(),
+                        range,
+                        params,
+                    })?,
+                    start,
+                ))
             });
-        let stream = self.submit_stream(fn_id, chunks)?;
+        let stream = self.submit_stream(fn_id, chunks, None)?;
         let shared = Arc::clone(&self.shared);
         shared.wait_until(None, || stream.is_complete())?;
         let first_err = lock(&stream.state)
-            .done
-            .values()
-            .find_map(|o| o.as_ref().err().map(result::clone_error));
+            .first_error
+            .as_ref()
+            .map(result::clone_error);
         match first_err {
             Some(e) => Err(e),
             None => Ok(stream),

@@ -64,6 +64,48 @@ impl<R> AsyncResult<R> {
         self.ready()
     }
 
+    /// Cancels the task (for a map: every chunk not finished yet). A task
+    /// still queued is dropped; a running one has its worker killed (and
+    /// replaced; other tasks that worker held are run again, without
+    /// counting against their retries). Returns once nothing of it runs any
+    /// more, with `true` if the result is [`Error::Cancelled`] (or, for a map,
+    /// a chunk was cancelled) and `false` if it had already finished.
+    pub fn cancel(&self) -> bool {
+        const WHY: &str = "cancelled by AsyncResult::cancel";
+        match &self.kind {
+            Kind::Cell(c) => {
+                if c.is_ready() {
+                    return false;
+                }
+                self.shared.cancel_cell(c, WHY);
+                let _ = self.shared.wait_until(None, || c.is_ready());
+                matches!(&*lock(&c.value), Some(Err(Error::Cancelled(_))))
+            }
+            Kind::Map(s, _) => {
+                if s.is_complete() {
+                    return false;
+                }
+                self.shared.cancel_stream(s, WHY);
+                let _ = self.shared.wait_until(None, || s.is_complete());
+                lock(&s.state)
+                    .done
+                    .values()
+                    .any(|o| matches!(o, Err(Error::Cancelled(_))))
+            }
+        }
+    }
+
+    /// How many times the task (for a map: its chunks, added up) was run again
+    /// because its worker died. A retried task's side effects may have
+    /// happened more than once.
+    pub fn retries(&self) -> u32 {
+        match &self.kind {
+            // Relaxed: a statistic.
+            Kind::Cell(c) => c.retries.load(std::sync::atomic::Ordering::Relaxed),
+            Kind::Map(s, _) => lock(&s.state).retries,
+        }
+    }
+
     /// Whether the task finished without error.
     ///
     /// # Errors
@@ -85,10 +127,17 @@ impl<R> AsyncResult<R> {
 pub(crate) fn clone_error(e: &Error) -> Error {
     match e {
         Error::TaskPanicked(m) => Error::TaskPanicked(m.clone()),
-        Error::WorkerLost { pid, signal } => Error::WorkerLost {
+        Error::WorkerLost { pid, signal, code } => Error::WorkerLost {
             pid: *pid,
             signal: *signal,
+            code: *code,
         },
+        Error::Cancelled(m) => Error::Cancelled(m.clone()),
+        Error::TimeLimit { limit, pid } => Error::TimeLimit {
+            limit: *limit,
+            pid: *pid,
+        },
+        Error::PoolBroken(m) => Error::PoolBroken(m.clone()),
         Error::Codec(m) => Error::Codec(m.clone()),
         Error::InvalidState(m) => Error::InvalidState(m.clone()),
         Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
@@ -109,6 +158,10 @@ impl<R: DeserializeOwned> AsyncResult<R> {
                 let st = lock(&s.state);
                 if st.total != Some(st.delivered) {
                     return Err(Error::InvalidState("the result is not ready".into()));
+                }
+                if let Some(e) = &st.first_error {
+                    // The failure that stopped the map, not a cancellation it caused.
+                    return Err(clone_error(e));
                 }
                 decode(&st.done)
             }

@@ -6,12 +6,14 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::control::{
-    pack, unpack, Control, CLAIMED, DONE, FLAG_ARG_SPILL, FLAG_RES_SPILL, INLINE, READY, RES_OK,
-    RES_PANIC,
+    Control, FLAG_ARG_SPILL, FLAG_RES_SPILL, INLINE, RES_FAIL, RES_OK, W_INITIALIZING, W_LEFT,
+    W_SERVING,
 };
+use super::protocol;
 use super::spill::{read_spill, write_spill, SpillOwner, SpillRef};
 use crate::error::{Error, Result};
 use crate::process::spawn::FnId;
+use crate::process::task::TaskFailure;
 use crate::segment::SegmentHandle;
 use crate::sync::{wait_on, wake_if_waiting};
 
@@ -52,25 +54,30 @@ pub(crate) fn worker_main(bytes: &[u8]) -> i32 {
         }
     };
     crate::process::announce_ready();
+    crate::process::task::install_panic_hook();
     let w = boot.index as usize;
     if w >= ctl.workers() {
         eprintln!("shmproc pool worker: index {w} out of range");
         return EXIT_ATTACH_FAILED;
     }
     let rec = ctl.worker(w);
-    // Relaxed: informational fields read by the parent after it saw the pid.
+    // Relaxed: informational; the parent reads it after the worker's death
+    // (the process exit orders it).
     rec.pid.store(std::process::id(), Ordering::Relaxed);
-    rec.alive.store(1, Ordering::Relaxed);
+    rec.state.store(W_INITIALIZING, Ordering::Release);
 
     if let Some((fid, args)) = boot.initializer {
         // SAFETY: the id was made by the parent, which runs this same image
         // (checked by the spawn handshake, or shared by fork).
         let f = unsafe { fid.resolve() };
-        if let Err(msg) = f(&args) {
-            eprintln!("shmproc pool worker: initializer failed: {msg}");
+        if let Err(failure) = f(&args) {
+            // The parent reads this after our exit and breaks the pool if
+            // workers keep failing to start.
+            rec.set_failure(&format!("the initializer {failure}"));
             return EXIT_INIT_FAILED;
         }
     }
+    rec.state.store(W_SERVING, Ordering::Release);
 
     let mut done = 0u64;
     while let Some(ticket) = claim(&ctl, w) {
@@ -82,64 +89,8 @@ pub(crate) fn worker_main(bytes: &[u8]) -> i32 {
             break;
         }
     }
-    rec.alive.store(0, Ordering::Relaxed);
+    rec.state.store(W_LEFT, Ordering::Release);
     0
-}
-
-/// Tries to take task `n` if it is READY; `Err(())` when the hint must move on.
-fn try_take(ctl: &Control, w: usize, n: u64) -> std::result::Result<bool, ()> {
-    let slot = ctl.slot_of(n);
-    // SYNC POINT: Acquire pairs with the parent's Release store of READY, so
-    // the task's fields are visible once the claim succeeds.
-    let cur = slot.state.load(Ordering::Acquire);
-    let (t, st) = unpack(cur);
-    if t == n && st == READY {
-        let claimed = pack(n, CLAIMED + w as u8);
-        // SYNC POINT: AcqRel claim; the supervisor reads CLAIMED+w after our death.
-        if slot
-            .state
-            .compare_exchange(cur, claimed, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            return Ok(true);
-        }
-        return Ok(false); // lost the race; look again
-    }
-    if (t == n && st != 0) || t > n {
-        // Taken by someone else, or already recycled: move the hint on.
-        return Err(());
-    }
-    Ok(false) // not submitted yet
-}
-
-/// Scans every slot for a retried task (READY below the claim hint).
-fn take_retry(ctl: &Control, w: usize) -> Option<u64> {
-    let h = ctl.header();
-    // Relaxed: a hint; the slot states are the truth.
-    if h.retries_pending.load(Ordering::Relaxed) == 0 {
-        return None;
-    }
-    for i in 0..ctl.capacity() {
-        let slot = ctl.slot(i);
-        // SYNC POINT: Acquire, as in try_take.
-        let cur = slot.state.load(Ordering::Acquire);
-        let (t, st) = unpack(cur);
-        if st == READY
-            && slot
-                .state
-                .compare_exchange(
-                    cur,
-                    pack(t, CLAIMED + w as u8),
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_ok()
-        {
-            h.retries_pending.fetch_sub(1, Ordering::Relaxed);
-            return Some(t);
-        }
-    }
-    None
 }
 
 /// Claims the next task, waiting for one; `None` when the pool shuts down.
@@ -147,44 +98,19 @@ fn claim(ctl: &Control, w: usize) -> Option<u64> {
     let h = ctl.header();
     loop {
         // SYNC POINT: SeqCst read of the futex word before looking at slots
-        // (see the proof in README.md: a submission after this read bumps it).
+        // (see the proof in README.md: a submission or requeue after this
+        // read bumps it).
         let seen = h.submit_seq.load(Ordering::SeqCst);
         if h.shutdown.load(Ordering::SeqCst) != 0 {
             return None;
         }
-        if let Some(t) = take_retry(ctl, w) {
+        if let Some(t) = protocol::claim(ctl, w as u8) {
+            // Relaxed: read by the parent only after it saw CLAIMED + w (a
+            // time limit measured a little late is harmless).
+            ctl.slot_of(t)
+                .started_ns
+                .store(crate::sys::proc::monotonic_ns(), Ordering::Relaxed);
             return Some(t);
-        }
-        // Follow the hint.
-        let mut spins = 0;
-        loop {
-            // Acquire: pairs with other workers' advances of the hint.
-            let n = h.next_claim.load(Ordering::Acquire);
-            match try_take(ctl, w, n) {
-                Ok(true) => {
-                    let _ = h.next_claim.compare_exchange(
-                        n,
-                        n + 1,
-                        Ordering::AcqRel,
-                        Ordering::Relaxed,
-                    );
-                    return Some(n);
-                }
-                Ok(false) => {
-                    spins += 1;
-                    if spins > 2 {
-                        break; // nothing submitted at the hint: wait below
-                    }
-                }
-                Err(()) => {
-                    let _ = h.next_claim.compare_exchange(
-                        n,
-                        n + 1,
-                        Ordering::AcqRel,
-                        Ordering::Relaxed,
-                    );
-                }
-            }
         }
         // Wait for a submission (or shutdown), spinning briefly first.
         let _ = wait_on(
@@ -222,27 +148,30 @@ fn run(ctl: &Control, ticket: u64, owner: SpillOwner) {
             let f = unsafe { fid.resolve() };
             f(&args)
         }
-        Err(e) => Err(format!("reading task arguments: {e}")),
+        Err(e) => Err(TaskFailure::codec("reading task arguments", e)),
     };
     let (status, bytes) = match outcome {
         Ok(b) => (RES_OK, b),
-        Err(msg) => (RES_PANIC, msg.into_bytes()),
+        Err(failure) => (RES_FAIL, encode_failure(&failure)),
     };
     let mut flags = 0;
     let inline = if bytes.len() <= INLINE {
         bytes
     } else {
-        match write_spill(&bytes, owner) {
+        match write_spill(&bytes, owner).and_then(|r| Ok(postcard::to_stdvec(&r)?)) {
             Ok(r) => {
                 flags |= FLAG_RES_SPILL;
-                postcard::to_stdvec(&r).unwrap_or_default()
+                r
             }
             Err(e) => {
-                let msg = format!("cannot return a {}-byte result: {e}", bytes.len()).into_bytes();
-                let msg = msg[..msg.len().min(INLINE)].to_vec();
+                let msg = encode_failure(&TaskFailure::Codec(format!(
+                    "cannot return a {}-byte result: {e}",
+                    bytes.len()
+                )));
                 ctl.write_payload(ticket, &msg);
+                // Relaxed: published by the DONE Release.
                 slot.res_len.store(msg.len() as u32, Ordering::Relaxed);
-                slot.res_status.store(RES_PANIC, Ordering::Relaxed);
+                slot.res_status.store(RES_FAIL, Ordering::Relaxed);
                 publish_done(ctl, ticket);
                 return;
             }
@@ -257,21 +186,43 @@ fn run(ctl: &Control, ticket: u64, owner: SpillOwner) {
     publish_done(ctl, ticket);
 }
 
+/// A failure as slot bytes, cut to fit inline (a failure never spills).
+fn encode_failure(f: &TaskFailure) -> Vec<u8> {
+    let bytes = postcard::to_stdvec(f).unwrap_or_default();
+    if bytes.len() <= INLINE {
+        return bytes;
+    }
+    let short = match f {
+        TaskFailure::Panic(p) => TaskFailure::Panic(crate::error::TaskPanic {
+            message: truncate(&p.message, INLINE / 2),
+            location: p.location.as_deref().map(|l| truncate(l, INLINE / 4)),
+            item: p.item,
+        }),
+        TaskFailure::Codec(m) => TaskFailure::Codec(truncate(m, INLINE - 16)),
+    };
+    postcard::to_stdvec(&short).unwrap_or_default()
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let mut cut = s.len().min(max);
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    s[..cut].to_string()
+}
+
 fn publish_done(ctl: &Control, ticket: u64) {
     let h = ctl.header();
-    // SYNC POINT: Release publishes the result to the parent's Acquire scan.
-    ctl.slot_of(ticket)
-        .state
-        .store(pack(ticket, DONE), Ordering::Release);
+    protocol::finish(ctl, ticket);
     // SYNC POINT: SeqCst bump + waiter check (see sync::wait_on).
     h.doorbell.fetch_add(1, Ordering::SeqCst);
     wake_if_waiting(&h.doorbell, &h.parent_waiters, u32::MAX);
 }
 
-/// Maps a worker's error string to an [`Error`].
-pub(crate) fn task_error(msg: String) -> Error {
-    match msg.strip_prefix("panic: ") {
-        Some(m) => Error::TaskPanicked(m.to_owned()),
-        None => Error::Codec(msg),
+/// Decodes the failure a worker wrote.
+pub(crate) fn decode_failure(bytes: &[u8]) -> Error {
+    match postcard::from_bytes::<TaskFailure>(bytes) {
+        Ok(f) => f.into_error(),
+        Err(e) => Error::Corrupt(format!("undecodable task failure from a worker: {e}")),
     }
 }

@@ -123,8 +123,83 @@ impl Entry {
 }
 
 /// The pool's task trampoline: decode the argument, call, encode the result; a
-/// panic comes back as `Err(message)`.
-pub type RawCall = fn(&[u8]) -> Result<Vec<u8>, String>;
+/// panic or a codec error comes back as `Err`.
+pub type RawCall = fn(&[u8]) -> Result<Vec<u8>, TaskFailure>;
+
+/// Why a task produced no result (travels from a worker to its parent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskFailure {
+    /// The task's function panicked.
+    Panic(crate::error::TaskPanic),
+    /// Its arguments or result could not be decoded or encoded.
+    Codec(String),
+}
+
+impl TaskFailure {
+    pub(crate) fn codec(what: &str, e: impl std::fmt::Display) -> Self {
+        TaskFailure::Codec(format!("{what}: {e}"))
+    }
+
+    /// The error the parent reports.
+    pub(crate) fn into_error(self) -> crate::Error {
+        match self {
+            TaskFailure::Panic(p) => crate::Error::TaskPanicked(p),
+            TaskFailure::Codec(m) => crate::Error::Codec(m),
+        }
+    }
+}
+
+impl std::fmt::Display for TaskFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TaskFailure::Panic(p) => write!(f, "panicked: {p}"),
+            TaskFailure::Codec(m) => f.write_str(m),
+        }
+    }
+}
+
+std::thread_local! {
+    /// Where the last panic of this thread happened (set by the hook below).
+    static PANIC_AT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+    /// Inside [`catch_task_panic`]: the panic is reported to the parent, so the
+    /// hook does not print it.
+    static IN_TASK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+static HOOK: std::sync::Once = std::sync::Once::new();
+
+/// Installs (once per process) a panic hook that records each panic's
+/// `file:line` for [`catch_task_panic`] and stays quiet for panics inside
+/// tasks, whose parent reports them; other panics go to the previous hook.
+pub(crate) fn install_panic_hook() {
+    HOOK.call_once(|| {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let at = info
+                .location()
+                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+            let _ = PANIC_AT.try_with(|p| *p.borrow_mut() = at);
+            if !IN_TASK.try_with(|t| t.get()).unwrap_or(false) {
+                prev(info);
+            }
+        }));
+    });
+}
+
+/// Runs `f`, turning a panic into a [`TaskPanic`](crate::error::TaskPanic)
+/// with its message and, when the hook of [`install_panic_hook`] is in place,
+/// its location.
+pub(crate) fn catch_task_panic<R>(f: impl FnOnce() -> R) -> Result<R, crate::error::TaskPanic> {
+    let _ = PANIC_AT.try_with(|p| p.borrow_mut().take());
+    let was = IN_TASK.with(|t| t.replace(true));
+    let r = catch_unwind(AssertUnwindSafe(f));
+    IN_TASK.with(|t| t.set(was));
+    r.map_err(|p| crate::error::TaskPanic {
+        message: panic_message(&*p),
+        location: PANIC_AT.try_with(|l| l.borrow_mut().take()).ok().flatten(),
+        item: None,
+    })
+}
 
 /// Serializable identity of a [`RawCall`]: its offset from the anchor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -195,17 +270,17 @@ pub(crate) fn panic_message(p: &(dyn Any + Send)) -> String {
     }
 }
 
-fn call_trampoline<F, A, R>(bytes: &[u8]) -> Result<Vec<u8>, String>
+fn call_trampoline<F, A, R>(bytes: &[u8]) -> Result<Vec<u8>, TaskFailure>
 where
     F: Fn(A) -> R + Copy + 'static,
     A: DeserializeOwned,
     R: Serialize,
 {
-    let args: A = postcard::from_bytes(bytes).map_err(|e| format!("decoding arguments: {e}"))?;
+    let args: A =
+        postcard::from_bytes(bytes).map_err(|e| TaskFailure::codec("decoding arguments", e))?;
     let f = conjure::<F>();
-    let r = catch_unwind(AssertUnwindSafe(move || f(args)))
-        .map_err(|p| format!("panic: {}", panic_message(&*p)))?;
-    postcard::to_stdvec(&r).map_err(|e| format!("encoding result: {e}"))
+    let r = catch_task_panic(move || f(args)).map_err(TaskFailure::Panic)?;
+    postcard::to_stdvec(&r).map_err(|e| TaskFailure::codec("encoding result", e))
 }
 
 /// The monomorphized trampoline for the zero-sized function `F: Fn(A) -> R`.
@@ -302,10 +377,18 @@ mod tests {
         });
         // SAFETY: made in this very process.
         let call = unsafe { boom.resolve() };
+        install_panic_hook();
         let err = call(&postcard::to_stdvec(&3u32).expect("encode")).expect_err("panics");
-        assert!(err.contains("boom 3"), "{err}");
+        match err {
+            TaskFailure::Panic(p) => {
+                assert_eq!(p.message, "boom 3");
+                let at = p.location.expect("the hook records the location");
+                assert!(at.starts_with("src/process/task.rs:"), "{at}");
+            }
+            other => panic!("expected a panic, got {other:?}"),
+        }
         let err = call(&[0xff, 0xff]).expect_err("bad bytes");
-        assert!(err.contains("decoding"), "{err}");
+        assert!(err.to_string().contains("decoding"), "{err}");
     }
 
     #[test]

@@ -363,3 +363,18 @@ pub(crate) fn cpu_count() -> usize {
 pub(crate) fn file(fd: OwnedFd) -> File {
     File::from(fd)
 }
+
+/// CLOCK_MONOTONIC in nanoseconds: one clock for every process of the machine,
+/// so a time stamp written by one process can be compared in another.
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer; with
+    // CLOCK_MONOTONIC it cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
