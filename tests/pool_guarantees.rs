@@ -115,7 +115,10 @@ fn a_death_after_the_ring_wrapped_does_not_hang() {
         let st = pool.stats();
         assert_eq!(st.tasks_retried, 1, "{st:?}");
         assert_eq!(st.workers_replaced, 1, "{st:?}");
-        eprintln!("capacity {capacity}: {n} tasks, one death, {:?}", t0.elapsed());
+        eprintln!(
+            "capacity {capacity}: {n} tasks, one death, {:?}",
+            t0.elapsed()
+        );
 
         // The same with apply_async handles.
         flag.set(0, 0);
@@ -126,7 +129,10 @@ fn a_death_after_the_ring_wrapped_does_not_hang() {
             })
             .collect();
         for (x, h) in hs.iter().enumerate() {
-            assert_eq!(h.get_timeout(Duration::from_secs(60)).unwrap(), x as u64 * 3);
+            assert_eq!(
+                h.get_timeout(Duration::from_secs(60)).unwrap(),
+                x as u64 * 3
+            );
         }
         assert_eq!(hs[at.min(10) as usize].retries(), 1);
     }
@@ -172,7 +178,10 @@ fn a_broken_initializer_breaks_the_pool_once() {
     assert!(started <= 2 + 3, "{started} workers started");
     for _ in 0..3 {
         assert!(matches!(pool.apply(pid, ()), Err(Error::PoolBroken(_))));
-        assert!(matches!(pool.map(sleep_ms, [1, 2]), Err(Error::PoolBroken(_))));
+        assert!(matches!(
+            pool.map(sleep_ms, [1, 2]),
+            Err(Error::PoolBroken(_))
+        ));
     }
     let pids = pool.worker_pids();
     drop(pool);
@@ -270,7 +279,9 @@ fn cancel_drops_a_queued_task_and_kills_a_running_one() {
     assert!(!before.contains(&served), "a new worker serves");
     assert!(wait_gone(before[0], Duration::from_secs(5)));
     assert!(cancel_took < Duration::from_secs(5), "{cancel_took:?}");
-    eprintln!("cancel of a running task: {cancel_took:?}; replacement serving after {to_serving:?}");
+    eprintln!(
+        "cancel of a running task: {cancel_took:?}; replacement serving after {to_serving:?}"
+    );
     let st = pool.stats();
     assert_eq!(st.tasks_cancelled, 2, "{st:?}");
     assert_eq!(st.tasks_retried, 0, "{st:?}");
@@ -302,11 +313,19 @@ fn time_limits_kill_and_replace_and_are_never_retried() {
     assert!(pool.apply(spin_ms, 10).is_ok());
     // A per-call limit overrides the pool's.
     let r = pool
-        .apply_async_opts(spin_ms, 1_000, TaskOptions::new().time_limit(Duration::from_secs(30)))
+        .apply_async_opts(
+            spin_ms,
+            1_000,
+            TaskOptions::new().time_limit(Duration::from_secs(30)),
+        )
         .unwrap();
     assert!(r.get().is_ok());
     let r = pool
-        .apply_async_opts(spin_ms, 60_000, TaskOptions::new().time_limit(Duration::from_millis(50)))
+        .apply_async_opts(
+            spin_ms,
+            60_000,
+            TaskOptions::new().time_limit(Duration::from_millis(50)),
+        )
         .unwrap();
     assert!(matches!(r.get(), Err(Error::TimeLimit { .. })));
     let st = pool.stats();
@@ -317,7 +336,9 @@ fn time_limits_kill_and_replace_and_are_never_retried() {
     let r = pool.map_async_opts(
         spin_ms,
         [10, 60_000, 10, 10],
-        TaskOptions::new().chunksize(1).time_limit(Duration::from_millis(200)),
+        TaskOptions::new()
+            .chunksize(1)
+            .time_limit(Duration::from_millis(200)),
     );
     assert!(matches!(r.unwrap().get(), Err(Error::TimeLimit { .. })));
 }
@@ -342,14 +363,24 @@ fn a_failing_item_cancels_the_rest_of_its_map() {
     // the sleeping items were killed and reaped.
     let mut started = 0;
     for i in 1..n as usize {
-        assert_eq!(marks.get(2 * i + 1), Some(0), "item {i} cannot have finished");
+        assert_eq!(
+            marks.get(2 * i + 1),
+            Some(0),
+            "item {i} cannot have finished"
+        );
         let p = marks.get(2 * i).unwrap_or(0) as u32;
         if p != 0 {
             started += 1;
-            assert!(common::pid_gone(p), "worker {p} still runs item {i} of the map");
+            assert!(
+                common::pid_gone(p),
+                "worker {p} still runs item {i} of the map"
+            );
         }
     }
-    assert!(started >= 1, "a sleeping item ran (the test tests something)");
+    assert!(
+        started >= 1,
+        "a sleeping item ran (the test tests something)"
+    );
     assert!(pool.stats().tasks_cancelled >= 1);
     // The pool serves on.
     assert_eq!(pool.map(sleep_ms, [1, 1]).unwrap().len(), 2);

@@ -29,6 +29,8 @@ pub(crate) const RES_FAIL: u32 = 1;
 /// Slot flags.
 pub(crate) const FLAG_ARG_SPILL: u32 = 1;
 pub(crate) const FLAG_RES_SPILL: u32 = 2;
+/// The task has a time limit: its claimant records when it started.
+pub(crate) const FLAG_TIMED: u32 = 4;
 
 #[repr(C, align(64))]
 pub(crate) struct Header {

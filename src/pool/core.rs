@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::control::{
-    Control, FLAG_ARG_SPILL, FLAG_RES_SPILL, INLINE, RES_OK, W_INIT_FAILED, W_SERVING,
+    Control, FLAG_ARG_SPILL, FLAG_RES_SPILL, FLAG_TIMED, INLINE, RES_OK, W_INIT_FAILED, W_SERVING,
 };
 use super::protocol::{self, CLAIMED, DONE};
 use super::spill::{create_spill, take_spill, SpillOwner, SpillRef};
@@ -489,6 +489,9 @@ impl Shared {
             self.ctl.write_payload(t, &task.args);
             slot.arg_len
                 .store(task.args.len() as u32, Ordering::Relaxed);
+        }
+        if task.meta.limit.is_some() {
+            flags |= FLAG_TIMED;
         }
         // Relaxed: published by the READY / RETRY Release in `protocol`.
         slot.fn_id.store(task.fn_id.0, Ordering::Relaxed);

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::control::{
-    Control, FLAG_ARG_SPILL, FLAG_RES_SPILL, INLINE, RES_FAIL, RES_OK, W_INITIALIZING, W_LEFT,
-    W_SERVING,
+    Control, FLAG_ARG_SPILL, FLAG_RES_SPILL, FLAG_TIMED, INLINE, RES_FAIL, RES_OK, W_INITIALIZING,
+    W_LEFT, W_SERVING,
 };
 use super::protocol;
 use super::spill::{read_spill, write_spill, SpillOwner, SpillRef};
@@ -105,11 +105,14 @@ fn claim(ctl: &Control, w: usize) -> Option<u64> {
             return None;
         }
         if let Some(t) = protocol::claim(ctl, w as u8) {
-            // Relaxed: read by the parent only after it saw CLAIMED + w (a
-            // time limit measured a little late is harmless).
-            ctl.slot_of(t)
-                .started_ns
-                .store(crate::sys::proc::monotonic_ns(), Ordering::Relaxed);
+            let slot = ctl.slot_of(t);
+            // Relaxed: published by the READY Release, acquired by the claim.
+            if slot.flags.load(Ordering::Relaxed) & FLAG_TIMED != 0 {
+                // Relaxed: read by the parent only after it saw CLAIMED + w
+                // (a time limit measured a few ns late is harmless).
+                slot.started_ns
+                    .store(crate::sys::proc::monotonic_ns(), Ordering::Relaxed);
+            }
             return Some(t);
         }
         // Wait for a submission (or shutdown), spinning briefly first.
