@@ -117,12 +117,12 @@ fn map_chunks_vs_rayon(s: &Sizes) -> MapResult {
     // shmproc: the pool is started once, outside the timed part.
     let pool = Pool::new(WORKERS).expect("pool");
     let input = SharedArray::<u64>::from_slice(&data).expect("input array");
-    let output = SharedArray::<u64>::new(n).expect("output array");
+    let mut output = SharedArray::<u64>::new(n).expect("output array");
     let chunk = Some(chunk_len(n));
     let mut shm = Vec::new();
     for run in 0..=s.map_runs {
         let t = Instant::now();
-        pool.map_chunks(kernel, &input, &output, TIMES, chunk)
+        pool.map_chunks(kernel, &input, &mut output, TIMES, chunk)
             .expect("map_chunks");
         if run > 0 {
             shm.push(t.elapsed().as_secs_f64());

@@ -21,21 +21,21 @@
 //!         print(res.get())
 //! ```
 //!
-//! Each child writes its own element of a `SharedArray<u64>` (the array travels
+//! Each child writes its own element of a `SharedView<u64>` (the array travels
 //! as a handle and re-attaches in the child), so the parent prints the results
 //! in the order of `nums` after joining all children.
 
-use shmproc::{Process, SharedArray};
+use shmproc::{Process, SharedView};
 
 /// `x` squared four times, stored at `res[i]`.
-fn power((x, i, res): (u64, usize, SharedArray<u64>)) {
+fn power((x, i, res): (u64, usize, SharedView<u64>)) {
     res.set(i, shmproc::kernels::power_u64(x, 4));
 }
 
 fn main() -> shmproc::Result<()> {
     shmproc::init();
     let nums = [1u64, 2, 3];
-    let res = SharedArray::<u64>::new(nums.len())?;
+    let res = SharedView::<u64>::new(nums.len())?;
     let mut processes = Vec::new();
     for (i, &num) in nums.iter().enumerate() {
         let p = Process::new(power, (num, i, res.clone()));

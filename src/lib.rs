@@ -44,7 +44,7 @@ pub use process::{
     active_children, cpu_count, current_process, init, parent_process, Process, ProcessBuilder,
     ProcessRun, StartMethod,
 };
-pub use segment::{Segment, SharedArray};
+pub use segment::{Segment, SharedArray, SharedView};
 
 // The library's own unit tests spawn children: the re-exec'd test binary must
 // become a worker.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{wait_gone, watchdog};
 use shmproc::pool::TaskOptions;
-use shmproc::{Error, Pool, SharedArray};
+use shmproc::{Error, Pool, SharedView};
 
 shmproc::worker_test_entry!();
 
@@ -28,7 +28,7 @@ fn kill_self() -> ! {
 
 /// `x * 3`; the task for item `at` kills its own worker the first time it
 /// runs (`flag[0]` records that it did).
-fn triple_or_die((x, at, flag): (u64, u64, SharedArray<u64>)) -> u64 {
+fn triple_or_die((x, at, flag): (u64, u64, SharedView<u64>)) -> u64 {
     if x == at && flag.get(0) == Some(0) {
         flag.set(0, 1);
         kill_self();
@@ -59,9 +59,13 @@ fn exit_with(code: i32) -> u32 {
 }
 
 /// Records its pid in `marks[2i]`, sleeps `ms`, marks `marks[2i+1]`; item 0
-/// panics at once.
-fn mark_and_sleep((i, ms, marks): (u64, u64, SharedArray<u64>)) -> u64 {
+/// panics as soon as item 1 has started.
+fn mark_and_sleep((i, ms, marks): (u64, u64, SharedView<u64>)) -> u64 {
     if i == 0 {
+        let end = Instant::now() + Duration::from_secs(30);
+        while marks.get(2) == Some(0) && Instant::now() < end {
+            std::thread::yield_now();
+        }
         panic!("item zero fails");
     }
     marks.set(2 * i as usize, std::process::id() as u64);
@@ -71,18 +75,27 @@ fn mark_and_sleep((i, ms, marks): (u64, u64, SharedArray<u64>)) -> u64 {
 }
 
 /// Sets `flag[0]`, then sleeps `ms`.
-fn flag_then_sleep((flag, ms): (SharedArray<u64>, u64)) -> u32 {
+fn flag_then_sleep((flag, ms): (SharedView<u64>, u64)) -> u32 {
     flag.set(0, 1);
     sleep_ms(ms)
 }
 
 /// Waits (with a deadline) until `flag[0]` is set by a task.
-fn wait_flag(flag: &SharedArray<u64>) {
+fn wait_flag(flag: &SharedView<u64>) {
     let end = Instant::now() + Duration::from_secs(30);
     while flag.get(0) == Some(0) {
         assert!(Instant::now() < end, "the task never started");
         std::thread::yield_now();
     }
+}
+
+/// A chunk kernel: the chunk at 0 panics, the others sleep 60 s.
+fn panic_or_sleep(i: &[u64], o: &mut [u64], _: &()) {
+    if i.first() == Some(&0) {
+        panic!("the first chunk fails");
+    }
+    std::thread::sleep(Duration::from_secs(60));
+    o.copy_from_slice(i);
 }
 
 fn failing_init(_: ()) {
@@ -101,8 +114,8 @@ fn a_death_after_the_ring_wrapped_does_not_hang() {
             .retries(3)
             .build()
             .unwrap();
-        let flag = SharedArray::<u64>::new(1).unwrap();
-        let items: Vec<(u64, u64, SharedArray<u64>)> =
+        let flag = SharedView::<u64>::new(1).unwrap();
+        let items: Vec<(u64, u64, SharedView<u64>)> =
             (0..n).map(|x| (x, at, flag.clone())).collect();
         let t0 = Instant::now();
         let r = pool
@@ -260,7 +273,7 @@ fn cancel_drops_a_queued_task_and_kills_a_running_one() {
     let _w = watchdog("cancel", LIMIT);
     let pool = Pool::builder().processes(1).build().unwrap();
     let before = pool.worker_pids();
-    let flag = SharedArray::<u64>::new(1).unwrap();
+    let flag = SharedView::<u64>::new(1).unwrap();
     let running = pool
         .apply_async(flag_then_sleep, (flag.clone(), 60_000))
         .unwrap();
@@ -348,7 +361,7 @@ fn a_failing_item_cancels_the_rest_of_its_map() {
     let _w = watchdog("map fail fast", LIMIT);
     let pool = Pool::builder().processes(2).build().unwrap();
     let n = 8u64;
-    let marks = SharedArray::<u64>::new(2 * n as usize).unwrap();
+    let marks = SharedView::<u64>::new(2 * n as usize).unwrap();
     let items: Vec<_> = (0..n).map(|i| (i, 60_000u64, marks.clone())).collect();
     let t0 = Instant::now();
     match pool.map_chunked(mark_and_sleep, items, 1) {
@@ -384,4 +397,28 @@ fn a_failing_item_cancels_the_rest_of_its_map() {
     assert!(pool.stats().tasks_cancelled >= 1);
     // The pool serves on.
     assert_eq!(pool.map(sleep_ms, [1, 1]).unwrap().len(), 2);
+}
+
+#[test]
+fn a_failing_chunk_ends_a_zero_copy_map_with_nothing_left_running() {
+    let _w = watchdog("map_chunks fail fast", LIMIT);
+    let pool = Pool::builder().processes(2).build().unwrap();
+    let input = shmproc::SharedArray::<u64>::from_slice(&(0..64).collect::<Vec<_>>()).unwrap();
+    let mut output = shmproc::SharedArray::<u64>::new(64).unwrap();
+    let before = pool.worker_pids();
+    let t0 = Instant::now();
+    match pool.map_chunks(panic_or_sleep, &input, &mut output, (), Some(8)) {
+        Err(Error::TaskPanicked(p)) => {
+            assert_eq!(p.message, "the first chunk fails");
+            assert_eq!(p.item, Some(0));
+        }
+        other => panic!("expected TaskPanicked, got {other:?}"),
+    }
+    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
+    // A worker that was sleeping in a chunk was killed and is gone now: the
+    // output is ours again, and nobody writes it.
+    assert!(before.iter().any(|&p| common::pid_gone(p)));
+    output.fill(7);
+    assert!(output.iter().all(|&x| x == 7));
+    assert!(pool.stats().tasks_cancelled >= 1);
 }

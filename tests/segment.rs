@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{child_input, spawn_child, Watchdog};
 use shmproc::segment::{self, ArrayHandle, Segment};
-use shmproc::SharedArray;
+use shmproc::SharedView;
 
 #[test]
 #[ignore]
@@ -51,7 +51,7 @@ fn child_square_in_place() {
     let Some(h) = child_input::<ArrayHandle>("square") else {
         return;
     };
-    let a = SharedArray::<u64>::attach(&h).unwrap();
+    let a = SharedView::<u64>::attach(&h).unwrap();
     for i in 0..a.len() {
         let v = a.get(i).unwrap();
         a.set(i, v * v);
@@ -61,7 +61,7 @@ fn child_square_in_place() {
 #[test]
 fn a_child_writes_a_shared_array_in_place() {
     let _w = Watchdog::new("array", Duration::from_secs(60));
-    let a = SharedArray::<u64>::from_slice(&(0..1000).collect::<Vec<_>>()).unwrap();
+    let a = SharedView::<u64>::from_slice(&(0..1000).collect::<Vec<_>>()).unwrap();
     let mut kid = spawn_child("child_square_in_place", "square", &a.handle());
     assert!(kid.wait(Duration::from_secs(30)).success());
     assert_eq!(a.to_vec(), (0..1000u64).map(|x| x * x).collect::<Vec<_>>());

@@ -33,7 +33,7 @@ use super::{checksum, chunk_ranges, default_chunk, Job, ProcessMode, RunError, R
 use crate::kernels::{
     combine, Acc, Dtype, Input, KernelId, KernelInfo, Output, OutputKind, Params, Values,
 };
-use crate::segment::{ArrayHandle, Segment, SharedArray};
+use crate::segment::{ArrayHandle, RawArray, Segment, SharedArray};
 use crate::Pool;
 use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
@@ -117,16 +117,18 @@ fn register(seg: &Arc<Segment>) {
     }
 }
 
-/// The shared array that `s` is a view of, if `s` lies in a segment of a
-/// [`SharedValues`] (and, for `writable`, a writable one).
-pub(super) fn locate<T: bytemuck::Pod>(s: &[T], writable: bool) -> Option<SharedArray<T>> {
+/// The region of shared memory that `s` is, if `s` lies in a segment of a
+/// [`SharedValues`] (and, for `writable`, a writable one): workers reach the
+/// very bytes of `s` through its handle while the caller's borrow of `s`
+/// lasts.
+pub(super) fn locate<T: bytemuck::Pod>(s: &[T], writable: bool) -> Option<RawArray<T>> {
     let r = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
     let (p, bytes) = (s.as_ptr() as usize, std::mem::size_of_val(s));
     r.iter().filter_map(Weak::upgrade).find_map(|seg| {
         let base = seg.as_ptr() as usize;
         let inside = p >= base && p + bytes <= base + seg.len();
         (inside && (!writable || seg.is_writable()))
-            .then(|| SharedArray::from_region(seg, p - base, s.len()).ok())
+            .then(|| RawArray::from_region(seg, p - base, s.len()).ok())
             .flatten()
     })
 }
@@ -169,28 +171,35 @@ impl SharedValues {
     }
 
     /// `len` elements of `dtype` at byte `offset` of `seg` (for example the
-    /// data of a mapped `.npy` file).
+    /// data of a memory-mapped `.npy` file).
+    ///
+    /// # Safety
+    /// The contract of [`SharedArray::from_region`]: while the value lives,
+    /// nothing else reads or writes these bytes — for a mapped file, no other
+    /// program writes or truncates the file (the contract of memmap2's
+    /// mappings).
     ///
     /// # Errors
     /// [`crate::Error::OutOfBounds`] for a region outside the segment or a
     /// misaligned offset.
-    pub fn from_region(
+    pub unsafe fn from_region(
         seg: Arc<Segment>,
         offset: usize,
         len: usize,
         dtype: Dtype,
     ) -> crate::Result<Self> {
         register(&seg);
+        // SAFETY: forwarded to the caller.
         Ok(match dtype {
-            Dtype::U64 => SharedValues::U64(SharedArray::from_region(seg, offset, len)?),
-            Dtype::F64 => SharedValues::F64(SharedArray::from_region(seg, offset, len)?),
+            Dtype::U64 => SharedValues::U64(unsafe { SharedArray::from_region(seg, offset, len)? }),
+            Dtype::F64 => SharedValues::F64(unsafe { SharedArray::from_region(seg, offset, len)? }),
         })
     }
 
     fn segment(&self) -> &Arc<Segment> {
         match self {
-            SharedValues::U64(a) => a.segment(),
-            SharedValues::F64(a) => a.segment(),
+            SharedValues::U64(a) => a.raw().segment(),
+            SharedValues::F64(a) => a.raw().segment(),
         }
     }
 
@@ -217,16 +226,9 @@ impl SharedValues {
 
     /// The elements, read-only.
     pub fn as_input(&self) -> Input<'_> {
-        // SAFETY: the arrays of a SharedValues are not handed out; workers
-        // write them only inside `run`, through an `Output` borrowed from
-        // `as_output(&mut self)`, which cannot coexist with this borrow. (A
-        // file mapped by `from_region` can be changed by other programs; that
-        // is the contract of memory-mapped inputs, as in memmap2.)
         match self {
-            // SAFETY: see above.
-            SharedValues::U64(a) => Input::U64(unsafe { a.as_slice() }),
-            // SAFETY: see above.
-            SharedValues::F64(a) => Input::F64(unsafe { a.as_slice() }),
+            SharedValues::U64(a) => Input::U64(a.as_slice()),
+            SharedValues::F64(a) => Input::F64(a.as_slice()),
         }
     }
 
@@ -240,13 +242,9 @@ impl SharedValues {
                 "the shared values are read-only".into(),
             ));
         }
-        // SAFETY: `&mut self` excludes every other view of these elements in
-        // this process (see `as_input`); the mapping is writable (checked).
         Ok(match self {
-            // SAFETY: see above.
-            SharedValues::U64(a) => Output::U64(unsafe { a.as_mut_slice() }),
-            // SAFETY: see above.
-            SharedValues::F64(a) => Output::F64(unsafe { a.as_mut_slice() }),
+            SharedValues::U64(a) => Output::U64(a.as_mut_slice()),
+            SharedValues::F64(a) => Output::F64(a.as_mut_slice()),
         })
     }
 
@@ -284,8 +282,8 @@ impl SharedValues {
 
     fn handle(&self) -> (Dt, ArrayHandle) {
         match self {
-            SharedValues::U64(a) => (Dt::U64, a.handle()),
-            SharedValues::F64(a) => (Dt::F64, a.handle()),
+            SharedValues::U64(a) => (Dt::U64, a.raw().handle()),
+            SharedValues::F64(a) => (Dt::F64, a.raw().handle()),
         }
     }
 }
@@ -469,8 +467,8 @@ fn kernel_of(id: u32) -> Result<&'static KernelInfo, String> {
 }
 
 enum Attached {
-    U64(SharedArray<u64>),
-    F64(SharedArray<f64>),
+    U64(RawArray<u64>),
+    F64(RawArray<f64>),
 }
 
 fn attach(dt: Dt, h: &ArrayHandle, range: &Range<usize>) -> Result<Attached, String> {
@@ -488,24 +486,24 @@ fn attach(dt: Dt, h: &ArrayHandle, range: &Range<usize>) -> Result<Attached, Str
 
 /// A task's view of its chunk of an input array (`r` bounds-checked by
 /// [`attach`]).
-fn chunk_of<'a, T: bytemuck::Pod>(a: &'a SharedArray<T>, r: &Range<usize>) -> &'a [T] {
+fn chunk_of<'a, T: bytemuck::Pod>(a: &'a RawArray<T>, r: &Range<usize>) -> &'a [T] {
     a.prefault(r.clone(), false);
     // SAFETY: the task protocol: the parent neither writes an input array
     // nor lets anything else write it while the run lasts (`run` holds a
     // shared borrow of it), and outputs are different arrays from inputs (a
     // `&mut` output never aliases a `&` input in the caller).
-    unsafe { &a.as_slice()[r.clone()] }
+    unsafe { &a.slice()[r.clone()] }
 }
 
 /// A task's view of its chunk of the output array.
 #[allow(clippy::mut_from_ref)]
-fn chunk_of_mut<'a, T: bytemuck::Pod>(a: &'a SharedArray<T>, r: &Range<usize>) -> &'a mut [T] {
+fn chunk_of_mut<'a, T: bytemuck::Pod>(a: &'a RawArray<T>, r: &Range<usize>) -> &'a mut [T] {
     a.prefault(r.clone(), true);
     // SAFETY: the task protocol: every task of a run gets a distinct range
     // of the output, the parent does not touch the output while the run lasts
     // (`run` holds its `&mut`), and it waits for the tasks in flight before
     // it returns, even on failure. A retried task rewrites the same range.
-    unsafe { &mut a.as_mut_slice()[r.clone()] }
+    unsafe { &mut a.slice_mut()[r.clone()] }
 }
 
 /// The chunk's input: sub-slices of the attached arrays, generated, or none.
@@ -600,34 +598,63 @@ fn share_slice<T: bytemuck::Pod>(
     s: &[T],
     writable: bool,
     temp: &mut bool,
-) -> crate::Result<SharedArray<T>> {
+) -> crate::Result<Shared<T>> {
     if let Some(a) = locate(s, writable) {
-        return Ok(a);
+        return Ok(Shared::Located(a));
     }
     *temp = true;
-    let a = SharedArray::new(s.len())?;
-    register(a.segment());
-    // SAFETY: `a` is a fresh array that no other process knows yet.
-    unsafe { a.as_mut_slice() }.copy_from_slice(s);
-    Ok(a)
+    Ok(Shared::Copy(SharedArray::from_slice(s)?))
+}
+
+/// An input or output of a run as workers reach it: the caller's own bytes
+/// (borrowed for the run), or a temporary copy.
+enum Shared<T: bytemuck::Pod> {
+    Located(RawArray<T>),
+    Copy(SharedArray<T>),
+}
+
+impl<T: bytemuck::Pod> Shared<T> {
+    fn handle(&self) -> ArrayHandle {
+        match self {
+            Shared::Located(a) => a.handle(),
+            Shared::Copy(a) => a.raw().handle(),
+        }
+    }
+
+    /// The temporary copy's elements (an output copied back at the end).
+    fn copied(&self) -> Option<&[T]> {
+        match self {
+            Shared::Located(_) => None,
+            Shared::Copy(a) => Some(a.as_slice()),
+        }
+    }
+}
+
+/// A shared input or output of either element type.
+enum SharedIo {
+    U64(Shared<u64>),
+    F64(Shared<f64>),
+}
+
+impl SharedIo {
+    fn handle(&self) -> (Dt, ArrayHandle) {
+        match self {
+            SharedIo::U64(a) => (Dt::U64, a.handle()),
+            SharedIo::F64(a) => (Dt::F64, a.handle()),
+        }
+    }
 }
 
 /// The input's arrays as shared arrays (kept alive by the caller for the run).
-fn share_input(input: Input<'_>) -> crate::Result<(Option<SharedValues>, Option<SharedValues>)> {
+fn share_input(input: Input<'_>) -> crate::Result<(Option<SharedIo>, Option<SharedIo>)> {
     let mut temp = false;
     Ok(match input {
         Input::Generated => (None, None),
-        Input::U64(s) => (
-            Some(SharedValues::U64(share_slice(s, false, &mut temp)?)),
-            None,
-        ),
-        Input::F64(s) => (
-            Some(SharedValues::F64(share_slice(s, false, &mut temp)?)),
-            None,
-        ),
+        Input::U64(s) => (Some(SharedIo::U64(share_slice(s, false, &mut temp)?)), None),
+        Input::F64(s) => (Some(SharedIo::F64(share_slice(s, false, &mut temp)?)), None),
         Input::F64Pair(x, y) => (
-            Some(SharedValues::F64(share_slice(x, false, &mut temp)?)),
-            Some(SharedValues::F64(share_slice(y, false, &mut temp)?)),
+            Some(SharedIo::F64(share_slice(x, false, &mut temp)?)),
+            Some(SharedIo::F64(share_slice(y, false, &mut temp)?)),
         ),
     })
 }
@@ -720,20 +747,16 @@ pub(super) fn run_processes(
     match mode {
         ProcessMode::Shared => {
             let (xa, ya) = share_input(job.input)?;
-            let x = xa.as_ref().map(SharedValues::handle);
+            let x = xa.as_ref().map(SharedIo::handle);
             let y = ya.as_ref().map(|a| a.handle().1);
             let mut temp_out = false;
             let out_arr = match &output {
                 _ if k.is_reduction() => None,
                 None => None,
-                Some(Output::U64(s)) => {
-                    Some(SharedValues::U64(share_slice(s, true, &mut temp_out)?))
-                }
-                Some(Output::F64(s)) => {
-                    Some(SharedValues::F64(share_slice(s, true, &mut temp_out)?))
-                }
+                Some(Output::U64(s)) => Some(SharedIo::U64(share_slice(s, true, &mut temp_out)?)),
+                Some(Output::F64(s)) => Some(SharedIo::F64(share_slice(s, true, &mut temp_out)?)),
             };
-            let out_h = out_arr.as_ref().map(SharedValues::handle);
+            let out_h = out_arr.as_ref().map(SharedIo::handle);
             let tasks = ranges
                 .iter()
                 .enumerate()
@@ -755,9 +778,17 @@ pub(super) fn run_processes(
                 on_result(item, output.as_mut());
             }
             if let (true, Some(tmp), Some(output)) = (temp_out, &out_arr, output.as_mut()) {
-                match (tmp.as_input(), output.reborrow()) {
-                    (Input::U64(s), Output::U64(d)) => d.copy_from_slice(s),
-                    (Input::F64(s), Output::F64(d)) => d.copy_from_slice(s),
+                match (tmp, output.reborrow()) {
+                    (SharedIo::U64(s), Output::U64(d)) => {
+                        if let Some(s) = s.copied() {
+                            d.copy_from_slice(s)
+                        }
+                    }
+                    (SharedIo::F64(s), Output::F64(d)) => {
+                        if let Some(s) = s.copied() {
+                            d.copy_from_slice(s)
+                        }
+                    }
                     _ => {}
                 }
             }

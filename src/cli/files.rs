@@ -4,6 +4,18 @@
 //! memory-mapped temporary file in the destination's directory, renamed over
 //! the destination only when the run succeeded, so a failed run leaves no
 //! partial output. Text is parsed into (or formatted from) memory.
+//!
+//! # The contract of mapped files
+//!
+//! `shmproc run` reads its binary inputs and writes its binary outputs in
+//! place, through shared mappings that every worker process maps too. Like
+//! every memory-mapped program (and memmap2's `unsafe` mapping functions), it
+//! relies on nobody else changing the files while a run lasts: another program
+//! that writes an input during a run makes the results meaningless, and one
+//! that truncates it breaks the run. The output is a temporary file that only
+//! this run knows until it is renamed into place.
+
+#![allow(unsafe_code)] // the two SharedValues::from_region calls, under the contract above
 
 use super::{mapped, npy, CliError};
 use crate::backend::SharedValues;
@@ -180,7 +192,9 @@ pub(super) fn load(
     // The data as a shared segment: worker processes map the same file.
     let seg = Segment::map_file(&absolute(path)?, false)
         .map_err(|e| CliError::new(format!("cannot map {}: {e}", path.display())))?;
-    let values = SharedValues::from_region(Arc::new(seg), offset, len, dtype)
+    // SAFETY: the contract of mapped files (module docs): nothing else writes
+    // the input during the run; this process only reads it.
+    let values = unsafe { SharedValues::from_region(Arc::new(seg), offset, len, dtype) }
         .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
     Ok(Loaded::Shared(values))
 }
@@ -282,7 +296,9 @@ impl Sink {
         let seg = Segment::map_file(&absolute(tmp.path())?, true)
             .map_err(|e| CliError::new(format!("cannot map the output {}: {e}", dest.display())))?;
         // The npy header is a multiple of 64 bytes: the data is aligned.
-        let data = SharedValues::from_region(Arc::new(seg), header.len(), len, dtype)
+        // SAFETY: a temporary file this run just created under a fresh name,
+        // mapped once; nothing else knows it until it is renamed into place.
+        let data = unsafe { SharedValues::from_region(Arc::new(seg), header.len(), len, dtype) }
             .map_err(|e| CliError::new(format!("cannot map the output {}: {e}", dest.display())))?;
         Ok(Sink::Mapped {
             tmp,

@@ -9,9 +9,9 @@ use bytemuck::Pod;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::process::task::{catch_task_panic, conjure, TaskFailure};
-use crate::segment::{ArrayHandle, Segment, SegmentHandle, SharedArray};
+use crate::segment::{ArrayHandle, RawArray, Segment, SegmentHandle};
 
 /// Most segments a worker keeps mapped between tasks.
 const CACHE_SLOTS: usize = 16;
@@ -43,10 +43,11 @@ pub(crate) fn open_cached(h: &SegmentHandle) -> Result<Arc<Segment>> {
 }
 
 /// Attaches the array `h` names through the worker's mapping cache (also
-/// used by `crate::backend`'s process tasks).
-pub(crate) fn attach<T: Pod>(h: &ArrayHandle) -> Result<SharedArray<T>> {
+/// used by `crate::backend`'s process tasks). Worker side only: the parent
+/// sent `h` for a chunk of a map that borrows the array for the whole call.
+pub(crate) fn attach<T: Pod>(h: &ArrayHandle) -> Result<RawArray<T>> {
     let seg = open_cached(&h.segment)?;
-    SharedArray::attach_in(seg, h)
+    RawArray::attach_in(seg, h)
 }
 
 /// Arguments of one chunk task.
@@ -84,7 +85,7 @@ fn decode_args<P: DeserializeOwned>(
     postcard::from_bytes(bytes).map_err(|e| TaskFailure::codec("decoding chunk arguments", e))
 }
 
-fn attach_err<T: Pod>(h: &ArrayHandle) -> std::result::Result<SharedArray<T>, TaskFailure> {
+fn attach_err<T: Pod>(h: &ArrayHandle) -> std::result::Result<RawArray<T>, TaskFailure> {
     attach::<T>(h).map_err(|e| TaskFailure::Codec(format!("attaching a shared array: {e}")))
 }
 
@@ -108,14 +109,17 @@ where
     output.prefault(r.clone(), true);
     let f = conjure::<F>();
     run_guarded(r.start, || {
-        // SAFETY: the parent hands out disjoint chunk ranges of the output, and
-        // checked that the output does not overlap the input; no other task
-        // writes these elements while this one runs, and the parent does not
-        // touch them until the map returns.
+        // SAFETY: the parent's `map_chunks` borrows the input shared and the
+        // output exclusively (`&SharedArray`, `&mut SharedArray`: owned
+        // arrays, of which no view or handle exists elsewhere) until every
+        // chunk is finished or its worker dead, and hands out disjoint chunk
+        // ranges of the output, which cannot overlap the input (two owned
+        // arrays never share bytes). So nobody writes `src` and nobody else
+        // touches `dst` while this task runs.
         let (src, dst) = unsafe {
             (
-                &input.as_slice()[r.clone()],
-                &mut output.as_mut_slice()[r.clone()],
+                &input.slice()[r.clone()],
+                &mut output.slice_mut()[r.clone()],
             )
         };
         f(src, dst, &a.params)
@@ -136,9 +140,9 @@ where
     data.prefault(r.clone(), true);
     let f = conjure::<F>();
     run_guarded(r.start, || {
-        // SAFETY: chunk ranges are disjoint; nothing else touches these elements
-        // while the task runs (see map_trampoline).
-        let chunk = unsafe { &mut data.as_mut_slice()[r.clone()] };
+        // SAFETY: `map_chunks_in_place` borrows the array exclusively for the
+        // whole call and chunk ranges are disjoint (see map_trampoline).
+        let chunk = unsafe { &mut data.slice_mut()[r.clone()] };
         f(chunk, &a.params)
     })?;
     Ok(Vec::new())
@@ -158,9 +162,9 @@ where
     input.prefault(r.clone(), false);
     let f = conjure::<F>();
     let out = run_guarded(r.start, || {
-        // SAFETY: the input is only read during the map; the caller of
-        // reduce_chunks promises no process writes it meanwhile.
-        let src = unsafe { &input.as_slice()[r.clone()] };
+        // SAFETY: `reduce_chunks` borrows the owned input shared for the whole
+        // call: nobody writes it meanwhile.
+        let src = unsafe { &input.slice()[r.clone()] };
         f(src, r.start, &a.params)
     })?;
     postcard::to_stdvec(&out).map_err(|e| TaskFailure::codec("encoding result", e))
@@ -176,30 +180,4 @@ pub(crate) fn chunk_ranges(len: usize, chunk: Option<usize>, workers: usize) -> 
         .step_by(size)
         .map(|s| s as u64..(s + size).min(len) as u64)
         .collect()
-}
-
-/// Fails unless two arrays are disjoint, both in this process's address space
-/// and within the object they map (two mappings of one segment have different
-/// addresses but the same bytes).
-pub(crate) fn check_disjoint<T: Pod, U: Pod>(a: &SharedArray<T>, b: &SharedArray<U>) -> Result<()> {
-    let overlap = |a0: usize, a1: usize, b0: usize, b1: usize| a0 < b1 && b0 < a1;
-    let (abytes, bbytes) = (
-        a.len() * std::mem::size_of::<T>(),
-        b.len() * std::mem::size_of::<U>(),
-    );
-    let (pa, pb) = (a.as_ptr() as usize, b.as_ptr() as usize);
-    let in_memory = overlap(pa, pa + abytes, pb, pb + bbytes);
-    let in_object = a.segment().handle() == b.segment().handle()
-        && overlap(
-            a.offset(),
-            a.offset() + abytes,
-            b.offset(),
-            b.offset() + bbytes,
-        );
-    if in_memory || in_object {
-        return Err(Error::InvalidArgument(
-            "input and output arrays overlap; use map_chunks_in_place".into(),
-        ));
-    }
-    Ok(())
 }

@@ -852,11 +852,12 @@ impl Shared {
             }
         }
         inner.compact();
-        self.maybe_break(&mut inner, &mut failed);
+        let killed = self.maybe_break(&mut inner, &mut failed);
         let replace = inner.broken.is_none()
             && (inner.state == State::Running
                 || (inner.state == State::Closed && inner.outstanding > 0));
         drop(inner);
+        wait_gone(&killed);
         if replace {
             self.replace(w);
         }
@@ -872,9 +873,14 @@ impl Shared {
 
     /// Breaks the pool once worker starts have failed too often in a row:
     /// every pending task fails, and so will every later one.
-    fn maybe_break(&self, inner: &mut Inner, out: &mut Vec<Delivery>) {
+    ///
+    /// Returns the workers it killed (they held tasks): wait for them to be
+    /// gone before delivering, so that no task of a failed zero-copy map
+    /// still runs when its call returns.
+    #[must_use]
+    fn maybe_break(&self, inner: &mut Inner, out: &mut Vec<Delivery>) -> Vec<Child> {
         if inner.broken.is_some() || inner.start_failures < self.config.max_start_failures {
-            return;
+            return Vec::new();
         }
         let why = format!(
             "{} worker starts failed in a row; the last one: {}",
@@ -885,7 +891,9 @@ impl Shared {
                 .unwrap_or("no reason given")
         );
         inner.broken = Some(why.clone());
-        out.extend(self.fail_all_locked(inner, || Error::PoolBroken(why.clone())));
+        let (ds, killed) = self.fail_all_locked(inner, || Error::PoolBroken(why.clone()));
+        out.extend(ds);
+        killed
     }
 
     /// Starts a worker in index `w` (empty). On failure the index stays empty
@@ -911,8 +919,9 @@ impl Shared {
                 inner.start_failures += 1;
                 inner.last_start_error = Some(e.to_string());
                 let mut failed = Vec::new();
-                self.maybe_break(&mut inner, &mut failed);
+                let killed = self.maybe_break(&mut inner, &mut failed);
                 drop(inner);
+                wait_gone(&killed);
                 if !failed.is_empty() {
                     self.deliver(failed);
                     self.ring();
@@ -984,9 +993,10 @@ impl Shared {
     }
 
     /// Cancels the tasks `tickets` (those still pending): a queued one is
-    /// withdrawn, a running one has its worker killed (and replaced). Returns
-    /// once every one of them is delivered.
-    fn cancel_tickets(&self, tickets: &[u64], why: &str) {
+    /// withdrawn; a running one has its worker killed (and replaced) if
+    /// `kill`, else it runs to its end. Returns once every one of them is
+    /// delivered.
+    fn cancel_tickets(&self, tickets: &[u64], why: &str, kill: bool) {
         let mut killed = Vec::new();
         let mut withdrawn = Vec::new();
         {
@@ -1003,7 +1013,7 @@ impl Shared {
                     continue;
                 }
                 match protocol::state_of(&self.ctl, t) {
-                    Some(st) if (CLAIMED..DONE).contains(&st) => {
+                    Some(st) if kill && (CLAIMED..DONE).contains(&st) => {
                         let w = (st - CLAIMED) as usize;
                         if let Some(task) = inner.task_mut(t) {
                             if task.doom.is_none() {
@@ -1024,15 +1034,17 @@ impl Shared {
             self.deliver(withdrawn);
             self.ring();
         }
-        if killed.is_empty() {
-            return;
-        }
         for c in &killed {
             // A SIGKILLed process is gone within milliseconds.
             let _ = c.wait_readable(Some(Duration::from_secs(10)));
         }
-        self.reap();
-        let _ = self.wait_until(Some(Instant::now() + Duration::from_secs(10)), || {
+        if !killed.is_empty() {
+            self.reap();
+        }
+        // Every ticket is delivered once it left the table: a withdrawn or
+        // killed one by now (or very soon, if the supervisor handles the
+        // death), a running one when it finishes.
+        let _ = self.wait_until(None, || {
             let inner = lock(&self.inner);
             tickets.iter().all(|&t| inner.task_mut_ref(t).is_none())
         });
@@ -1043,12 +1055,23 @@ impl Shared {
         // Relaxed: set at submission, before the handle was returned.
         let t = c.ticket.load(Ordering::Relaxed);
         if t != NO_TICKET {
-            self.cancel_tickets(&[t], why);
+            self.cancel_tickets(&[t], why, true);
         }
     }
 
-    /// Cancels every chunk of a stream that is not delivered yet.
+    /// Cancels every chunk of a stream that is not delivered yet (running ones
+    /// have their workers killed).
     pub(crate) fn cancel_stream(&self, s: &Stream, why: &str) {
+        self.stop_stream(s, why, true)
+    }
+
+    /// Withdraws the queued chunks of a stream and waits for the running ones
+    /// to finish.
+    pub(crate) fn drain_stream(&self, s: &Stream, why: &str) {
+        self.stop_stream(s, why, false)
+    }
+
+    fn stop_stream(&self, s: &Stream, why: &str, kill: bool) {
         let tickets: Vec<u64> = {
             let st = lock(&s.state);
             st.tickets
@@ -1058,11 +1081,18 @@ impl Shared {
                 .map(|(_, &t)| t)
                 .collect()
         };
-        self.cancel_tickets(&tickets, why);
+        self.cancel_tickets(&tickets, why, kill);
     }
 
-    fn fail_all_locked(&self, inner: &mut Inner, err: impl Fn() -> Error) -> Vec<Delivery> {
+    /// Fails every pending task; returns the deliveries and the workers it
+    /// killed because they were running one.
+    fn fail_all_locked(
+        &self,
+        inner: &mut Inner,
+        err: impl Fn() -> Error,
+    ) -> (Vec<Delivery>, Vec<Child>) {
         let mut out = Vec::new();
+        let mut killed = Vec::new();
         for t in inner.head..inner.tail {
             let idx = (t - inner.head) as usize;
             let Some(meta) = inner.pending[idx].as_ref().map(|task| task.meta) else {
@@ -1078,7 +1108,7 @@ impl Shared {
             if !protocol::withdraw(&self.ctl, t) {
                 match protocol::state_of(&self.ctl, t) {
                     Some(st) if (CLAIMED..DONE).contains(&st) => {
-                        self.kill_worker_locked(inner, (st - CLAIMED) as usize);
+                        killed.extend(self.kill_worker_locked(inner, (st - CLAIMED) as usize));
                     }
                     _ => protocol::recycle(&self.ctl, t),
                 }
@@ -1088,7 +1118,7 @@ impl Shared {
             }
         }
         inner.compact();
-        out
+        (out, killed)
     }
 
     pub(crate) fn state(&self) -> State {
@@ -1107,7 +1137,7 @@ impl Shared {
         let (ds, children) = {
             let mut inner = lock(&self.inner);
             inner.state = State::Terminated;
-            let ds = self.fail_all_locked(&mut inner, || {
+            let (ds, _killed) = self.fail_all_locked(&mut inner, || {
                 Error::InvalidState("the pool was terminated before the task finished".into())
             });
             let children: Vec<Child> = inner.workers.iter_mut().filter_map(Option::take).collect();
@@ -1196,6 +1226,14 @@ impl Inner {
     fn task_mut_ref(&self, t: u64) -> Option<&Task> {
         let idx = t.checked_sub(self.head)? as usize;
         self.pending.get(idx)?.as_ref()
+    }
+}
+
+/// Waits (a bounded time) until SIGKILLed workers are gone.
+fn wait_gone(killed: &[Child]) {
+    for c in killed {
+        // A SIGKILLed process is gone within milliseconds.
+        let _ = c.wait_readable(Some(Duration::from_secs(10)));
     }
 }
 

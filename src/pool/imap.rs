@@ -178,6 +178,33 @@ where
     }
 }
 
+impl<I: Iterator, R> IMap<'_, I, R> {
+    /// Stops the map now: queued chunks are dropped and the workers running
+    /// chunks of it are killed (and replaced). Returns once nothing of it
+    /// runs; the iterator then yields nothing more.
+    pub fn cancel(&mut self) {
+        self.exhausted = true;
+        self.failed = true;
+        self.pool
+            .shared
+            .cancel_stream(&self.stream, "cancelled by IMap::cancel");
+    }
+}
+
+/// Dropping an unfinished map withdraws its queued chunks and waits for the
+/// running ones to finish (use [`IMap::cancel`] to kill them instead), so no
+/// chunk of it runs after the iterator is gone.
+impl<I: Iterator, R> Drop for IMap<'_, I, R> {
+    fn drop(&mut self) {
+        let unfinished = self.submitted > lock(&self.stream.state).delivered;
+        if unfinished {
+            self.pool
+                .shared
+                .drain_stream(&self.stream, "the imap iterator was dropped");
+        }
+    }
+}
+
 impl<I, R> FusedIterator for IMap<'_, I, R>
 where
     I: Iterator,

@@ -801,6 +801,10 @@ impl Pool {
 
     // ---- zero-copy chunk maps ---------------------------------------------------
 
+    /// Runs the chunks of a zero-copy map and waits for all of them. Returns
+    /// only when no chunk runs any more — also when submitting fails
+    /// part-way, and (through the guard) when this thread unwinds — because
+    /// the caller's borrows of the arrays end when this returns.
     fn run_chunks<P: Serialize>(
         &self,
         fn_id: FnId,
@@ -813,8 +817,8 @@ impl Pool {
         let chunks = chunk::chunk_ranges(len, chunk, self.processes())
             .into_iter()
             .map(|range| {
-                // Panics in chunk kernels carry the chunk's start themselves.
-                let start = 0;
+                // Panics in chunk kernels carry the chunk's start themselves
+                // (offset 0 leaves it as is).
                 Ok((
                     postcard::to_stdvec(&chunk::ChunkArgs {
                         input: input.clone(),
@@ -822,12 +826,16 @@ impl Pool {
                         range,
                         params,
                     })?,
-                    start,
+                    0,
                 ))
             });
         let stream = self.submit_stream(fn_id, chunks, None)?;
-        let shared = Arc::clone(&self.shared);
-        shared.wait_until(None, || stream.is_complete())?;
+        let guard = ScopeGuard {
+            shared: &self.shared,
+            stream: &stream,
+        };
+        self.shared.wait_until(None, || stream.is_complete())?;
+        std::mem::forget(guard);
         let first_err = lock(&stream.state)
             .first_error
             .as_ref()
@@ -843,14 +851,48 @@ impl Pool {
     /// chunk ranges travel; every worker reads and writes the shared memory in
     /// place. `chunk`: elements per task (`None`: about four chunks per worker).
     ///
+    /// The map borrows `input` shared and `output` exclusively, and returns
+    /// only once no chunk of it runs any more — on success, on error (the
+    /// first failing chunk cancels the others), and if the calling thread
+    /// unwinds — so the borrow checker proves that nothing else touches the
+    /// arrays while workers hold slices of them (the shape of rayon's
+    /// `par_chunks_mut`).
+    ///
+    /// ```no_run
+    /// use shmproc::{Pool, SharedArray};
+    ///
+    /// fn main() -> shmproc::Result<()> {
+    ///     shmproc::init();
+    ///     let pool = Pool::new(2)?;
+    ///     let input = SharedArray::<u64>::from_slice(&(0..1000).collect::<Vec<_>>())?;
+    ///     let mut output = SharedArray::<u64>::new(1000)?;
+    ///     pool.map_chunks(
+    ///         |i: &[u64], o: &mut [u64], t: &u32| shmproc::kernels::power_u64_slice(i, o, *t),
+    ///         &input, &mut output, 2u32, None,
+    ///     )?;
+    ///     assert_eq!(output[3], 81);
+    ///     Ok(())
+    /// }
+    /// ```
+    ///
+    /// An array cannot be both the input and the output (use
+    /// [`map_chunks_in_place`](Pool::map_chunks_in_place)), nor be touched
+    /// while the map runs:
+    ///
+    /// ```compile_fail
+    /// # let pool = shmproc::Pool::new(1).unwrap();
+    /// let mut a = shmproc::SharedArray::<u64>::new(8).unwrap();
+    /// pool.map_chunks(|i: &[u64], o: &mut [u64], _: &()| o.copy_from_slice(i), &a, &mut a, (), None);
+    /// ```
+    ///
     /// # Errors
-    /// [`Error::InvalidArgument`] if the lengths differ or the arrays overlap;
-    /// the first task error otherwise.
+    /// [`Error::InvalidArgument`] if the lengths differ or the output is
+    /// read-only; the first task error otherwise.
     pub fn map_chunks<F, T, U, P>(
         &self,
         kernel: F,
         input: &SharedArray<T>,
-        output: &SharedArray<U>,
+        output: &mut SharedArray<U>,
         params: P,
         chunk: Option<usize>,
     ) -> Result<()>
@@ -869,16 +911,15 @@ impl Pool {
                 output.len()
             )));
         }
-        if !output.segment().is_writable() {
+        if !output.is_writable() {
             return Err(Error::InvalidArgument(
                 "the output array is read-only".into(),
             ));
         }
-        chunk::check_disjoint(input, output)?;
         self.run_chunks(
             FnId::of(chunk::map_trampoline::<F, T, U, P>),
-            input.handle(),
-            Some(output.handle()),
+            input.raw().handle(),
+            Some(output.raw().handle()),
             input.len(),
             &params,
             chunk,
@@ -887,11 +928,12 @@ impl Pool {
     }
 
     /// Runs `kernel(&mut data[c], &params)` for disjoint chunks `c` of a shared
-    /// array, in place, in the workers.
+    /// array, in place, in the workers. Borrows `data` exclusively until no
+    /// chunk runs any more (see [`map_chunks`](Pool::map_chunks)).
     pub fn map_chunks_in_place<F, T, P>(
         &self,
         kernel: F,
-        data: &SharedArray<T>,
+        data: &mut SharedArray<T>,
         params: P,
         chunk: Option<usize>,
     ) -> Result<()>
@@ -902,12 +944,12 @@ impl Pool {
     {
         assert_zero_sized::<F>();
         let _ = kernel;
-        if !data.segment().is_writable() {
+        if !data.is_writable() {
             return Err(Error::InvalidArgument("the array is read-only".into()));
         }
         self.run_chunks(
             FnId::of(chunk::in_place_trampoline::<F, T, P>),
-            data.handle(),
+            data.raw().handle(),
             None,
             data.len(),
             &params,
@@ -918,7 +960,8 @@ impl Pool {
 
     /// Runs `kernel(&input[c], c.start, &params)` for chunks `c` of a shared
     /// array and returns the per-chunk results in chunk order (a parallel
-    /// reduction: combine them in order for a deterministic answer).
+    /// reduction: combine them in order for a deterministic answer). Borrows
+    /// `input` until no chunk runs any more (see [`map_chunks`](Pool::map_chunks)).
     pub fn reduce_chunks<F, T, P, R>(
         &self,
         kernel: F,
@@ -936,7 +979,7 @@ impl Pool {
         let _ = kernel;
         let stream = self.run_chunks(
             FnId::of(chunk::reduce_trampoline::<F, T, P, R>),
-            input.handle(),
+            input.raw().handle(),
             None,
             input.len(),
             &params,
@@ -978,6 +1021,21 @@ impl Pool {
     /// Whether [`close`](Pool::close) or [`terminate`](Pool::terminate) was called.
     pub fn is_closed(&self) -> bool {
         self.shared.state() != State::Running
+    }
+}
+
+/// Cancels a zero-copy map's chunks and waits for them if the waiting thread
+/// unwinds, so no worker touches the arrays after their borrows end.
+struct ScopeGuard<'a> {
+    shared: &'a Shared,
+    stream: &'a Stream,
+}
+
+impl Drop for ScopeGuard<'_> {
+    fn drop(&mut self) {
+        self.shared
+            .cancel_stream(self.stream, "the thread waiting for the map unwound");
+        let _ = self.shared.wait_until(None, || self.stream.is_complete());
     }
 }
 

@@ -144,7 +144,7 @@ impl ProcessBuilder {
 /// Python drops it — a returned `Err` is not a failure; to fail, panic (for
 /// instance with `.expect(..)`), which gives exit code 1. Results come back
 /// through a [`Queue`](crate::Queue), a [`Pipe`](crate::Pipe) or a
-/// [`SharedArray`](crate::SharedArray), or use a [`Pool`](crate::Pool).
+/// [`SharedView`](crate::SharedView), or use a [`Pool`](crate::Pool).
 ///
 /// # Examples
 ///

@@ -52,7 +52,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::sys::shm as sys;
 
-pub use array::{ArrayHandle, SharedArray};
+pub(crate) use array::RawArray;
+pub use array::{ArrayHandle, AtomicElement, SharedArray, SharedView};
 use header::Header;
 pub use header::{HEADER_SIZE, LAYOUT_VERSION};
 
@@ -73,6 +74,9 @@ pub mod kind {
     pub const PIPE: u32 = 5;
     /// A pool's control block.
     pub const POOL: u32 = 6;
+    /// The elements of an owned [`SharedArray`](super::SharedArray): no
+    /// [`SharedView`](super::SharedView) attaches to it.
+    pub const OWNED_ARRAY: u32 = 7;
     /// First tag free for applications.
     pub const USER: u32 = 0x1000;
     /// Reported for raw file mappings, which have no header.
@@ -554,6 +558,15 @@ impl Segment {
             self.header().kind.load(Ordering::Relaxed)
         } else {
             kind::NO_HEADER
+        }
+    }
+
+    /// Changes the kind tag (an owned array becoming a view).
+    pub(crate) fn set_kind(&self, kind: u32) {
+        if self.has_header && self.writable {
+            // Relaxed: other processes learn of the new kind only through a
+            // handle sent after this store (a synchronising message).
+            self.header().kind.store(kind, Ordering::Relaxed);
         }
     }
 

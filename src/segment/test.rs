@@ -152,64 +152,64 @@ fn memfd_segment_opens_through_its_handle() {
     assert_eq!(other.kind(), kind::ARRAY);
     // Writes through one mapping are seen through the other.
     let off = seg.alloc(8, 8).unwrap();
-    let arr = SharedArray::<u64>::from_region(Arc::new(other), off, 1).unwrap();
-    let arr0 = SharedArray::<u64>::from_region(Arc::new(seg), off, 1).unwrap();
+    let arr = SharedView::<u64>::from_region(Arc::new(other), off, 1).unwrap();
+    let arr0 = SharedView::<u64>::from_region(Arc::new(seg), off, 1).unwrap();
     arr0.set(0, 77);
     assert_eq!(arr.get(0), Some(77));
 }
 
 #[test]
 fn array_handle_checks_type_len_offset() {
-    let a = SharedArray::<u64>::new(16).unwrap();
+    let a = SharedView::<u64>::new(16).unwrap();
     let h = a.handle();
-    assert_eq!(SharedArray::<u64>::attach(&h).unwrap().len(), 16);
+    assert_eq!(SharedView::<u64>::attach(&h).unwrap().len(), 16);
 
     assert!(matches!(
-        SharedArray::<f64>::attach(&h),
+        SharedView::<f64>::attach(&h),
         Err(Error::TypeMismatch { .. })
     ));
     assert!(matches!(
-        SharedArray::<u32>::attach(&h),
+        SharedView::<u32>::attach(&h),
         Err(Error::TypeMismatch { .. })
     ));
     let mut long = h.clone();
     long.len = 1 << 40;
     assert!(matches!(
-        SharedArray::<u64>::attach(&long),
+        SharedView::<u64>::attach(&long),
         Err(Error::OutOfBounds { .. })
     ));
     let mut far = h.clone();
     far.offset = 1 << 30;
     assert!(matches!(
-        SharedArray::<u64>::attach(&far),
+        SharedView::<u64>::attach(&far),
         Err(Error::OutOfBounds { .. })
     ));
     let mut overflow = h.clone();
     overflow.offset = u64::MAX - 4;
     assert!(matches!(
-        SharedArray::<u64>::attach(&overflow),
+        SharedView::<u64>::attach(&overflow),
         Err(Error::OutOfBounds { .. })
     ));
     let mut misaligned = h.clone();
     misaligned.offset += 1;
     assert!(matches!(
-        SharedArray::<u64>::attach(&misaligned),
+        SharedView::<u64>::attach(&misaligned),
         Err(Error::OutOfBounds { .. })
     ));
     let mut in_header = h;
     in_header.offset = 8;
     in_header.len = 1;
     assert!(matches!(
-        SharedArray::<u64>::attach(&in_header),
+        SharedView::<u64>::attach(&in_header),
         Err(Error::OutOfBounds { .. })
     ));
 }
 
 #[test]
 fn array_round_trips_through_serde() {
-    let a = SharedArray::<f64>::from_slice(&[1.5, 2.5]).unwrap();
+    let a = SharedView::<f64>::from_slice(&[1.5, 2.5]).unwrap();
     let bytes = postcard::to_allocvec(&a).unwrap();
-    let b: SharedArray<f64> = postcard::from_bytes(&bytes).unwrap();
+    let b: SharedView<f64> = postcard::from_bytes(&bytes).unwrap();
     b.set(0, 9.0);
     assert_eq!(a.to_vec(), vec![9.0, 2.5]);
     let s = a.slice(1..2);
@@ -224,12 +224,12 @@ fn raw_file_mapping_is_shared_and_bounded() {
     let path = dir.join("raw.bin");
     let seg = Arc::new(Segment::create_raw_file(&path, 64).unwrap());
     assert!(!seg.has_header());
-    let a = SharedArray::<u64>::from_region(Arc::clone(&seg), 0, 8).unwrap();
+    let a = SharedView::<u64>::from_region(Arc::clone(&seg), 0, 8).unwrap();
     a.copy_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
     let ro = Segment::map_file(&path, false).unwrap();
-    let b = SharedArray::<u64>::from_region(Arc::new(ro), 0, 8).unwrap();
+    let b = SharedView::<u64>::from_region(Arc::new(ro), 0, 8).unwrap();
     assert_eq!(b.to_vec(), vec![1, 2, 3, 4, 5, 6, 7, 8]);
-    assert!(SharedArray::<u64>::from_region(seg, 8, 8).is_err());
+    assert!(SharedView::<u64>::from_region(seg, 8, 8).is_err());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -279,7 +279,7 @@ fn start_time_identifies_this_process() {
 fn handles_are_send_and_sync() {
     fn both<T: Send + Sync>() {}
     both::<Segment>();
-    both::<SharedArray<u64>>();
+    both::<SharedView<u64>>();
     both::<crate::sync::Mutex<u64>>();
     both::<crate::sync::Semaphore>();
     both::<crate::sync::Event>();
@@ -291,20 +291,20 @@ fn handles_are_send_and_sync() {
 fn a_memfd_larger_than_memory_is_no_space_not_an_oom() {
     let r = Segment::builder().memfd().create(1 << 50);
     assert!(matches!(r, Err(Error::NoSpace { .. })), "{r:?}");
-    let r = SharedArray::<u64>::new(1 << 47);
+    let r = SharedView::<u64>::new(1 << 47);
     assert!(matches!(r, Err(Error::NoSpace { .. })), "{r:?}");
 }
 
 #[test]
 fn prefault_keeps_contents_and_remembers_the_pages_it_did() {
     let seg = Arc::new(Segment::builder().memfd().create(64 * 4096).unwrap());
-    let a = SharedArray::<u64>::new_in(&seg, 8 * 4096).unwrap();
+    let a = SharedView::<u64>::new_in(&seg, 8 * 4096).unwrap();
     a.copy_from_slice(&(0..8 * 4096u64).collect::<Vec<_>>());
     let other = Arc::new(Segment::open_handle(&seg.handle()).unwrap());
-    let b = SharedArray::<u64>::attach_in(Arc::clone(&other), &a.handle()).unwrap();
+    let b = SharedView::<u64>::attach_in(Arc::clone(&other), &a.handle()).unwrap();
     // A chunk in the middle: pages 4..=9 of the array's region, say.
-    b.prefault(2048..5000, false);
-    b.prefault(2048..5000, true);
+    b.raw().prefault(2048..5000, false);
+    b.raw().prefault(2048..5000, true);
     assert_eq!(b.to_vec(), (0..8 * 4096u64).collect::<Vec<_>>());
     let pages_of = |write: bool| -> Vec<usize> {
         let bits = other.populated[write as usize].get().expect("bitmap made");
@@ -317,7 +317,51 @@ fn prefault_keeps_contents_and_remembers_the_pages_it_did() {
     assert_eq!(pages_of(false), (first..last).collect::<Vec<_>>());
     assert_eq!(pages_of(true), (first..last).collect::<Vec<_>>());
     // Out-of-range requests are clipped, empty ones ignored.
-    b.prefault(5000..5000, false);
-    b.prefault(0..usize::MAX, false);
+    b.raw().prefault(5000..5000, false);
+    b.raw().prefault(0..usize::MAX, false);
     assert_eq!(pages_of(false).len(), other.len().div_ceil(4096));
+}
+
+#[test]
+fn an_owned_array_gives_safe_slices_and_refuses_views() {
+    let mut a = crate::segment::SharedArray::<u64>::from_slice(&[1, 2, 3]).unwrap();
+    a[0] = 10;
+    a.as_mut_slice()[2] = 30;
+    assert_eq!(a.to_vec(), vec![10, 2, 30]);
+    // No view attaches to an owned array's segment, by handle or by region.
+    let h = a.raw().handle();
+    assert!(matches!(
+        SharedView::<u64>::attach(&h),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        SharedView::<u64>::from_region(Arc::clone(a.raw().segment()), h.offset as usize, 1),
+        Err(Error::InvalidArgument(_))
+    ));
+    // Once it is a view, it attaches like any view.
+    let v = a.into_view();
+    let w = SharedView::<u64>::attach(&v.handle()).unwrap();
+    w.set(1, 20);
+    assert_eq!(v.to_vec(), vec![10, 20, 30]);
+}
+
+#[test]
+fn atomic_elements_of_every_width() {
+    let a = SharedView::<u8>::from_slice(&[1, 2]).unwrap();
+    a.set(1, 200);
+    assert_eq!(a.to_vec(), vec![1, 200]);
+    let b = SharedView::<i16>::from_slice(&[-1, 2]).unwrap();
+    b.set(0, -300);
+    assert_eq!(b.get(0), Some(-300));
+    let c = SharedView::<f32>::from_slice(&[1.5]).unwrap();
+    c.set(0, -2.25);
+    assert_eq!(c.get(0), Some(-2.25));
+    let d = SharedView::<f64>::new(3).unwrap();
+    d.copy_from_slice(&[0.5, f64::NAN, -0.0]);
+    let got = d.to_vec();
+    assert_eq!(got[0], 0.5);
+    assert!(got[1].is_nan());
+    assert!(got[2] == 0.0 && got[2].is_sign_negative());
+    let e = SharedView::<i64>::from_slice(&[i64::MIN]).unwrap();
+    assert_eq!(e.get(0), Some(i64::MIN));
 }
