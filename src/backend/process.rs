@@ -189,9 +189,10 @@ impl SharedValues {
         dtype: Dtype,
     ) -> crate::Result<Self> {
         register(&seg);
-        // SAFETY: forwarded to the caller.
         Ok(match dtype {
+            // SAFETY: forwarded to the caller.
             Dtype::U64 => SharedValues::U64(unsafe { SharedArray::from_region(seg, offset, len)? }),
+            // SAFETY: forwarded to the caller.
             Dtype::F64 => SharedValues::F64(unsafe { SharedArray::from_region(seg, offset, len)? }),
         })
     }
