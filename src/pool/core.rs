@@ -247,6 +247,7 @@ impl Shared {
         let prefix = match self.config.method {
             StartMethod::Fork => "ForkPoolWorker",
             StartMethod::Spawn => "SpawnPoolWorker",
+            StartMethod::ForkServer => "ForkServerPoolWorker",
         };
         opts.name = format!("{prefix}-{}", opts.ident.last().copied().unwrap_or(0));
         // Relaxed: cleared before the worker exists; it sets it itself.

@@ -63,6 +63,7 @@
 //! }
 //! ```
 
+mod forkserver;
 mod handle;
 mod liveness;
 mod registry;
@@ -87,6 +88,10 @@ pub enum StartMethod {
     Spawn,
     /// `fork()` without exec; refused in a multithreaded process unless forced.
     Fork,
+    /// Forked by this process's fork server (started on first use with the
+    /// spawn method); works from a multithreaded parent; needs [`init`]. The
+    /// child inherits the server's fresh memory, not the parent's.
+    ForkServer,
 }
 
 static DEFAULT_METHOD: AtomicU8 = AtomicU8::new(0);
@@ -106,6 +111,7 @@ pub fn set_start_method(method: StartMethod) {
     let v = match method {
         StartMethod::Spawn => 0,
         StartMethod::Fork => 1,
+        StartMethod::ForkServer => 2,
     };
     // Relaxed: a plain setting, no other memory depends on it.
     DEFAULT_METHOD.store(v, Ordering::Relaxed);
@@ -116,6 +122,7 @@ pub fn get_start_method() -> StartMethod {
     // Relaxed: see set_start_method.
     match DEFAULT_METHOD.load(Ordering::Relaxed) {
         1 => StartMethod::Fork,
+        2 => StartMethod::ForkServer,
         _ => StartMethod::Spawn,
     }
 }

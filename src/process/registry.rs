@@ -23,8 +23,8 @@ fn children() -> std::sync::MutexGuard<'static, Vec<Child>> {
     CHILDREN.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Records a started child of this process.
-pub(crate) fn register(child: &Child) {
+/// Registers the exit handler (once per process).
+pub(crate) fn ensure_exit_handler() {
     ATEXIT.call_once(|| {
         if !crate::sys::proc::atexit(at_exit) {
             let e = crate::Error::last_os(
@@ -33,6 +33,11 @@ pub(crate) fn register(child: &Child) {
             eprintln!("shmproc: {e}");
         }
     });
+}
+
+/// Records a started child of this process.
+pub(crate) fn register(child: &Child) {
+    ensure_exit_handler();
     children().push(child.clone());
 }
 
@@ -79,6 +84,8 @@ pub(crate) fn shutdown_children() {
     for c in &kids {
         let _ = c.wait();
     }
+    // Last: the fork server reports the statuses of the children above.
+    super::forkserver::stop_global();
 }
 
 extern "C" fn at_exit() {
