@@ -6,7 +6,10 @@
 //! 1. daemon children still running get SIGTERM, and SIGKILL if they have not
 //!    ended one second later;
 //! 2. all children, daemon or not, are then joined: the parent waits for its
-//!    non-daemon children to finish.
+//!    non-daemon children to finish;
+//! 3. the global fork server is stopped and reaped (children forked by a server
+//!    are registered here like the others: the server's status messages reap
+//!    them, so it must outlive step 2; the server itself is never registered).
 //!
 //! On abnormal exit (a signal, `_exit`), nothing runs here; the children notice
 //! through the liveness pipe and exit (see `liveness`).

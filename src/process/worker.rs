@@ -317,10 +317,19 @@ pub(crate) fn run_served(boot: OwnedFd, status: OwnedFd) -> ! {
             fail_boot("handshake", e);
         }
     };
-    // The server is single-threaded: nobody else holds these locks.
-    *current() = Some(boot.state);
+    // try_lock, as in `run_forked`: the server is single-threaded, but one made
+    // by a forced `fork_from_here` may carry a lock another thread of its
+    // parent held at fork time.
+    if let Ok(mut g) = CURRENT.try_lock() {
+        *g = Some(boot.state);
+    }
     if boot.announce {
-        *lock_answer() = Some(status);
+        match ANSWER.try_lock() {
+            Ok(mut g) => *g = Some(status),
+            Err(_) => {
+                let _ = status.write_all(&encode_answer(None));
+            }
+        }
     } else {
         if let Err(e) = status.write_all(&encode_answer(None)) {
             fail_boot("answering the handshake", e);

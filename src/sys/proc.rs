@@ -483,6 +483,8 @@ pub(crate) fn recv_with_fds(
         if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
             // SAFETY: CMSG_LEN(0) is pure arithmetic.
             let header = unsafe { libc::CMSG_LEN(0) } as usize;
+            // `cmsg_len` is a usize on glibc, a u32 on musl.
+            #[allow(clippy::unnecessary_cast)]
             let count = (len as usize).saturating_sub(header) / std::mem::size_of::<libc::c_int>();
             // SAFETY: the kernel wrote `count` fd numbers after the header.
             let data = unsafe { libc::CMSG_DATA(c) }.cast::<libc::c_int>();
