@@ -195,6 +195,14 @@ struct ChildInner {
     daemon: bool,
 }
 
+impl Drop for ChildInner {
+    fn drop(&mut self) {
+        if let Some(sv) = &self.served {
+            sv.link.forget(sv.id);
+        }
+    }
+}
+
 /// A started child process. Cheap to clone (all clones share the state); every
 /// method takes `&self` and is safe to call from several threads.
 #[derive(Debug, Clone)]

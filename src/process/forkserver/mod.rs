@@ -31,7 +31,10 @@
 //! from several threads: messages are read only under its mutex; a thread that
 //! must block polls the socket as the single *reader* while others wait on a
 //! condition variable, and every read wakes them all, so a status read on
-//! behalf of one child is never lost for another. Signals go through the
+//! behalf of one child is never lost for another. A status stays in the link
+//! until the child's last handle is dropped, so a `wait` on one clone never
+//! misses a status that a `try_wait` on another clone (the registry's, say)
+//! read first. Signals go through the
 //! child's pidfd (`pidfd_send_signal`), so they never reach a reused pid, and
 //! stop once the status is known.
 //!
@@ -48,7 +51,7 @@ mod wire;
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -123,7 +126,9 @@ struct LinkState {
     dead: Option<String>,
     /// Fork replies not yet taken by their requester: pid + pidfd, or the error.
     forked: HashMap<u64, std::result::Result<(u32, OwnedFd), Error>>,
-    /// Exit statuses not yet taken by their `Child`.
+    /// Exit statuses, kept until the child's last handle is dropped
+    /// ([`Link::forget`]): a thread waiting for one must still find it after
+    /// another thread's `try_wait` on a clone of the same child read it.
     exited: HashMap<u64, ExitStatus>,
     /// Requests whose requester gave up: kill the child when its reply comes.
     abandoned: HashSet<u64>,
@@ -365,7 +370,7 @@ impl Link {
         if !st.reading {
             self.drain(&mut st);
         }
-        if let Some(s) = st.exited.remove(&id) {
+        if let Some(&s) = st.exited.get(&id) {
             return Ok(Some(s));
         }
         if st.dead.is_none() {
@@ -404,6 +409,20 @@ impl Link {
                 }
                 None => Ok(true),
             },
+        }
+    }
+
+    /// Drops what the link keeps about child `id` (its last handle is gone).
+    pub(crate) fn forget(&self, id: u64) {
+        // In a process that inherited the link by fork, the lock may have been
+        // held by another thread at fork time: never wait for it there.
+        let st = if self.owner == std::process::id() {
+            Some(self.lock())
+        } else {
+            self.state.try_lock().ok()
+        };
+        if let Some(mut st) = st {
+            st.exited.remove(&id);
         }
     }
 
@@ -628,6 +647,12 @@ impl ForkServer {
 
 /// The process-wide server of [`StartMethod::ForkServer`].
 static GLOBAL: Mutex<Option<ForkServer>> = Mutex::new(None);
+/// The pid of the process that put a server in `GLOBAL` (0: none). Read
+/// without the lock, so that a forked child — which may have inherited
+/// `GLOBAL` locked by another thread of its parent — never waits for it at
+/// exit. Relaxed: it is compared with our own pid only; the server itself is
+/// reached under the lock.
+static GLOBAL_OWNER: AtomicU32 = AtomicU32::new(0);
 
 fn global() -> Result<ForkServer> {
     let mut g = GLOBAL.lock().unwrap_or_else(|p| p.into_inner());
@@ -641,6 +666,7 @@ fn global() -> Result<ForkServer> {
     *g = None;
     let s = ForkServer::spawn()?;
     *g = Some(s.clone());
+    GLOBAL_OWNER.store(me, Ordering::Relaxed);
     Ok(s)
 }
 
@@ -673,6 +699,10 @@ pub fn global_server_pid() -> Option<u32> {
 
 /// At exit, after the children were joined: stops the global server.
 pub(crate) fn stop_global() {
+    if GLOBAL_OWNER.load(Ordering::Relaxed) != std::process::id() {
+        // None, or our parent's (inherited by fork): not ours to stop.
+        return;
+    }
     let s = GLOBAL.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(s) = s {
         s.link.close();
