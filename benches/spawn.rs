@@ -1,5 +1,6 @@
 //! Cost of starting a process that runs a trivial function, and joining it:
-//! spawn (re-exec `/proc/self/exe` + handshake) versus fork, from a
+//! spawn (re-exec `/proc/self/exe` + handshake) versus fork versus the fork
+//! server (a fork by the already running server, warmed up first), from a
 //! single-threaded `main`. Prints the median and spread over N runs.
 //!
 //! `cargo bench --bench spawn [-- RUNS]` (default 30 runs per method).
@@ -42,6 +43,8 @@ fn main() {
     // One warm-up of each (page cache, first exec).
     measure(StartMethod::Spawn, 1);
     measure(StartMethod::Fork, 1);
+    // Also starts the fork server, which is not part of the timed runs.
+    measure(StartMethod::ForkServer, 1);
     println!(
         "spawn+join of a trivial fn, {runs} runs each, {} CPUs",
         shmproc::process::cpu_count()
@@ -50,7 +53,11 @@ fn main() {
         "{:<8} {:>10} {:>10} {:>10} {:>10}",
         "method", "min ms", "median ms", "p90 ms", "max ms"
     );
-    for (name, m) in [("spawn", StartMethod::Spawn), ("fork", StartMethod::Fork)] {
+    for (name, m) in [
+        ("spawn", StartMethod::Spawn),
+        ("fork", StartMethod::Fork),
+        ("fserver", StartMethod::ForkServer),
+    ] {
         let t = measure(m, runs);
         let p90 = t[(t.len() * 9 / 10).min(t.len() - 1)];
         println!(

@@ -496,6 +496,53 @@ fn fork_start_method_works_when_forced() {
 }
 
 #[test]
+fn fork_pools_heal_through_the_fork_server() {
+    let _w = watchdog("fork pools heal", LIMIT);
+    for method in [StartMethod::Fork, StartMethod::ForkServer] {
+        // The test harness is multithreaded: Fork must be forced here; the
+        // fork server it forks stays single-threaded and forks every worker.
+        let pool = Pool::builder()
+            .processes(2)
+            .start_method(method)
+            .force_fork(true)
+            .maxtasksperchild(1)
+            .build()
+            .unwrap();
+        let want: Vec<u64> = (0..20u64).map(power).collect();
+        assert_eq!(
+            pool.map_chunked(power, 0..20u64, 1).unwrap(),
+            want,
+            "{method:?}"
+        );
+        assert!(
+            pool.stats().workers_replaced >= 18,
+            "{method:?}: {:?}",
+            pool.stats()
+        );
+        // A killed worker is replaced too: the pool keeps its size.
+        let victim = pool.worker_pids()[0];
+        std::process::Command::new("kill")
+            .args(["-9", &victim.to_string()])
+            .status()
+            .unwrap();
+        assert!(wait_gone(victim, Duration::from_secs(10)));
+        assert_eq!(
+            pool.map_chunked(power, 0..20u64, 1).unwrap(),
+            want,
+            "{method:?}"
+        );
+        let end = Instant::now() + Duration::from_secs(10);
+        while pool.worker_pids().len() < 2 {
+            assert!(Instant::now() < end, "{method:?}: the pool shrank");
+            std::thread::yield_now();
+        }
+        let pids = pool.worker_pids();
+        drop(pool);
+        assert_pool_gone(&pids);
+    }
+}
+
+#[test]
 fn drop_terminates_and_cleans_up() {
     let _w = watchdog("drop", LIMIT);
     isolated("child_drop");

@@ -1,15 +1,19 @@
-//! Real multi-process tests of the Process layer: spawn and fork, exit codes,
-//! signals, timeouts, names, orphans, a forgotten `init()`.
+//! Real multi-process tests of the Process layer: spawn, fork and the fork
+//! server, exit codes, signals, timeouts, names, orphans, a forgotten `init()`.
 
 mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use common::{assert_no_leftovers, run_with_limit, wait_gone, watchdog, TempDir};
 use serde::{Deserialize, Serialize};
-use shmproc::process::{current_process, parent_process, Process, ProcessRun, StartMethod};
+use shmproc::process::spawn::{global_server_pid, ChildOptions, Entry, ExitStatus, ForkServer};
+use shmproc::process::{
+    active_children, current_process, parent_process, Process, ProcessRun, StartMethod,
+};
 use shmproc::Error;
 
 shmproc::worker_test_entry!();
@@ -68,6 +72,41 @@ impl ProcessRun for Counter {
         let line = format!("{} {}", self.start, current_process().name());
         std::fs::write(&self.path, line).expect("write");
     }
+}
+
+/// Writes the real parent pid (the fork server's, for a served child), then
+/// exits with `code`.
+fn report_ppid_and_exit((path, code): (String, i32)) {
+    std::fs::write(path, std::os::unix::process::parent_id().to_string()).expect("write");
+    std::process::exit(code);
+}
+
+/// Raw boot functions for `ForkServer::start_child`.
+fn boot_code(payload: &[u8]) -> i32 {
+    payload.first().map_or(-1, |&b| i32::from(b))
+}
+
+fn boot_sleep(_: &[u8]) -> i32 {
+    std::thread::sleep(Duration::from_secs(120));
+    0
+}
+
+/// The parent pid of `pid`, from /proc.
+fn ppid_of(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read stat");
+    let (_, rest) = stat.rsplit_once(')').expect("stat format");
+    rest.split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("ppid in stat")
+}
+
+fn kill9(pid: u32) {
+    let st = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(st.success(), "kill -9 {pid}");
 }
 
 fn read(path: &str) -> String {
@@ -285,6 +324,268 @@ fn forced_fork_runs_target() {
     assert_no_leftovers(&[pid, p.pid().expect("pid")]);
 }
 
+// ---- fork server ------------------------------------------------------------------
+
+fn served<F, A, R>(target: F, args: A) -> Process
+where
+    F: Fn(A) -> R + Copy + 'static,
+    A: Serialize + serde::de::DeserializeOwned,
+{
+    Process::builder(target, args)
+        .start_method(StartMethod::ForkServer)
+        .build()
+}
+
+#[test]
+fn fork_server_exit_codes_signals_and_timeouts() {
+    let _w = watchdog("fork_server_exit_codes_signals_and_timeouts", LIMIT);
+    let dir = TempDir::new("fsrv");
+    let me = std::process::id();
+    let mut pids = Vec::new();
+
+    let out = dir.file("id");
+    let p = Process::builder(report_identity, out.clone())
+        .start_method(StartMethod::ForkServer)
+        .name("served")
+        .build();
+    assert_eq!(p.start_method(), StartMethod::ForkServer);
+    p.start().expect("start");
+    assert_eq!(p.join().expect("join"), 0);
+    let pid = p.pid().expect("pid");
+    // The logical parent is this process, though the server forked it.
+    assert_eq!(read(&out), format!("served {pid} MainProcess {me}"));
+    pids.push(pid);
+
+    let out = dir.file("ppid");
+    let p = served(report_ppid_and_exit, (out.clone(), 7));
+    p.start().expect("start");
+    assert_eq!(p.join().expect("join"), 7);
+    assert_eq!(p.exitcode(), Some(7));
+    let server = global_server_pid().expect("the global server runs");
+    assert_ne!(server, me);
+    assert_eq!(read(&out), server.to_string(), "forked by the server");
+    assert!(
+        !active_children().iter().any(|c| c.pid() == server),
+        "the server is not an active child"
+    );
+    pids.push(p.pid().expect("pid"));
+
+    let p = served(panic_with, "served-panic-marker".to_string());
+    p.start().expect("start");
+    assert_eq!(p.join().expect("join"), 1);
+    pids.push(p.pid().expect("pid"));
+
+    let p = served(sleep_ms, 60_000);
+    p.start().expect("start");
+    assert!(p.is_alive());
+    assert_eq!(
+        p.join_timeout(Duration::from_millis(100)).expect("join"),
+        None
+    );
+    assert_eq!(p.exitcode(), None);
+    p.terminate().expect("terminate");
+    assert_eq!(p.join().expect("join"), -15);
+    assert!(!p.is_alive());
+    // Signals after the status is known are no-ops.
+    p.kill().expect("kill after join");
+    pids.push(p.pid().expect("pid"));
+
+    let p = served(sleep_ms, 60_000);
+    p.start().expect("start");
+    p.kill().expect("kill");
+    assert_eq!(
+        p.join_timeout(Duration::from_secs(30)).expect("join"),
+        Some(-9)
+    );
+    pids.push(p.pid().expect("pid"));
+
+    assert_no_leftovers(&pids);
+}
+
+#[test]
+fn fork_server_serves_several_threads_at_once() {
+    let _w = watchdog("fork_server_serves_several_threads_at_once", LIMIT);
+    let dir = Arc::new(TempDir::new("fsrv-threads"));
+    let (threads, each) = (4, 6);
+    let go = Arc::new(Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (dir, go) = (Arc::clone(&dir), Arc::clone(&go));
+            std::thread::spawn(move || {
+                go.wait();
+                let ps: Vec<(Process, String, i32)> = (0..each)
+                    .map(|i| {
+                        let out = dir.file(&format!("ppid-{t}-{i}"));
+                        let code = (t * 10 + i) as i32;
+                        let p = served(report_ppid_and_exit, (out.clone(), code));
+                        p.start().expect("start");
+                        (p, out, code)
+                    })
+                    .collect();
+                ps.into_iter()
+                    .map(|(p, out, code)| {
+                        assert_eq!(p.join().expect("join"), code);
+                        (p.pid().expect("pid"), read(&out))
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.join().expect("thread"));
+    }
+    assert_eq!(all.len(), threads * each);
+    let parents: std::collections::HashSet<&String> = all.iter().map(|(_, pp)| pp).collect();
+    // One server, unless another test killed... none does in this process.
+    assert_eq!(parents.len(), 1, "{parents:?}");
+    assert!(!parents.contains(&std::process::id().to_string()));
+    assert_no_leftovers(&all.iter().map(|(p, _)| *p).collect::<Vec<_>>());
+}
+
+#[test]
+fn fork_server_children_attach_and_decode_like_spawned_ones() {
+    let _w = watchdog("fork server attach", LIMIT);
+    dropped_handles_after_start(StartMethod::ForkServer);
+}
+
+#[test]
+fn fork_from_here_refused_in_multithreaded_process() {
+    let _w = watchdog("fork_from_here_refused_in_multithreaded_process", LIMIT);
+    match ForkServer::fork_from_here(false) {
+        Err(Error::ForkUnsafe { threads }) => assert!(threads > 1),
+        other => panic!("expected ForkUnsafe, got {other:?}"),
+    }
+}
+
+#[test]
+fn fork_from_here_serves_a_thread_started_afterwards() {
+    let _w = watchdog("fork_from_here_serves_a_thread_started_afterwards", LIMIT);
+    // Forced: a test binary is multithreaded already (the single-threaded
+    // case runs in the `fork_server_threads` example below).
+    let server = ForkServer::fork_from_here(true).expect("fork the server");
+    let spid = server.pid();
+    assert!(server.is_alive());
+    assert!(!active_children().iter().any(|c| c.pid() == spid));
+    let t = std::thread::spawn(move || {
+        let mut pids = Vec::new();
+        for i in 0..50u8 {
+            let c = server
+                .start_child(Entry::new(boot_code), vec![i], &ChildOptions::new())
+                .expect("start");
+            assert_eq!(c.wait().expect("wait"), ExitStatus::Exited(i32::from(i)));
+            assert_eq!(
+                c.try_wait().expect("try_wait"),
+                Some(ExitStatus::Exited(i32::from(i)))
+            );
+            pids.push(c.pid());
+        }
+        let c = server
+            .start_child(Entry::new(boot_sleep), vec![], &ChildOptions::new())
+            .expect("start");
+        assert_eq!(ppid_of(c.pid()), spid);
+        assert_eq!(c.try_wait().expect("try_wait"), None);
+        c.terminate().expect("terminate");
+        assert_eq!(c.wait().expect("wait"), ExitStatus::Signaled(15));
+        pids.push(c.pid());
+
+        // The server SIGKILLed: its child dies, its status is reported as
+        // SIGKILL, and the server cannot be restarted.
+        let c = server
+            .start_child(Entry::new(boot_sleep), vec![], &ChildOptions::new())
+            .expect("start");
+        kill9(spid);
+        assert_eq!(
+            c.wait_timeout(Duration::from_secs(30)).expect("wait"),
+            Some(ExitStatus::Signaled(9))
+        );
+        assert!(wait_gone(c.pid(), Duration::from_secs(5)));
+        pids.push(c.pid());
+        assert!(!server.is_alive());
+        match server.start_child(Entry::new(boot_code), vec![0], &ChildOptions::new()) {
+            Err(Error::InvalidState(m)) => {
+                assert!(
+                    m.contains("fork_from_here") && m.contains("signal 9"),
+                    "{m}"
+                )
+            }
+            other => panic!("expected InvalidState, got {other:?}"),
+        }
+        pids
+    });
+    let pids = t.join().expect("thread");
+    assert_no_leftovers(&pids);
+    assert!(
+        wait_gone(spid, Duration::from_secs(5)),
+        "server {spid} left"
+    );
+}
+
+#[test]
+fn fork_from_here_in_a_single_threaded_program() {
+    let _w = watchdog("fork_from_here_in_a_single_threaded_program", LIMIT);
+    let out = run_with_limit(
+        &mut Command::new(common::example("fork_server_threads")),
+        LIMIT,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("served 50 children"), "{stdout}\n{stderr}");
+}
+
+/// Helper: kills its own global fork server under a running child.
+#[test]
+#[ignore = "helper run by fork_server_killed_is_replaced"]
+fn helper_fork_server_killed() {
+    if !role_is("fs-kill") {
+        return;
+    }
+    let p = served(sleep_ms, 120_000);
+    p.start().expect("start");
+    let child = p.pid().expect("pid");
+    let server = global_server_pid().expect("server");
+    assert_eq!(ppid_of(child), server);
+    kill9(server);
+    // Its status died with the server: reported as SIGKILL.
+    assert_eq!(p.join().expect("join"), -9);
+    assert!(
+        wait_gone(child, Duration::from_secs(5)),
+        "child outlived its server"
+    );
+    assert!(
+        wait_gone(server, Duration::from_secs(5)),
+        "server not reaped"
+    );
+
+    let dir = TempDir::new("fs-kill");
+    let out = dir.file("ppid");
+    let q = served(report_ppid_and_exit, (out.clone(), 5));
+    q.start().expect("start after the server died");
+    assert_eq!(q.join().expect("join"), 5);
+    let new_server = global_server_pid().expect("a new server");
+    assert_ne!(new_server, server);
+    assert_eq!(read(&out), new_server.to_string());
+    assert_no_leftovers(&[child, q.pid().expect("pid")]);
+    println!("FS-KILL-OK {new_server}");
+}
+
+#[test]
+fn fork_server_killed_is_replaced() {
+    let _w = watchdog("fork_server_killed_is_replaced", LIMIT);
+    let out = run_with_limit(&mut helper("fs-kill", "helper_fork_server_killed"), LIMIT);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let new_server: u32 = stdout
+        .lines()
+        .find_map(|l| l.split_once("FS-KILL-OK ").map(|(_, p)| p))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no FS-KILL-OK in {stdout}\n{stderr}"));
+    // Stopped and reaped by the helper at exit.
+    assert!(wait_gone(new_server, Duration::from_secs(5)));
+}
+
 // ---- helpers run as subprocesses ----------------------------------------------------
 
 fn helper(role: &str, test: &str) -> Command {
@@ -311,6 +612,7 @@ fn helper_panicking_child() {
     for (role, method) in [
         ("panic-spawn", StartMethod::Spawn),
         ("panic-fork", StartMethod::Fork),
+        ("panic-forkserver", StartMethod::ForkServer),
     ] {
         if role_is(role) {
             let p = Process::builder(panic_with, "boom-marker-4242".to_string())
@@ -326,7 +628,7 @@ fn helper_panicking_child() {
 #[test]
 fn panicking_target_gives_1_and_message_on_stderr() {
     let _w = watchdog("panicking_target_gives_1_and_message_on_stderr", LIMIT);
-    for role in ["panic-spawn", "panic-fork"] {
+    for role in ["panic-spawn", "panic-fork", "panic-forkserver"] {
         let out = run_with_limit(&mut helper(role, "helper_panicking_child"), LIMIT);
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -344,6 +646,7 @@ fn helper_orphan_parent() {
     for (role, method) in [
         ("orphan-spawn", StartMethod::Spawn),
         ("orphan-fork", StartMethod::Fork),
+        ("orphan-forkserver", StartMethod::ForkServer),
     ] {
         if role_is(role) {
             let p = Process::builder(sleep_ms, 120_000)
@@ -360,7 +663,7 @@ fn helper_orphan_parent() {
 #[test]
 fn child_dies_with_killed_parent() {
     let _w = watchdog("child_dies_with_killed_parent", LIMIT);
-    for role in ["orphan-spawn", "orphan-fork"] {
+    for role in ["orphan-spawn", "orphan-fork", "orphan-forkserver"] {
         let mut parent = helper(role, "helper_orphan_parent")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -382,20 +685,23 @@ fn child_dies_with_killed_parent() {
             panic!("{role}: intermediate parent printed no child pid")
         });
         assert!(!common::pid_gone(child_pid), "{role}: child not running");
+        // A served child's real parent is the fork server, which must go too.
+        let mut watched = vec![child_pid];
+        let real_parent = ppid_of(child_pid);
+        if role == "orphan-forkserver" {
+            assert_ne!(real_parent, parent.id(), "{role}: not forked by a server");
+            watched.push(real_parent);
+        }
         parent.kill().expect("SIGKILL the intermediate parent");
         parent.wait().expect("reap the intermediate parent");
-        let gone = wait_gone(child_pid, Duration::from_secs(5));
-        if !gone {
-            // Do not leave it behind even when failing.
-            // SAFETY-free: plain kill(1) through the shell-less std API.
-            let _ = Command::new("kill")
-                .args(["-9", &child_pid.to_string()])
-                .status();
+        for pid in watched {
+            let gone = wait_gone(pid, Duration::from_secs(5));
+            if !gone {
+                // Do not leave it behind even when failing.
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+            assert!(gone, "{role}: {pid} outlived its SIGKILLed parent");
         }
-        assert!(
-            gone,
-            "{role}: child {child_pid} outlived its SIGKILLed parent"
-        );
     }
 }
 
@@ -405,12 +711,16 @@ fn child_dies_with_killed_parent() {
 #[ignore = "helper run by exit_terminates_daemons_and_joins_others"]
 fn helper_exit_with_children() {
     if let Ok(path) = std::env::var("SHMPROC_TEST_OUT") {
-        if role_is("exit") {
+        if role_is("exit") || role_is("exit-forkserver") {
+            if role_is("exit-forkserver") {
+                shmproc::process::set_start_method(StartMethod::ForkServer);
+            }
             let d = Process::builder(sleep_ms, 120_000).daemon(true).build();
             d.start().expect("start daemon");
             let n = Process::new(write_sum, (path, 1u64, 2u64));
             n.start().expect("start non-daemon");
             println!("DAEMON_PID {}", d.pid().expect("pid"));
+            println!("SERVER_PID {}", global_server_pid().unwrap_or(0));
         }
     }
 }
@@ -418,26 +728,38 @@ fn helper_exit_with_children() {
 #[test]
 fn exit_terminates_daemons_and_joins_others() {
     let _w = watchdog("exit_terminates_daemons_and_joins_others", LIMIT);
-    let dir = TempDir::new("exit");
-    let out = dir.file("sum");
-    let res = run_with_limit(
-        helper("exit", "helper_exit_with_children").env("SHMPROC_TEST_OUT", &out),
-        LIMIT,
-    );
-    let stdout = String::from_utf8_lossy(&res.stdout);
-    assert!(res.status.success(), "{stdout}");
-    let daemon: u32 = stdout
-        .lines()
-        .find_map(|l| l.split_once("DAEMON_PID ").map(|(_, p)| p))
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no daemon pid in {stdout}"));
-    // The non-daemon child was joined before the helper exited.
-    assert_eq!(read(&out), "3");
-    // The daemon was terminated (and reaped) before the helper exited.
-    assert!(
-        wait_gone(daemon, Duration::from_secs(5)),
-        "daemon {daemon} left behind"
-    );
+    for role in ["exit", "exit-forkserver"] {
+        let dir = TempDir::new("exit");
+        let out = dir.file("sum");
+        let res = run_with_limit(
+            helper(role, "helper_exit_with_children").env("SHMPROC_TEST_OUT", &out),
+            LIMIT,
+        );
+        let stdout = String::from_utf8_lossy(&res.stdout);
+        assert!(res.status.success(), "{role}: {stdout}");
+        let pid_after = |tag: &str| -> u32 {
+            stdout
+                .lines()
+                .find_map(|l| l.split_once(tag).map(|(_, p)| p))
+                .and_then(|p| p.trim().parse().ok())
+                .unwrap_or_else(|| panic!("{role}: no {tag} in {stdout}"))
+        };
+        let daemon = pid_after("DAEMON_PID ");
+        // The non-daemon child was joined before the helper exited.
+        assert_eq!(read(&out), "3", "{role}");
+        // The daemon was terminated (and reaped) before the helper exited.
+        assert!(
+            wait_gone(daemon, Duration::from_secs(5)),
+            "{role}: daemon {daemon} left behind"
+        );
+        let server = pid_after("SERVER_PID ");
+        assert_eq!(server != 0, role == "exit-forkserver", "{role}");
+        // The fork server was stopped at exit, after its children.
+        assert!(
+            server == 0 || wait_gone(server, Duration::from_secs(5)),
+            "{role}: fork server {server} left behind"
+        );
+    }
 }
 
 #[test]
@@ -534,7 +856,11 @@ fn takes_undecodable(_: Undecodable) {}
 #[test]
 fn arguments_the_child_cannot_decode_fail_start() {
     let _w = watchdog("undecodable arguments", Duration::from_secs(60));
-    for method in [StartMethod::Spawn, StartMethod::Fork] {
+    for method in [
+        StartMethod::Spawn,
+        StartMethod::Fork,
+        StartMethod::ForkServer,
+    ] {
         let p = Process::builder(takes_undecodable, Undecodable)
             .start_method(method)
             .force_fork(true)

@@ -15,7 +15,9 @@ use super::protocol::{self, CLAIMED, DONE};
 use super::spill::{create_spill, take_spill, SpillOwner, SpillRef};
 use super::worker::{decode_failure, worker_main, WorkerBoot};
 use crate::error::{Error, Result};
-use crate::process::spawn::{start_child, Child, ChildOptions, Entry, ExitStatus, FnId};
+use crate::process::spawn::{
+    start_child, Child, ChildOptions, Entry, ExitStatus, FnId, ForkServer,
+};
 use crate::process::StartMethod;
 use crate::segment::Segment;
 use crate::sync::{wait_on, wake_if_waiting};
@@ -300,6 +302,10 @@ pub(crate) struct Shared {
     supervisor: Mutex<Option<JoinHandle<()>>>,
     /// The callback thread's queue (started on the first callback).
     callbacks: Mutex<Option<mpsc::Sender<Job>>>,
+    /// With the fork start method: the fork server, forked before the
+    /// supervisor thread exists, that forks every worker (the first ones and
+    /// replacements) from a single-threaded process.
+    server: Mutex<Option<ForkServer>>,
     pub(crate) counters: Arc<Counters>,
 }
 
@@ -312,6 +318,10 @@ impl Shared {
         // a pool starts").
         let _ = crate::segment::sweep(false);
         let ctl = Control::create(config.processes, config.capacity)?;
+        let server = match config.method {
+            StartMethod::Fork => Some(ForkServer::fork_from_here(config.force_fork)?),
+            _ => None,
+        };
         let shared = Arc::new(Shared {
             ctl,
             spill_owner: SpillOwner::new_for_this_process()?,
@@ -335,6 +345,7 @@ impl Shared {
             config,
             supervisor: Mutex::new(None),
             callbacks: Mutex::new(None),
+            server: Mutex::new(server),
             counters: Arc::new(Counters::default()),
         });
         for w in 0..shared.config.processes {
@@ -374,6 +385,7 @@ impl Shared {
         let prefix = match self.config.method {
             StartMethod::Fork => "ForkPoolWorker",
             StartMethod::Spawn => "SpawnPoolWorker",
+            StartMethod::ForkServer => "ForkServerPoolWorker",
         };
         opts.name = format!("{prefix}-{}", opts.ident.last().copied().unwrap_or(0));
         let rec = self.ctl.worker(w);
@@ -381,7 +393,12 @@ impl Shared {
         rec.state
             .store(super::control::W_STARTING, Ordering::Relaxed);
         rec.msg_len.store(0, Ordering::Relaxed);
-        let child = start_child(Entry::new(worker_main), postcard::to_stdvec(&boot)?, &opts)?;
+        let payload = postcard::to_stdvec(&boot)?;
+        let server = lock(&self.server).clone();
+        let child = match server {
+            Some(s) => s.start_child(Entry::new(worker_main), payload, &opts)?,
+            None => start_child(Entry::new(worker_main), payload, &opts)?,
+        };
         bump(&self.counters.workers_started);
         Ok(child)
     }
@@ -1158,6 +1175,7 @@ impl Shared {
         // A worker stopped half-way through returning a large result leaves
         // its spill behind: no worker is left, so every spill is an orphan.
         self.spill_owner.remove_leftovers();
+        lock(&self.server).take();
         self.deliver(ds);
         self.ring();
         self.stop_supervisor();
@@ -1207,6 +1225,7 @@ impl Shared {
             }
         }
         self.spill_owner.remove_leftovers();
+        lock(&self.server).take();
         self.stop_supervisor();
         Ok(())
     }

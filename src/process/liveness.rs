@@ -14,6 +14,12 @@
 //!
 //! A forked child inherits a copy of the write end and must close it at once
 //! ([`after_fork_in_child`]), or it would keep its own parent "alive".
+//!
+//! A fork server (see `forkserver`) is the one process that must stay
+//! single-threaded: it has no watcher thread, but polls its parent's read end in
+//! its own loop, and its children watch the server's pipe. So parent death →
+//! server exit → children exit; and a server killed alone takes its children
+//! with it.
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -50,6 +56,22 @@ pub(crate) fn read_end_for_children() -> Result<RawFd> {
     WRITE_FD.store(w.into_raw_fd(), Ordering::Relaxed);
     OWNER_PID.store(me, Ordering::Relaxed);
     Ok(READ_FD.load(Ordering::Relaxed))
+}
+
+/// In a fork server, which is single-threaded and may be a fork of a process
+/// where another thread held `CREATE` at fork time: creates this process's own
+/// pipe (the one its children watch) without taking the lock.
+pub(crate) fn create_unlocked() -> Result<()> {
+    let me = std::process::id();
+    if OWNER_PID.load(Ordering::Relaxed) == me {
+        return Ok(());
+    }
+    let (r, w) = sys::pipe().map_err(|e| Error::io("creating the liveness pipe", e))?;
+    // Leaked on purpose: the pipe lives as long as the process.
+    READ_FD.store(r.into_raw_fd(), Ordering::Relaxed);
+    WRITE_FD.store(w.into_raw_fd(), Ordering::Relaxed);
+    OWNER_PID.store(me, Ordering::Relaxed);
+    Ok(())
 }
 
 /// In a freshly forked child: close the inherited write end and forget the

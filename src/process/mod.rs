@@ -13,6 +13,23 @@
 //!   time stays locked forever in the child), unless forced with
 //!   [`ProcessBuilder::force_fork`]. A forked child leaves with `_exit`: no
 //!   destructor of state inherited from the parent ever runs in it.
+//! - [`StartMethod::ForkServer`]: the child is forked by this process's *fork
+//!   server*, a single-threaded process started on first use with the spawn
+//!   method (so [`init`] is needed) and kept until exit. It works from a
+//!   multithreaded parent, and a start costs a fork instead of an exec. As in
+//!   Python, the child inherits **the server's memory, not the parent's**: the
+//!   server is a fresh copy of the program that ran [`init`] and nothing else,
+//!   so statics are as at the start of `main`; everything the child needs
+//!   travels in its arguments, as with spawn. `current_process()` and
+//!   `parent_process()` in the child name the parent that started it (its real
+//!   parent pid, the server's, is not used). In a cargo test binary the server
+//!   also has libtest's main thread, idle while the test thread serves.
+//!
+//! A private server can also be forked from a still single-threaded process
+//! (`spawn::ForkServer::fork_from_here`, meant for a pool with
+//! [`StartMethod::Fork`], before its supervisor thread exists): the children it
+//! starts later, from any thread, inherit the parent's memory as it was at that
+//! moment.
 //!
 //! # `init()` and tests
 //!
@@ -39,7 +56,15 @@
 //!   liveness pipe: the child `_exit`s with code 87).
 //! - At normal exit of the parent (return from `main`, `std::process::exit`),
 //!   daemon children still running get SIGTERM (then SIGKILL after 1 s), and all
-//!   children are joined, like Python.
+//!   children are joined, like Python; then the fork server, if any, is stopped.
+//! - Children of a fork server die when the server dies, and the server dies
+//!   with its parent. A server killed on its own takes its children with it;
+//!   their exit statuses are lost with it and are reported as death by SIGKILL
+//!   (`exitcode() == Some(-9)`). The global server is then replaced on the next
+//!   start; a pool's private server cannot be (its starts fail with
+//!   [`Error::InvalidState`](crate::Error::InvalidState) saying so).
+//! - The fork server is not a child in [`active_children`]; the children it
+//!   forked are.
 //!
 //! # Examples
 //!
@@ -63,6 +88,7 @@
 //! }
 //! ```
 
+mod forkserver;
 mod handle;
 mod liveness;
 mod registry;
@@ -87,6 +113,10 @@ pub enum StartMethod {
     Spawn,
     /// `fork()` without exec; refused in a multithreaded process unless forced.
     Fork,
+    /// Forked by this process's fork server (started on first use with the
+    /// spawn method); works from a multithreaded parent; needs [`init`]. The
+    /// child inherits the server's fresh memory, not the parent's.
+    ForkServer,
 }
 
 static DEFAULT_METHOD: AtomicU8 = AtomicU8::new(0);
@@ -106,6 +136,7 @@ pub fn set_start_method(method: StartMethod) {
     let v = match method {
         StartMethod::Spawn => 0,
         StartMethod::Fork => 1,
+        StartMethod::ForkServer => 2,
     };
     // Relaxed: a plain setting, no other memory depends on it.
     DEFAULT_METHOD.store(v, Ordering::Relaxed);
@@ -116,6 +147,7 @@ pub fn get_start_method() -> StartMethod {
     // Relaxed: see set_start_method.
     match DEFAULT_METHOD.load(Ordering::Relaxed) {
         1 => StartMethod::Fork,
+        2 => StartMethod::ForkServer,
         _ => StartMethod::Spawn,
     }
 }

@@ -6,7 +6,10 @@
 //! 1. daemon children still running get SIGTERM, and SIGKILL if they have not
 //!    ended one second later;
 //! 2. all children, daemon or not, are then joined: the parent waits for its
-//!    non-daemon children to finish.
+//!    non-daemon children to finish;
+//! 3. the global fork server is stopped and reaped (children forked by a server
+//!    are registered here like the others: the server's status messages reap
+//!    them, so it must outlive step 2; the server itself is never registered).
 //!
 //! On abnormal exit (a signal, `_exit`), nothing runs here; the children notice
 //! through the liveness pipe and exit (see `liveness`).
@@ -23,8 +26,8 @@ fn children() -> std::sync::MutexGuard<'static, Vec<Child>> {
     CHILDREN.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Records a started child of this process.
-pub(crate) fn register(child: &Child) {
+/// Registers the exit handler (once per process).
+pub(crate) fn ensure_exit_handler() {
     ATEXIT.call_once(|| {
         if !crate::sys::proc::atexit(at_exit) {
             let e = crate::Error::last_os(
@@ -33,6 +36,11 @@ pub(crate) fn register(child: &Child) {
             eprintln!("shmproc: {e}");
         }
     });
+}
+
+/// Records a started child of this process.
+pub(crate) fn register(child: &Child) {
+    ensure_exit_handler();
     children().push(child.clone());
 }
 
@@ -79,6 +87,8 @@ pub(crate) fn shutdown_children() {
     for c in &kids {
         let _ = c.wait();
     }
+    // Last: the fork server reports the statuses of the children above.
+    super::forkserver::stop_global();
 }
 
 extern "C" fn at_exit() {

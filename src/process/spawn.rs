@@ -25,11 +25,12 @@
 //! dies, or a stray copy of a pipe end, never makes `start` hang; a child that
 //! neither answers nor exits is killed after [`ChildOptions::handshake_timeout`].
 
+pub use super::forkserver::{global_server_pid, ForkServer};
 pub use super::task::{raw_call, BootFn, BuildIdentity, Entry, FnId, RawCall};
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -37,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{liveness, registry, worker, StartMethod};
+use super::{forkserver, liveness, registry, worker, StartMethod};
 use crate::sys::proc::{self as sys, PollFd, WaitStatus};
 use crate::{Error, Result};
 
@@ -172,16 +173,34 @@ impl From<WaitStatus> for ExitStatus {
     }
 }
 
+/// A child forked by a fork server: its status comes from the server.
+#[derive(Debug)]
+struct Served {
+    link: Arc<forkserver::Link>,
+    /// The parent's number for it in the server's messages.
+    id: u64,
+}
+
 #[derive(Debug)]
 struct ChildInner {
     pid: u32,
     owner: u32,
     pidfd: Option<OwnedFd>,
+    /// `None`: our own child, reaped with `waitpid`.
+    served: Option<Served>,
     /// Set once the child is reaped. Held while signalling, so that a signal is
     /// never sent to a pid that was reaped (and maybe reused) meanwhile.
     status: Mutex<Option<ExitStatus>>,
     name: String,
     daemon: bool,
+}
+
+impl Drop for ChildInner {
+    fn drop(&mut self) {
+        if let Some(sv) = &self.served {
+            sv.link.forget(sv.id);
+        }
+    }
 }
 
 /// A started child process. Cheap to clone (all clones share the state); every
@@ -192,13 +211,37 @@ pub struct Child {
 }
 
 impl Child {
-    fn new(pid: u32, opts: &ChildOptions) -> Self {
+    /// A child of this very process (spawned or forked).
+    pub(super) fn direct(pid: u32, opts: &ChildOptions) -> Self {
         Child {
             inner: Arc::new(ChildInner {
                 pid,
                 owner: std::process::id(),
                 // ENOSYS on kernels before 5.3: fall back to polling waitpid.
                 pidfd: sys::pidfd_open(pid).ok(),
+                served: None,
+                status: Mutex::new(None),
+                name: opts.name.clone(),
+                daemon: opts.daemon,
+            }),
+        }
+    }
+
+    /// A child forked by the fork server behind `link`, with the pidfd the
+    /// server opened for it.
+    pub(super) fn served(
+        pid: u32,
+        pidfd: OwnedFd,
+        opts: &ChildOptions,
+        link: Arc<forkserver::Link>,
+        id: u64,
+    ) -> Self {
+        Child {
+            inner: Arc::new(ChildInner {
+                pid,
+                owner: std::process::id(),
+                pidfd: Some(pidfd),
+                served: Some(Served { link, id }),
                 status: Mutex::new(None),
                 name: opts.name.clone(),
                 daemon: opts.daemon,
@@ -245,16 +288,25 @@ impl Child {
     }
 
     /// Reaps the child if it has exited; `None` while it runs.
+    ///
+    /// A child forked by a fork server is reaped by the server, which sends its
+    /// status; `None` until that message is read (a call may also read and
+    /// record the statuses of the server's other children). If the server died,
+    /// the child's status died with it: it is reported as
+    /// `ExitStatus::Signaled(9)` (killed by SIGKILL) once the child is gone.
     pub fn try_wait(&self) -> Result<Option<ExitStatus>> {
         let mut st = self.status();
         if let Some(s) = *st {
             return Ok(Some(s));
         }
         self.check_owner()?;
-        let r = sys::waitpid(self.inner.pid, true)
-            .map_err(|e| Error::io(format!("waitpid({})", self.inner.pid), e))?;
-        if let Some(w) = r {
-            let s = ExitStatus::from(w);
+        let r = match &self.inner.served {
+            None => sys::waitpid(self.inner.pid, true)
+                .map_err(|e| Error::io(format!("waitpid({})", self.inner.pid), e))?
+                .map(ExitStatus::from),
+            Some(sv) => sv.link.try_exit(sv.id, self.pidfd())?,
+        };
+        if let Some(s) = r {
             *st = Some(s);
             drop(st);
             registry::unregister(self.inner.pid);
@@ -294,13 +346,27 @@ impl Child {
         }
     }
 
+    /// Blocks until [`try_wait`](Child::try_wait) would return a status, or
+    /// the deadline passes (None: never). For our own children: the pidfd; for
+    /// served ones: the server's message (a pidfd is readable before it comes).
+    fn wait_status(&self, deadline: Option<Instant>) -> Result<()> {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        match &self.inner.served {
+            None => self.wait_readable(left).map(drop),
+            Some(sv) => {
+                self.check_owner()?;
+                sv.link.wait_exit(sv.id, self.pidfd(), deadline).map(drop)
+            }
+        }
+    }
+
     /// Waits for the child to exit and reaps it.
     pub fn wait(&self) -> Result<ExitStatus> {
         loop {
             if let Some(s) = self.try_wait()? {
                 return Ok(s);
             }
-            self.wait_readable(None)?;
+            self.wait_status(None)?;
         }
     }
 
@@ -311,22 +377,29 @@ impl Child {
             if let Some(s) = self.try_wait()? {
                 return Ok(Some(s));
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if Instant::now() >= deadline {
                 return Ok(None);
             }
-            self.wait_readable(Some(left))?;
+            self.wait_status(Some(deadline))?;
         }
     }
 
-    /// Sends `sig`; a no-op once the child has been reaped.
+    /// Sends `sig`; a no-op once the child has been reaped. A child forked by a
+    /// fork server is signalled through its pidfd, which can never reach
+    /// another process that reused its pid.
     pub fn signal(&self, sig: i32) -> Result<()> {
         let st = self.status();
         if st.is_some() {
             return Ok(());
         }
         self.check_owner()?;
-        match sys::kill(self.inner.pid, sig) {
+        let r = match (&self.inner.served, self.pidfd()) {
+            (Some(_), Some(fd)) => sys::pidfd_send_signal(fd, sig),
+            // Our own child: not reaped (the status lock is held), so the pid
+            // is still its own.
+            _ => sys::kill(self.inner.pid, sig),
+        };
+        match r {
             Ok(()) => Ok(()),
             Err(e) if e.raw_os_error() == Some(sys::ESRCH) => Ok(()),
             Err(e) => Err(Error::io(format!("kill({}, {sig})", self.inner.pid), e)),
@@ -344,7 +417,7 @@ impl Child {
     }
 
     /// Kills and reaps (used on failed starts).
-    fn discard(&self) {
+    pub(super) fn discard(&self) {
         let _ = self.kill();
         let _ = self.wait();
     }
@@ -355,6 +428,7 @@ impl Child {
 ///
 /// # Errors
 /// - [`Error::ForkUnsafe`]: fork asked for in a multithreaded process, not forced;
+/// - [`Error::InvalidState`]: the fork server died and a new one died as well;
 /// - [`Error::InitMissing`]: the spawned child did not call `init()`;
 /// - [`Error::BuildMismatch`]: the spawned child runs another build;
 /// - [`Error::Timeout`]: no handshake within `opts.handshake_timeout`;
@@ -364,6 +438,7 @@ pub fn start_child(entry: Entry, payload: Vec<u8>, opts: &ChildOptions) -> Resul
     match opts.method {
         StartMethod::Spawn => spawn_child(entry, payload, opts, BuildIdentity::current()?),
         StartMethod::Fork => fork_child(entry, payload, opts),
+        StartMethod::ForkServer => forkserver::start_with_global(entry, payload, opts),
     }
 }
 
@@ -379,6 +454,29 @@ pub(crate) fn spawn_child(
     payload: Vec<u8>,
     opts: &ChildOptions,
     build: BuildIdentity,
+) -> Result<Child> {
+    spawn_with(entry, payload, opts, build, None)
+}
+
+/// Spawns a fork server: a worker whose marker also names `control` (kept
+/// open across the exec), which keeps its liveness pipe for its own loop
+/// instead of starting a watcher thread. Not registered as a child.
+pub(super) fn spawn_server(entry: Entry, opts: &ChildOptions, control: RawFd) -> Result<Child> {
+    spawn_with(
+        entry,
+        Vec::new(),
+        opts,
+        BuildIdentity::current()?,
+        Some(control),
+    )
+}
+
+fn spawn_with(
+    entry: Entry,
+    payload: Vec<u8>,
+    opts: &ChildOptions,
+    build: BuildIdentity,
+    control: Option<RawFd>,
 ) -> Result<Child> {
     let live_r = liveness::read_end_for_children()?;
     // A socket rather than a pipe for the payload: `send(MSG_NOSIGNAL)` cannot
@@ -399,18 +497,21 @@ pub(crate) fn spawn_child(
     msg.extend_from_slice(&body);
     drop(body);
 
-    let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg0(argv0()).args(WORKER_ARGV).env(
-        MARKER_ENV,
-        format!(
-            "{}:{}:{}:{}",
-            std::process::id(),
-            pay_r.as_raw_fd(),
-            st_w.as_raw_fd(),
-            live_r
-        ),
+    let mut marker = format!(
+        "{}:{}:{}:{}",
+        std::process::id(),
+        pay_r.as_raw_fd(),
+        st_w.as_raw_fd(),
+        live_r
     );
-    sys::keep_fds_on_exec(&mut cmd, vec![pay_r.as_raw_fd(), st_w.as_raw_fd(), live_r]);
+    let mut keep = vec![pay_r.as_raw_fd(), st_w.as_raw_fd(), live_r];
+    if let Some(c) = control {
+        marker.push_str(&format!(":{c}"));
+        keep.push(c);
+    }
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg0(argv0()).args(WORKER_ARGV).env(MARKER_ENV, marker);
+    sys::keep_fds_on_exec(&mut cmd, keep);
     let spawned = cmd
         .spawn()
         .map_err(|e| Error::io("re-executing /proc/self/exe", e))?;
@@ -419,9 +520,12 @@ pub(crate) fn spawn_child(
     drop(spawned);
     drop(pay_r);
     drop(st_w);
-    let child = Child::new(pid, opts);
-    registry::register(&child);
-    match handshake(&child, pay_w, st_r, &msg, opts.handshake_timeout) {
+    let child = Child::direct(pid, opts);
+    if control.is_none() {
+        registry::register(&child);
+    }
+    let deadline = Instant::now() + opts.handshake_timeout;
+    match handshake(&child, pay_w, st_r, &msg, deadline, no_answer) {
         Ok(()) => Ok(child),
         Err(e) => {
             child.discard();
@@ -463,14 +567,17 @@ fn wait_fd_or_exit(
     }
 }
 
-fn handshake(
+/// Sends the boot message `msg` on `pay_w`, then reads the answer from `st_r`
+/// (see [`await_answer`]; `on_silence` makes the error of a child that exits
+/// without one).
+pub(super) fn handshake(
     child: &Child,
     pay_w: OwnedFd,
     st_r: OwnedFd,
     msg: &[u8],
-    timeout: Duration,
+    deadline: Instant,
+    on_silence: fn(&Child) -> Error,
 ) -> Result<()> {
-    let deadline = Instant::now() + timeout;
     let io_err =
         |ctx: &str, e: io::Error| Error::io(format!("handshake with {}: {ctx}", child.pid()), e);
 
@@ -502,7 +609,7 @@ fn handshake(
     drop(pay_w);
 
     // 2. Wait for the answer.
-    await_answer(child, st_r, deadline, no_answer)
+    await_answer(child, st_r, deadline, on_silence)
 }
 
 /// Reads the child's answer from the status pipe: `Ok` for `K`, the error it
@@ -621,11 +728,17 @@ pub(crate) fn encode_answer(err: Option<&Error>) -> Vec<u8> {
     }
 }
 
-fn fork_child(entry: Entry, payload: Vec<u8>, opts: &ChildOptions) -> Result<Child> {
+/// [`Error::ForkUnsafe`] if this process has several threads, unless `force`.
+pub(super) fn check_fork_allowed(force: bool) -> Result<()> {
     let threads = sys::thread_count().map_err(|e| Error::io("reading /proc/self/status", e))?;
-    if threads > 1 && !opts.force_fork {
+    if threads > 1 && !force {
         return Err(Error::ForkUnsafe { threads });
     }
+    Ok(())
+}
+
+fn fork_child(entry: Entry, payload: Vec<u8>, opts: &ChildOptions) -> Result<Child> {
+    check_fork_allowed(opts.force_fork)?;
     // Make sure the pipe exists before the fork, so the child can watch it.
     liveness::read_end_for_children()?;
     let state = worker::state_for_child(opts);
@@ -648,7 +761,7 @@ fn fork_child(entry: Entry, payload: Vec<u8>, opts: &ChildOptions) -> Result<Chi
             worker::run_forked(entry, &payload, state, write_end)
         }
         sys::Forked::Parent(pid) => {
-            let child = Child::new(pid, opts);
+            let child = Child::direct(pid, opts);
             registry::register(&child);
             if let Some((st_r, st_w)) = answer {
                 drop(st_w);

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::spawn::{
     spawn_child, start_child, BuildIdentity, ChildOptions, Entry, ExitStatus, FnId,
 };
-use super::StartMethod;
+use super::{active_children, StartMethod};
 use crate::Error;
 
 fn boot_len(bytes: &[u8]) -> i32 {
@@ -54,7 +54,11 @@ fn opts(method: StartMethod) -> ChildOptions {
 
 #[test]
 fn raw_entry_exit_code() {
-    for m in [StartMethod::Spawn, StartMethod::Fork] {
+    for m in [
+        StartMethod::Spawn,
+        StartMethod::Fork,
+        StartMethod::ForkServer,
+    ] {
         let c = start_child(Entry::new(boot_len), vec![0; 77], &opts(m)).expect("start");
         assert_eq!(c.wait().expect("wait"), ExitStatus::Exited(77), "{m:?}");
         assert_eq!(
@@ -68,13 +72,10 @@ fn raw_entry_exit_code() {
 fn large_payload_travels() {
     let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 256) as u8).collect();
     let want = boot_checksum(&payload);
-    let c = start_child(
-        Entry::new(boot_checksum),
-        payload,
-        &opts(StartMethod::Spawn),
-    )
-    .expect("start");
-    assert_eq!(c.wait().expect("wait").code(), want);
+    for m in [StartMethod::Spawn, StartMethod::ForkServer] {
+        let c = start_child(Entry::new(boot_checksum), payload.clone(), &opts(m)).expect("start");
+        assert_eq!(c.wait().expect("wait").code(), want, "{m:?}");
+    }
 }
 
 #[test]
@@ -99,7 +100,13 @@ fn build_mismatch_is_an_error() {
 
 #[test]
 fn wait_readable_and_signals() {
-    let c = start_child(Entry::new(boot_sleep), vec![], &opts(StartMethod::Spawn)).expect("start");
+    for m in [StartMethod::Spawn, StartMethod::ForkServer] {
+        wait_readable_and_signals_with(m);
+    }
+}
+
+fn wait_readable_and_signals_with(m: StartMethod) {
+    let c = start_child(Entry::new(boot_sleep), vec![], &opts(m)).expect("start");
     assert!(c.pidfd().is_some(), "kernel without pidfd?");
     assert!(!c
         .wait_readable(Some(Duration::from_millis(50)))
@@ -118,4 +125,23 @@ fn wait_readable_and_signals() {
     assert_eq!(s.signal(), Some(9));
     // After reaping, signals are no-ops.
     c.terminate().expect("terminate after reap");
+}
+
+#[test]
+fn fork_server_is_not_an_active_child_and_reports_its_children() {
+    let c = start_child(
+        Entry::new(boot_sleep),
+        vec![],
+        &opts(StartMethod::ForkServer),
+    )
+    .expect("start");
+    let server = super::spawn::global_server_pid().expect("the global server runs");
+    let active: Vec<u32> = active_children().iter().map(|p| p.pid()).collect();
+    assert!(active.contains(&c.pid()), "{active:?}");
+    assert!(
+        !active.contains(&server),
+        "server {server} listed in {active:?}"
+    );
+    c.terminate().expect("terminate");
+    assert_eq!(c.wait().expect("wait"), ExitStatus::Signaled(15));
 }

@@ -98,6 +98,8 @@ struct Marker {
     payload: RawFd,
     status: RawFd,
     live: RawFd,
+    /// Set for a fork server: its control socket.
+    control: Option<RawFd>,
 }
 
 /// The marker, if this process was spawned as a worker by its current parent.
@@ -109,6 +111,10 @@ fn marker() -> Option<Marker> {
     let payload = RawFd::try_from(it.next()??).ok()?;
     let status = RawFd::try_from(it.next()??).ok()?;
     let live = RawFd::try_from(it.next()??).ok()?;
+    let control = match it.next() {
+        None => None,
+        Some(c) => Some(RawFd::try_from(c?).ok()?),
+    };
     if ppid != i64::from(sys::getppid()) {
         return None;
     }
@@ -116,6 +122,7 @@ fn marker() -> Option<Marker> {
         payload,
         status,
         live,
+        control,
     })
 }
 
@@ -168,7 +175,7 @@ fn adopt(raw: RawFd) -> OwnedFd {
     fd
 }
 
-fn read_boot(fd: OwnedFd) -> Result<Boot> {
+fn read_boot<T: serde::de::DeserializeOwned>(fd: OwnedFd) -> Result<T> {
     let mut f = sys::file(fd);
     let mut len = [0u8; 8];
     f.read_exact(&mut len)
@@ -210,16 +217,34 @@ pub(crate) fn announce_failure(e: &crate::Error) {
     }
 }
 
+/// The control socket and the parent's liveness pipe of a spawned fork server,
+/// kept by `init()` for the server's entry (which polls the pipe itself: no
+/// watcher thread in a fork server).
+static SERVER_FDS: Mutex<Option<(OwnedFd, OwnedFd)>> = Mutex::new(None);
+
+/// In a spawned fork server: its control socket and its parent's liveness pipe.
+pub(crate) fn take_server_fds() -> Option<(OwnedFd, OwnedFd)> {
+    SERVER_FDS.lock().unwrap_or_else(|p| p.into_inner()).take()
+}
+
 fn run_spawned(m: Marker) -> ! {
     INITIALIZED.store(true, Ordering::Relaxed);
     let payload = adopt(m.payload);
     let status = adopt(m.status);
     let live = adopt(m.live);
-    if let Err(e) = liveness::watch_parent(live) {
-        fail_boot("liveness watcher", e);
+    match m.control {
+        Some(c) => {
+            let control = adopt(c);
+            *SERVER_FDS.lock().unwrap_or_else(|p| p.into_inner()) = Some((control, live));
+        }
+        None => {
+            if let Err(e) = liveness::watch_parent(live) {
+                fail_boot("liveness watcher", e);
+            }
+        }
     }
     let mut status = sys::file(status);
-    let boot = match read_boot(payload).and_then(|b| b.build.check().map(|()| b)) {
+    let boot = match read_boot::<Boot>(payload).and_then(|b| b.build.check().map(|()| b)) {
         Ok(b) => b,
         Err(e) => {
             let _ = status.write_all(&encode_answer(Some(&e)));
@@ -256,6 +281,74 @@ fn finish(code: i32) -> ! {
     std::process::exit(code)
 }
 
+/// In a process just forked to become a fork server (`fork_from_here`): forget
+/// the parent's children, pipe and servers, without taking a lock another
+/// thread may have held at fork time. Returns the parent's liveness read end,
+/// which the server polls.
+pub(crate) fn become_fork_server() -> Option<OwnedFd> {
+    INITIALIZED.store(true, Ordering::Relaxed);
+    COUNTER.store(0, Ordering::Relaxed);
+    let live = liveness::after_fork_in_child();
+    registry::after_fork_in_child();
+    super::forkserver::after_fork_in_child();
+    live
+}
+
+/// The body of a child forked by a fork server: reads its boot message from
+/// `boot` (the parent writes it once it knows the pid), answers on `status`
+/// like a spawned child, runs the entry, and leaves with `_exit`.
+pub(crate) fn run_served(boot: OwnedFd, status: OwnedFd) -> ! {
+    INITIALIZED.store(true, Ordering::Relaxed);
+    COUNTER.store(0, Ordering::Relaxed);
+    // The server's own pipe: this child dies with the server (which dies with
+    // its parent).
+    if let Some(fd) = liveness::after_fork_in_child() {
+        if let Err(e) = liveness::watch_parent(fd) {
+            fail_boot("liveness watcher", e);
+        }
+    }
+    registry::after_fork_in_child();
+    super::forkserver::after_fork_in_child();
+    let mut status = sys::file(status);
+    let boot = match read_boot::<super::forkserver::ServedBoot>(boot) {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = status.write_all(&encode_answer(Some(&e)));
+            fail_boot("handshake", e);
+        }
+    };
+    // try_lock, as in `run_forked`: the server is single-threaded, but one made
+    // by a forced `fork_from_here` may carry a lock another thread of its
+    // parent held at fork time.
+    if let Ok(mut g) = CURRENT.try_lock() {
+        *g = Some(boot.state);
+    }
+    if boot.announce {
+        match ANSWER.try_lock() {
+            Ok(mut g) => *g = Some(status),
+            Err(_) => {
+                let _ = status.write_all(&encode_answer(None));
+            }
+        }
+    } else {
+        if let Err(e) = status.write_all(&encode_answer(None)) {
+            fail_boot("answering the handshake", e);
+        }
+        drop(status);
+    }
+    // SAFETY: a fork server's child runs the server's image, which is the
+    // parent's (a fork of it, or a re-exec whose build identity was checked).
+    let f = unsafe { boot.entry.resolve() };
+    let code = catch_unwind(AssertUnwindSafe(|| f(&boot.args))).unwrap_or(1);
+    announce_failure(&crate::Error::InvalidState(format!(
+        "the child ended (code {code}) before it was ready"
+    )));
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    let _ = catch_unwind(registry::shutdown_children);
+    sys::exit_now(code)
+}
+
 /// The body of a forked child. Never returns; leaves with `_exit`, so no
 /// destructor of state inherited from the parent ever runs.
 pub(crate) fn run_forked(
@@ -273,6 +366,7 @@ pub(crate) fn run_forked(
         }
     }
     registry::after_fork_in_child();
+    super::forkserver::after_fork_in_child();
     // try_lock: see registry::after_fork_in_child.
     if let Ok(mut g) = CURRENT.try_lock() {
         *g = Some(state);

@@ -219,6 +219,10 @@ pub(crate) const SIGTERM: i32 = libc::SIGTERM;
 pub(crate) const SIGKILL: i32 = libc::SIGKILL;
 /// "No such process".
 pub(crate) const ESRCH: i32 = libc::ESRCH;
+/// "Invalid argument".
+pub(crate) const EINVAL: i32 = libc::EINVAL;
+/// "Input/output error".
+pub(crate) const EIO: i32 = libc::EIO;
 
 /// Sends `sig` to `pid`.
 pub(crate) fn kill(pid: u32, sig: i32) -> io::Result<()> {
@@ -377,4 +381,206 @@ pub(crate) fn monotonic_ns() -> u64 {
     (ts.tv_sec as u64)
         .saturating_mul(1_000_000_000)
         .saturating_add(ts.tv_nsec as u64)
+}
+
+/// A connected `AF_UNIX` `SOCK_SEQPACKET` pair (message boundaries kept, both
+/// ends close-on-exec): the fork server's control channel.
+pub(crate) fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [-1 as libc::c_int; 2];
+    // SAFETY: `fds` is a valid, writable array of two c_ints, as socketpair requires.
+    cvt(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
+    // SAFETY: socketpair succeeded, so both fds are open and owned by nobody else.
+    let (a, b) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    Ok((a, b))
+}
+
+/// Most descriptors one message carries (see [`send_with_fds`]).
+pub(crate) const MAX_FDS: usize = 4;
+
+/// Room for the control message of [`MAX_FDS`] descriptors, suitably aligned.
+#[repr(C, align(8))]
+struct CmsgBuf([u8; 64]);
+
+/// `sendmsg(fd, buf + SCM_RIGHTS(fds), MSG_NOSIGNAL [| MSG_DONTWAIT])`: one
+/// message with copies of `fds` attached. A peer that went away gives `EPIPE`,
+/// never SIGPIPE.
+pub(crate) fn send_with_fds(
+    fd: BorrowedFd<'_>,
+    buf: &[u8],
+    fds: &[BorrowedFd<'_>],
+    nonblocking: bool,
+) -> io::Result<usize> {
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let mut iov = libc::iovec {
+        iov_base: buf.as_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    let mut cbuf = CmsgBuf([0; 64]);
+    // SAFETY: an all-zero msghdr is a valid value (null pointers, zero lengths).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        let bytes = std::mem::size_of_val(fds) as libc::c_uint;
+        // SAFETY: CMSG_SPACE is pure arithmetic on its argument.
+        let space = unsafe { libc::CMSG_SPACE(bytes) } as usize;
+        debug_assert!(space <= cbuf.0.len());
+        msg.msg_control = cbuf.0.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        // SAFETY: msg_control points at `space` writable, 8-aligned bytes, enough
+        // for one cmsghdr plus `bytes` of data (CMSG_SPACE above), so
+        // CMSG_FIRSTHDR is non-null and CMSG_DATA has room for every fd number.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(bytes) as _;
+            let data = libc::CMSG_DATA(c).cast::<libc::c_int>();
+            for (i, f) in fds.iter().enumerate() {
+                data.add(i).write_unaligned(f.as_raw_fd());
+            }
+        }
+    }
+    let mut flags = libc::MSG_NOSIGNAL;
+    if nonblocking {
+        flags |= libc::MSG_DONTWAIT;
+    }
+    // SAFETY: `msg` points at `iov` (valid for reads of buf.len() bytes) and at a
+    // control buffer initialised above; both outlive the call.
+    let ret = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, flags) };
+    usize::try_from(ret).map_err(|_| io::Error::last_os_error())
+}
+
+/// `recvmsg(fd, buf, MSG_CMSG_CLOEXEC [| MSG_DONTWAIT])`: one message and the
+/// descriptors attached to it (close-on-exec). `Ok((0, []))` is end of file on
+/// a `SOCK_SEQPACKET` socket. A message longer than `buf`, or one with more than
+/// [`MAX_FDS`] descriptors, is an `EMSGSIZE` error (its descriptors are closed).
+pub(crate) fn recv_with_fds(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    nonblocking: bool,
+) -> io::Result<(usize, Vec<OwnedFd>)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut cbuf = CmsgBuf([0; 64]);
+    // SAFETY: an all-zero msghdr is a valid value (null pointers, zero lengths).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.0.as_mut_ptr().cast();
+    msg.msg_controllen = cbuf.0.len() as _;
+    let mut flags = libc::MSG_CMSG_CLOEXEC;
+    if nonblocking {
+        flags |= libc::MSG_DONTWAIT;
+    }
+    // SAFETY: `msg` points at `iov` (valid for writes of buf.len() bytes) and at
+    // a writable control buffer of msg_controllen bytes; both outlive the call.
+    let ret = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, flags) };
+    let n = usize::try_from(ret).map_err(|_| io::Error::last_os_error())?;
+    let mut fds = Vec::new();
+    // SAFETY: recvmsg filled msg_control/msg_controllen; CMSG_FIRSTHDR and
+    // CMSG_NXTHDR only walk headers inside that buffer.
+    let mut c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    while !c.is_null() {
+        // SAFETY: `c` is a non-null header inside the control buffer (above).
+        let (level, kind, len) = unsafe { ((*c).cmsg_level, (*c).cmsg_type, (*c).cmsg_len) };
+        if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
+            // SAFETY: CMSG_LEN(0) is pure arithmetic.
+            let header = unsafe { libc::CMSG_LEN(0) } as usize;
+            // `cmsg_len` is a usize on glibc, a u32 on musl.
+            #[allow(clippy::unnecessary_cast)]
+            let count = (len as usize).saturating_sub(header) / std::mem::size_of::<libc::c_int>();
+            // SAFETY: the kernel wrote `count` fd numbers after the header.
+            let data = unsafe { libc::CMSG_DATA(c) }.cast::<libc::c_int>();
+            for i in 0..count {
+                // SAFETY: index within the `count` numbers the kernel wrote; each
+                // is a fresh descriptor installed for us, owned by nobody else.
+                fds.push(unsafe { OwnedFd::from_raw_fd(data.add(i).read_unaligned()) });
+            }
+        }
+        // SAFETY: `c` is a valid header of `msg`'s control buffer.
+        c = unsafe { libc::CMSG_NXTHDR(&msg, c) };
+    }
+    if msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 || fds.len() > MAX_FDS {
+        return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
+    }
+    Ok((n, fds))
+}
+
+/// `shutdown(fd, SHUT_RDWR)`: the peer sees end of file at once, whatever
+/// other copies of `fd` exist.
+pub(crate) fn shutdown_socket(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: shutdown takes a borrowed (so open) descriptor and a constant.
+    cvt(unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) })?;
+    Ok(())
+}
+
+/// `pidfd_send_signal(pidfd, sig, NULL, 0)`: signals exactly the process the
+/// pidfd names, never a later process that reused its pid. `ESRCH` once it
+/// has exited. Linux 5.1.
+pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
+    // SAFETY: the syscall takes a borrowed (so open) descriptor, a signal
+    // number, a null siginfo (allowed: the kernel fills in a default) and flags 0.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0 as libc::c_uint,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `waitpid(-1, WNOHANG)`: one exited child of this process and its status, or
+/// `None` if none has exited (or there are no children).
+pub(crate) fn wait_any_nohang() -> io::Result<Option<(u32, WaitStatus)>> {
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: `status` is a valid out-pointer for waitpid.
+        let ret = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if ret < 0 {
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::ECHILD) => return Ok(None),
+                _ => return Err(e),
+            }
+        }
+        if ret == 0 {
+            return Ok(None);
+        }
+        let pid = ret.unsigned_abs();
+        if libc::WIFEXITED(status) {
+            return Ok(Some((pid, WaitStatus::Exited(libc::WEXITSTATUS(status)))));
+        }
+        if libc::WIFSIGNALED(status) {
+            return Ok(Some((pid, WaitStatus::Signaled(libc::WTERMSIG(status)))));
+        }
+        // Stopped/continued are not asked for (no WUNTRACED): look again.
+    }
+}
+
+/// Restores the default disposition of SIGCHLD (an inherited `SIG_IGN` would
+/// make the kernel reap children before we can read their status).
+pub(crate) fn default_sigchld() {
+    // SAFETY: setting SIGCHLD's disposition to SIG_DFL has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+    }
 }
