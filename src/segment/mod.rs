@@ -73,6 +73,8 @@ pub mod kind {
     pub const PIPE: u32 = 5;
     /// A pool's control block.
     pub const POOL: u32 = 6;
+    /// A pool's spilled payload (arguments or a result too large for a slot).
+    pub const SPILL: u32 = 7;
     /// First tag free for applications.
     pub const USER: u32 = 0x1000;
     /// Reported for raw file mappings, which have no header.
