@@ -19,7 +19,14 @@ shmproc::worker_test_entry!();
 const LONG: Duration = Duration::from_secs(120);
 
 /// One of each primitive, as a child holds them.
-type Set = (Mutex<u64>, Semaphore, Event, Barrier, Queue<u64>, Connection);
+type Set = (
+    Mutex<u64>,
+    Semaphore,
+    Event,
+    Barrier,
+    Queue<u64>,
+    Connection,
+);
 
 fn square(x: u64) -> u64 {
     x * x
@@ -66,7 +73,11 @@ fn use_after_death(set: &Set, who: &str) {
         }
         other => panic!("{who}: expected OwnerDied, got {:?}", other.map(|_| ())),
     }
-    assert_eq!(*m.lock().unwrap(), 42, "{who}: the mutex is consistent again");
+    assert_eq!(
+        *m.lock().unwrap(),
+        42,
+        "{who}: the mutex is consistent again"
+    );
     assert_eq!(s.value(), 0, "{who}: the dead process's unit");
     s.release().unwrap();
     assert!(s.acquire_timeout(LONG).unwrap(), "{who}: semaphore usable");
@@ -81,7 +92,11 @@ fn use_after_death(set: &Set, who: &str) {
     assert_eq!(q.get_timeout(LONG).unwrap(), 7, "{who}: queued message");
     q.put(8u64).unwrap();
     assert_eq!(q.get_timeout(LONG).unwrap(), 8, "{who}: queue usable");
-    assert_eq!(c.recv_timeout::<u64>(LONG).unwrap(), 9, "{who}: piped message");
+    assert_eq!(
+        c.recv_timeout::<u64>(LONG).unwrap(),
+        9,
+        "{who}: piped message"
+    );
     assert!(
         matches!(c.recv_timeout::<u64>(LONG), Err(Error::Eof)),
         "{who}: a dead pipe peer is Eof"
@@ -205,7 +220,10 @@ fn primitives_placed_in_a_named_segment_stay_there() {
     assert_eq!(Event::new_in(&seg).unwrap().handle().segment, here);
     assert_eq!(Barrier::new_in(&seg, 2).unwrap().handle().segment, here);
     assert_eq!(
-        SharedArray::<u64>::new_in(&seg, 4).unwrap().handle().segment,
+        SharedArray::<u64>::new_in(&seg, 4)
+            .unwrap()
+            .handle()
+            .segment,
         here
     );
 }
@@ -226,7 +244,12 @@ fn named_segments_are_unlinked_by_their_creator_on_drop() {
 
     let chosen = format!("shmproc-test-leaks-{}", std::process::id());
     let seg = Segment::builder().name(chosen.clone()).create(64).unwrap();
-    assert_eq!(seg.handle(), SegmentHandle::Shm { name: chosen.clone() });
+    assert_eq!(
+        seg.handle(),
+        SegmentHandle::Shm {
+            name: chosen.clone()
+        }
+    );
     assert!(path(&chosen).exists());
     drop(seg);
     assert!(!path(&chosen).exists());

@@ -627,6 +627,9 @@ impl Segment {
         self.header()
             .alloc_cursor
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |cur| {
+                // The cursor is in shared memory: a peer may have scribbled a
+                // value below the header, which must never be handed out.
+                let cur = cur.max(HEADER_SIZE as u64);
                 let aligned = cur.checked_add(align as u64 - 1)? & !(align as u64 - 1);
                 let end = aligned.checked_add(size as u64)?;
                 if end > total {
