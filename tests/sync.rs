@@ -246,3 +246,53 @@ fn broken_barrier_wakes_the_rest_when_a_party_dies() {
         assert_eq!(k.wait(Duration::from_secs(60)).code(), Some(42));
     }
 }
+
+// ---- read-only mappings ---------------------------------------------------------
+
+/// A primitive in a read-only mapping would fault on its first atomic RMW:
+/// attaching must fail with an error instead (through a handle or in place).
+#[test]
+fn attach_to_a_read_only_mapping_is_an_error_not_a_sigsegv() {
+    use shmproc::segment::{kind, Segment, SegmentHandle};
+    use std::sync::Arc;
+
+    let dir = common::TempDir::new("sync-ro");
+    let path = dir.path().join("prims.seg");
+    let seg = Arc::new(Segment::create_file(&path, kind::SYNC, 1 << 16).unwrap());
+    let prims = [
+        Mutex::new_in(&seg, 5u64).unwrap().handle(),
+        Semaphore::new_in(&seg, 1).unwrap().handle(),
+        Event::new_in(&seg).unwrap().handle(),
+        Barrier::new_in(&seg, 2).unwrap().handle(),
+    ];
+    let ro = Arc::new(Segment::map_file(&path, false).unwrap());
+    assert!(!ro.is_writable());
+    let via_handle = |h: &SyncHandle| SyncHandle {
+        segment: SegmentHandle::File {
+            path: path.clone(),
+            header: false,
+            writable: false,
+        },
+        ..h.clone()
+    };
+    let (m, s, e, b) = (&prims[0], &prims[1], &prims[2], &prims[3]);
+    let errs = [
+        Mutex::<u64>::attach(&via_handle(m)).err(),
+        Semaphore::attach(&via_handle(s)).err(),
+        Event::attach(&via_handle(e)).err(),
+        Barrier::attach(&via_handle(b)).err(),
+        Mutex::<u64>::attach_in(Arc::clone(&ro), m.offset).err(),
+        Semaphore::attach_in(Arc::clone(&ro), s.offset).err(),
+        Event::attach_in(Arc::clone(&ro), e.offset).err(),
+        Barrier::attach_in(Arc::clone(&ro), b.offset).err(),
+    ];
+    for e in errs {
+        let e = e.expect("attached to a read-only mapping");
+        assert!(e.to_string().contains("read-only"), "{e}");
+    }
+    // Nothing placed into a read-only mapping either.
+    assert!(Event::new_in(&ro).is_err());
+    // The writable mapping still works.
+    let m = Mutex::<u64>::attach_in(Arc::clone(&seg), prims[0].offset).unwrap();
+    assert_eq!(*m.lock().unwrap(), 5);
+}

@@ -406,4 +406,56 @@ mod tests {
         assert_eq!(Format::from_path(Path::new("x.bin")), Format::Raw);
         assert_eq!(Format::from_path(Path::new("x")), Format::Raw);
     }
+
+    mod props {
+        //! Random text never panics: it parses to one value per non-blank
+        //! line, or fails naming a line that exists.
+        use super::*;
+        use proptest::prelude::*;
+
+        fn config() -> ProptestConfig {
+            ProptestConfig {
+                cases: 300,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        fn check(text: &str) {
+            let lines = text.lines().filter(|l| !l.trim().is_empty()).count();
+            for dtype in [None, Some(Dtype::U64), Some(Dtype::F64)] {
+                for prefer_u64 in [false, true] {
+                    match parse_text(text, dtype, prefer_u64) {
+                        Ok(Values::U64(v)) => assert_eq!(v.len(), lines),
+                        Ok(Values::F64(v)) => assert_eq!(v.len(), lines),
+                        Err(e) => {
+                            let n: usize = e
+                                .strip_prefix("line ")
+                                .and_then(|r| r.split(':').next())
+                                .and_then(|n| n.parse().ok())
+                                .unwrap_or_else(|| panic!("no line number in {e:?}"));
+                            assert!(n >= 1 && n <= text.lines().count(), "{e}");
+                        }
+                    }
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn random_text(text in "(?s).{0,200}") {
+                check(&text);
+            }
+
+            #[test]
+            fn number_like_lines(lines in prop::collection::vec(
+                "[ \\t]{0,2}[-+]?[0-9]{0,25}(\\.[0-9]{0,5})?([eE][-+]?[0-9]{1,3})?[ \\t\\r]{0,2}|inf|NaN|-|\\.|",
+                0..30,
+            )) {
+                check(&lines.join("\n"));
+            }
+        }
+    }
 }

@@ -366,4 +366,76 @@ mod tests {
             .unwrap_err()
             .contains("version 9.0"));
     }
+
+    mod props {
+        //! Random and mutated headers never panic: each is rejected, or
+        //! accepted with a data area that is exactly the rest of the file.
+        use super::*;
+        use proptest::prelude::*;
+
+        fn config() -> ProptestConfig {
+            ProptestConfig {
+                cases: 300,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        fn check(bytes: &[u8]) {
+            if let Ok(h) = parse(bytes) {
+                assert!(h.data_offset <= bytes.len());
+                assert_eq!(bytes.len() - h.data_offset, h.len * 8, "{h:?}");
+            }
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn random_bytes(bytes in prop::collection::vec(any::<u8>(), 0..160)) {
+                check(&bytes);
+            }
+
+            #[test]
+            fn random_text_after_a_valid_prefix(
+                major in 0u8..5,
+                text in "[ -~]{0,120}",
+                data in 0usize..40,
+            ) {
+                let mut f = MAGIC.to_vec();
+                f.extend([major, 0]);
+                if major == 1 {
+                    f.extend((text.len() as u16).to_le_bytes());
+                } else {
+                    f.extend((text.len() as u32).to_le_bytes());
+                }
+                f.extend(text.as_bytes());
+                f.resize(f.len() + data, 0);
+                check(&f);
+            }
+
+            #[test]
+            fn mutated_valid_files(
+                f64s in any::<bool>(),
+                len in 0usize..100,
+                flips in prop::collection::vec((any::<usize>(), any::<u8>()), 0..6),
+                cut in prop::option::of(any::<usize>()),
+                extra in 0usize..20,
+            ) {
+                let dtype = if f64s { Dtype::F64 } else { Dtype::U64 };
+                let valid = file(dtype, len);
+                prop_assert_eq!(parse(&valid).map(|h| (h.dtype, h.len)), Ok((dtype, len)));
+                let mut f = valid.clone();
+                let hlen = header(dtype, len).len();
+                for (i, b) in flips {
+                    f[i % hlen] ^= b;
+                }
+                if let Some(c) = cut {
+                    f.truncate(c % (f.len() + 1));
+                }
+                f.resize(f.len() + extra, 0);
+                check(&f);
+            }
+        }
+    }
 }

@@ -12,7 +12,7 @@ use super::control::{
     Control, FLAG_ARG_SPILL, FLAG_RES_SPILL, FLAG_TIMED, INLINE, RES_OK, W_INIT_FAILED, W_SERVING,
 };
 use super::protocol::{self, CLAIMED, DONE};
-use super::spill::{create_spill, take_spill, SpillOwner, SpillRef};
+use super::spill::{create_spill, take_spill_of, SpillOwner, SpillRef};
 use super::worker::{decode_failure, worker_main, WorkerBoot};
 use crate::error::{Error, Result};
 use crate::process::spawn::{
@@ -555,7 +555,7 @@ impl Shared {
         let inline = self.ctl.read_payload(t, len)?;
         let bytes = if flags & FLAG_RES_SPILL != 0 {
             let r: SpillRef = postcard::from_bytes(&inline)?;
-            take_spill(&r)?
+            take_spill_of(&r, self.spill_owner)?
         } else {
             inline
         };

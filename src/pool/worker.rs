@@ -10,7 +10,7 @@ use super::control::{
     W_LEFT, W_SERVING,
 };
 use super::protocol;
-use super::spill::{read_spill, write_spill, SpillOwner, SpillRef};
+use super::spill::{read_spill_of, write_spill, SpillOwner, SpillRef};
 use crate::error::{Error, Result};
 use crate::process::spawn::FnId;
 use crate::process::task::TaskFailure;
@@ -125,7 +125,7 @@ fn claim(ctl: &Control, w: usize) -> Option<u64> {
     }
 }
 
-fn load_args(ctl: &Control, ticket: u64) -> Result<Vec<u8>> {
+fn load_args(ctl: &Control, ticket: u64, owner: SpillOwner) -> Result<Vec<u8>> {
     let slot = ctl.slot_of(ticket);
     // Relaxed: published by the READY Release, acquired by our claim.
     let len = slot.arg_len.load(Ordering::Relaxed) as usize;
@@ -133,7 +133,7 @@ fn load_args(ctl: &Control, ticket: u64) -> Result<Vec<u8>> {
     let inline = ctl.read_payload(ticket, len)?;
     if flags & FLAG_ARG_SPILL != 0 {
         let r: SpillRef = postcard::from_bytes(&inline)?;
-        read_spill(&r)
+        read_spill_of(&r, owner)
     } else {
         Ok(inline)
     }
@@ -143,7 +143,7 @@ fn run(ctl: &Control, ticket: u64, owner: SpillOwner) {
     let slot = ctl.slot_of(ticket);
     // Relaxed: published by the READY Release, acquired by our claim.
     let fid = FnId(slot.fn_id.load(Ordering::Relaxed));
-    let outcome = match load_args(ctl, ticket) {
+    let outcome = match load_args(ctl, ticket, owner) {
         Ok(args) => {
             // SAFETY: the id was written by the parent, which runs this same
             // image (handshake identity check, or fork); see the trust model

@@ -76,7 +76,9 @@ pub mod kind {
     pub const POOL: u32 = 6;
     /// The elements of an owned [`SharedArray`](super::SharedArray): no
     /// [`SharedView`](super::SharedView) attaches to it.
-    pub const OWNED_ARRAY: u32 = 7;
+    pub const OWNED_ARRAY: u32 = 8;
+    /// A pool's spilled payload (arguments or a result too large for a slot).
+    pub const SPILL: u32 = 7;
     /// First tag free for applications.
     pub const USER: u32 = 0x1000;
     /// Reported for raw file mappings, which have no header.
@@ -638,6 +640,9 @@ impl Segment {
         self.header()
             .alloc_cursor
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |cur| {
+                // The cursor is in shared memory: a peer may have scribbled a
+                // value below the header, which must never be handed out.
+                let cur = cur.max(HEADER_SIZE as u64);
                 let aligned = cur.checked_add(align as u64 - 1)? & !(align as u64 - 1);
                 let end = aligned.checked_add(size as u64)?;
                 if end > total {

@@ -209,10 +209,16 @@ impl Place {
         let size = std::mem::size_of::<B>() + extra;
         let align = std::mem::align_of::<B>().max(64);
         let seg = match seg {
-            Some(s) => Arc::clone(s),
+            Some(s) => {
+                check_writable::<B>(s)?;
+                Arc::clone(s)
+            }
+            // A memfd: no name in /dev/shm to leak when this process is killed;
+            // other processes open it through /proc/<pid>/fd while we live.
             None => Arc::new(
                 SegmentBuilder::new()
                     .kind(kind::SYNC)
+                    .memfd()
                     .create(size + align)?,
             ),
         };
@@ -256,6 +262,10 @@ impl Place {
                 found: format!("tag {tag:#x}"),
             });
         }
+        // Every primitive writes its block with atomic RMWs (and the mutex
+        // through pthread calls): in a read-only mapping the first one would
+        // be a SIGSEGV, so refuse here.
+        check_writable::<B>(&seg)?;
         seg.region(
             B::NAME,
             offset,
@@ -283,6 +293,20 @@ impl Place {
             offset: self.offset as u64,
             tag: B::TAG,
         }
+    }
+}
+
+/// Fails unless `seg` is mapped writable: a primitive's block is written with
+/// atomic read-modify-writes, which fault in a read-only mapping.
+fn check_writable<B: Block>(seg: &Segment) -> Result<()> {
+    if seg.is_writable() {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "{} needs a writable mapping, but {:?} is mapped read-only",
+            B::NAME,
+            seg.handle()
+        )))
     }
 }
 
