@@ -208,6 +208,9 @@ pub(crate) struct Inner {
     /// Workers the pool is killing (cancel, time limit): the other task such
     /// a worker may hold by then is run again without counting an attempt.
     killing: Vec<bool>,
+    /// Indices being handled: a dead worker's claims are being sorted out, or
+    /// a replacement is starting. No other thread starts a worker there.
+    reserved: Vec<bool>,
     /// Workers started since they last reached `W_SERVING`: the first time
     /// one does, the run of start failures is over.
     fresh: Vec<bool>,
@@ -336,6 +339,7 @@ impl Shared {
                 workers: (0..config.processes).map(|_| None).collect(),
                 killing: vec![false; config.processes],
                 fresh: vec![true; config.processes],
+                reserved: vec![false; config.processes],
                 last_scan: 0,
                 stop_supervisor: false,
                 start_failures: 0,
@@ -761,36 +765,45 @@ impl Shared {
     /// Handles every worker that has exited. Each death is taken out of
     /// `workers` under the lock, so exactly one thread handles it.
     pub(crate) fn reap(&self) {
-        let dead: Vec<(usize, Child, ExitStatus)> = {
-            let mut inner = lock(&self.inner);
-            let mut dead = Vec::new();
-            for w in 0..inner.workers.len() {
-                let exited = match &inner.workers[w] {
-                    Some(c) => c.try_wait().ok().flatten(),
-                    None => continue,
-                };
-                match exited {
-                    Some(st) => {
-                        if let Some(c) = inner.workers[w].take() {
-                            dead.push((w, c, st));
-                        }
+        // One death at a time: handling one may deliver a failure that
+        // cancels the rest of a map, which waits for tasks of other dead
+        // workers; those must still be in the table for that wait's own
+        // reaping to take them.
+        while let Some((w, c, st)) = self.take_one_death() {
+            self.worker_died(w, c.pid(), st);
+        }
+    }
+
+    /// Takes the first worker that has exited out of the table (reserving its
+    /// index), and notes workers that reached `W_SERVING`.
+    fn take_one_death(&self) -> Option<(usize, Child, ExitStatus)> {
+        let mut inner = lock(&self.inner);
+        for w in 0..inner.workers.len() {
+            let exited = match &inner.workers[w] {
+                Some(c) => c.try_wait().ok().flatten(),
+                None => continue,
+            };
+            match exited {
+                Some(st) => {
+                    if let Some(c) = inner.workers[w].take() {
+                        // Nobody starts a worker in this index before the
+                        // dead one's claims are handled (`worker_died`).
+                        inner.reserved[w] = true;
+                        return Some((w, c, st));
                     }
-                    None => {
-                        // SYNC POINT: Acquire pairs with the worker's Release.
-                        if inner.fresh[w]
-                            && self.ctl.worker(w).state.load(Ordering::Acquire) == W_SERVING
-                        {
-                            inner.fresh[w] = false;
-                            inner.start_failures = 0;
-                        }
+                }
+                None => {
+                    // SYNC POINT: Acquire pairs with the worker's Release.
+                    if inner.fresh[w]
+                        && self.ctl.worker(w).state.load(Ordering::Acquire) == W_SERVING
+                    {
+                        inner.fresh[w] = false;
+                        inner.start_failures = 0;
                     }
                 }
             }
-            dead
-        };
-        for (w, c, st) in dead {
-            self.worker_died(w, c.pid(), st);
         }
+        None
     }
 
     fn worker_died(&self, w: usize, pid: u32, status: ExitStatus) {
@@ -873,6 +886,9 @@ impl Shared {
         let replace = inner.broken.is_none()
             && (inner.state == State::Running
                 || (inner.state == State::Closed && inner.outstanding > 0));
+        if !replace {
+            inner.reserved[w] = false;
+        }
         drop(inner);
         wait_gone(&killed);
         if replace {
@@ -915,11 +931,18 @@ impl Shared {
 
     /// Starts a worker in index `w` (empty). On failure the index stays empty
     /// and [`refill`](Shared::refill) tries again on a later tick.
+    ///
+    /// The caller holds the index's reservation (`reserved[w]`): no other
+    /// thread starts a worker in it meanwhile, and the dead worker's claims
+    /// (`CLAIMED + w`) were all handled before. The reservation ends here.
     fn replace(&self, w: usize) {
         match self.spawn_worker(w) {
             Ok(c) => {
                 let mut inner = lock(&self.inner);
-                if inner.state == State::Terminated || inner.workers[w].is_some() {
+                inner.reserved[w] = false;
+                if inner.state == State::Terminated {
+                    // Every task has failed already; the worker may have
+                    // claimed nothing that matters.
                     drop(inner);
                     let _ = c.kill();
                     let _ = c.wait();
@@ -933,6 +956,7 @@ impl Shared {
             Err(e) => {
                 bump(&self.counters.start_failures);
                 let mut inner = lock(&self.inner);
+                inner.reserved[w] = false;
                 inner.start_failures += 1;
                 inner.last_start_error = Some(e.to_string());
                 let mut failed = Vec::new();
@@ -951,16 +975,20 @@ impl Shared {
     /// still come or wait.
     fn refill(&self) {
         let empty: Vec<usize> = {
-            let inner = lock(&self.inner);
+            let mut inner = lock(&self.inner);
             let wanted = inner.broken.is_none()
                 && (inner.state == State::Running
                     || (inner.state == State::Closed && inner.outstanding > 0));
             if !wanted {
                 return;
             }
-            (0..inner.workers.len())
-                .filter(|&w| inner.workers[w].is_none())
-                .collect()
+            let empty: Vec<usize> = (0..inner.workers.len())
+                .filter(|&w| inner.workers[w].is_none() && !inner.reserved[w])
+                .collect();
+            for &w in &empty {
+                inner.reserved[w] = true;
+            }
+            empty
         };
         for w in empty {
             self.replace(w);
@@ -1061,10 +1089,31 @@ impl Shared {
         // Every ticket is delivered once it left the table: a withdrawn or
         // killed one by now (or very soon, if the supervisor handles the
         // death), a running one when it finishes.
-        let _ = self.wait_until(None, || {
+        self.wait_supervising(|| {
             let inner = lock(&self.inner);
             tickets.iter().all(|&t| inner.task_mut_ref(t).is_none())
         });
+    }
+
+    /// Waits until `ready()` holds, doing the supervisor's work meanwhile
+    /// (collect, reap, time limits, refill): this may run on the supervisor
+    /// thread itself (a failing map cancels the rest of it from there), and
+    /// the tasks waited for may need a death handled to end.
+    fn wait_supervising(&self, mut ready: impl FnMut() -> bool) {
+        loop {
+            if ready() {
+                return;
+            }
+            let seen = self.ctl.header().doorbell.load(Ordering::SeqCst);
+            self.collect(false);
+            self.reap();
+            self.enforce_time_limits();
+            self.refill();
+            if ready() {
+                return;
+            }
+            self.wait_doorbell(seen, Some(Instant::now() + Duration::from_millis(5)));
+        }
     }
 
     /// Cancels one task.
