@@ -92,7 +92,6 @@ mod forkserver;
 mod handle;
 mod liveness;
 mod registry;
-#[doc(hidden)]
 pub mod spawn;
 pub(crate) mod task;
 #[cfg(test)]

@@ -26,7 +26,8 @@
 //! neither answers nor exits is killed after [`ChildOptions::handshake_timeout`].
 
 pub use super::forkserver::{global_server_pid, ForkServer};
-pub use super::task::{raw_call, BootFn, BuildIdentity, Entry, FnId, RawCall};
+pub(crate) use super::task::{raw_call, BuildIdentity, EntryWire, FnId};
+pub use super::task::{BootFn, Entry};
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -125,7 +126,7 @@ impl Default for ChildOptions {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Boot {
     pub(crate) build: BuildIdentity,
-    pub(crate) entry: Entry,
+    pub(crate) entry: EntryWire,
     /// The entry answers the handshake itself (see `ChildOptions::announce`).
     pub(crate) announce: bool,
     pub(crate) state: worker::ChildState,
@@ -486,7 +487,7 @@ fn spawn_with(
     let (st_r, st_w) = sys::pipe().map_err(|e| Error::io("creating the status pipe", e))?;
     let boot = Boot {
         build,
-        entry,
+        entry: entry.into(),
         announce: opts.announce,
         state: worker::state_for_child(opts),
         args: payload,

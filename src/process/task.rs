@@ -53,7 +53,7 @@ fn addr_of_offset(off: i64) -> usize {
 
 /// What a child compares with its own image before trusting any offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BuildIdentity {
+pub(crate) struct BuildIdentity {
     /// `st_dev` of `/proc/self/exe`.
     pub exe_dev: u64,
     /// `st_ino` of `/proc/self/exe`.
@@ -95,8 +95,36 @@ pub type BootFn = fn(&[u8]) -> i32;
 
 /// Identity of a [`BootFn`] (a non-generic or monomorphized `fn(&[u8]) -> i32`)
 /// that travels to a child as an anchor-relative offset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// An `Entry` can only be made from a real function ([`Entry::new`]); it has
+/// no public way to be built from bytes or an integer, so safe code cannot
+/// make a child jump anywhere else. On the wire it travels as the
+/// crate-private `EntryWire`.
+///
+/// ```compile_fail
+/// // An Entry cannot be decoded from bytes (it has no Deserialize):
+/// fn decodable<T: serde::de::DeserializeOwned>() {}
+/// decodable::<shmproc::process::spawn::Entry>();
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Entry(i64);
+
+/// How an [`Entry`] travels to a child (crate-private: decoding one is only
+/// done by the child side of the handshake, after the build identity check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct EntryWire(i64);
+
+impl From<Entry> for EntryWire {
+    fn from(e: Entry) -> Self {
+        EntryWire(e.0)
+    }
+}
+
+impl From<EntryWire> for Entry {
+    fn from(w: EntryWire) -> Self {
+        Entry(w.0)
+    }
+}
 
 impl Entry {
     /// The entry for `f`.
@@ -113,7 +141,7 @@ impl Entry {
     ///
     /// # Safety
     /// - `self` must have been made by [`Entry::new`] in a process running the same
-    ///   executable image (checked with [`BuildIdentity::check`], or a fork).
+    ///   executable image (checked by the spawn handshake's build identity, or a fork).
     pub unsafe fn resolve(self) -> BootFn {
         let addr = addr_of_offset(self.0) as *const ();
         // SAFETY: by the caller's contract the offset was computed from a `BootFn`
@@ -124,11 +152,11 @@ impl Entry {
 
 /// The pool's task trampoline: decode the argument, call, encode the result; a
 /// panic or a codec error comes back as `Err`.
-pub type RawCall = fn(&[u8]) -> Result<Vec<u8>, TaskFailure>;
+pub(crate) type RawCall = fn(&[u8]) -> Result<Vec<u8>, TaskFailure>;
 
 /// Why a task produced no result (travels from a worker to its parent).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum TaskFailure {
+pub(crate) enum TaskFailure {
     /// The task's function panicked.
     Panic(crate::error::TaskPanic),
     /// Its arguments or result could not be decoded or encoded.
@@ -203,7 +231,7 @@ pub(crate) fn catch_task_panic<R>(f: impl FnOnce() -> R) -> Result<R, crate::err
 
 /// Serializable identity of a [`RawCall`]: its offset from the anchor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct FnId(pub i64);
+pub(crate) struct FnId(pub(crate) i64);
 
 impl FnId {
     /// The id of `f`.
@@ -212,6 +240,7 @@ impl FnId {
     }
 
     /// The id of the trampoline of the zero-sized function `F`.
+    #[cfg(test)]
     pub fn of_fn<F, A, R>(_f: F) -> Self
     where
         F: Fn(A) -> R + Copy + 'static,
@@ -284,7 +313,7 @@ where
 }
 
 /// The monomorphized trampoline for the zero-sized function `F: Fn(A) -> R`.
-pub fn raw_call<F, A, R>() -> RawCall
+pub(crate) fn raw_call<F, A, R>() -> RawCall
 where
     F: Fn(A) -> R + Copy + 'static,
     A: DeserializeOwned,

@@ -263,7 +263,7 @@ fn run_spawned(m: Marker) -> ! {
     }
     // SAFETY: the build identity was checked above: this process runs the very
     // same executable image as the parent that computed the entry offset.
-    let entry = unsafe { boot.entry.resolve() };
+    let entry = unsafe { Entry::from(boot.entry).resolve() };
     let code = catch_unwind(AssertUnwindSafe(|| entry(&boot.args))).unwrap_or(1);
     // An entry that ended before it announced (it failed first) tells the
     // parent so, rather than looking like a child that never ran `init()`.
@@ -338,7 +338,7 @@ pub(crate) fn run_served(boot: OwnedFd, status: OwnedFd) -> ! {
     }
     // SAFETY: a fork server's child runs the server's image, which is the
     // parent's (a fork of it, or a re-exec whose build identity was checked).
-    let f = unsafe { boot.entry.resolve() };
+    let f = unsafe { Entry::from(boot.entry).resolve() };
     let code = catch_unwind(AssertUnwindSafe(|| f(&boot.args))).unwrap_or(1);
     announce_failure(&crate::Error::InvalidState(format!(
         "the child ended (code {code}) before it was ready"

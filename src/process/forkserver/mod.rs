@@ -474,7 +474,7 @@ fn server_options() -> ChildOptions {
 /// The boot message of a served child: `u64` LE length + postcard.
 fn encode_boot(entry: Entry, payload: Vec<u8>, opts: &ChildOptions) -> Result<Vec<u8>> {
     let boot = ServedBoot {
-        entry,
+        entry: entry.into(),
         announce: opts.announce,
         state: worker::state_for_child(opts),
         args: payload,

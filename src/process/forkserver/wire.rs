@@ -16,7 +16,7 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::super::spawn::{Entry, ExitStatus};
+use super::super::spawn::{EntryWire, ExitStatus};
 use super::super::worker::ChildState;
 use crate::sys::proc as sys;
 
@@ -94,7 +94,7 @@ impl From<WireStatus> for ExitStatus {
 /// identity (a fork runs its parent's image).
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct ServedBoot {
-    pub(crate) entry: Entry,
+    pub(crate) entry: EntryWire,
     pub(crate) announce: bool,
     pub(crate) state: ChildState,
     pub(crate) args: Vec<u8>,
