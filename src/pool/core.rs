@@ -174,12 +174,14 @@ struct Task {
     fn_id: FnId,
     args: Vec<u8>,
     /// Keeps a spilled argument's segment alive until the task ends.
-    arg_spill: Option<(Segment, Vec<u8>)>,
+    /// (Boxed: rare, and keeps `Task` small to move.)
+    arg_spill: Option<Box<(Segment, Vec<u8>)>>,
     /// Runs that ended with the death of their worker.
     attempts: u32,
     sink: Sink,
     meta: TaskMeta,
-    doom: Option<Doom>,
+    /// Boxed: rare, and a small `Task` is cheap to move on the hot path.
+    doom: Option<Box<Doom>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,6 +225,8 @@ pub(crate) struct Inner {
     last_start_error: Option<String>,
     /// Set once the pool is broken: every task fails with it.
     broken: Option<String>,
+    /// Tasks submitted (a statistic kept under the lock that submit holds).
+    pub(crate) submitted: u64,
 }
 
 impl Inner {
@@ -276,7 +280,6 @@ pub(crate) struct Config {
 /// Counters behind [`PoolStats`](super::PoolStats).
 #[derive(Default)]
 pub(crate) struct Counters {
-    pub(crate) submitted: AtomicU64,
     pub(crate) completed: AtomicU64,
     pub(crate) failed: AtomicU64,
     pub(crate) retried: AtomicU64,
@@ -345,6 +348,7 @@ impl Shared {
                 start_failures: 0,
                 last_start_error: None,
                 broken: None,
+                submitted: 0,
             }),
             config,
             supervisor: Mutex::new(None),
@@ -480,8 +484,8 @@ impl Shared {
         inner.tail += 1;
         inner.outstanding += 1;
         protocol::publish(&self.ctl, t);
+        inner.submitted += 1;
         drop(inner);
-        bump(&self.counters.submitted);
         self.kick_workers(false);
         if has_callback || meta.limit.is_some() {
             // Switch the supervisor to waking on results / checking ages.
@@ -500,9 +504,9 @@ impl Shared {
         if task.args.len() > INLINE {
             if task.arg_spill.is_none() {
                 let (seg, r) = create_spill(&task.args, self.spill_owner)?;
-                task.arg_spill = Some((seg, postcard::to_stdvec(&r)?));
+                task.arg_spill = Some(Box::new((seg, postcard::to_stdvec(&r)?)));
             }
-            let (_, r) = task.arg_spill.as_ref().expect("invariant: spill set above");
+            let (_, r) = &**task.arg_spill.as_ref().expect("invariant: spill set above");
             self.ctl.write_payload(t, r);
             slot.arg_len.store(r.len() as u32, Ordering::Relaxed);
             flags |= FLAG_ARG_SPILL;
@@ -632,11 +636,15 @@ impl Shared {
     /// callback thread; a map's first failure cancels the rest of the map.
     fn deliver(&self, ds: Vec<Delivery>) {
         let mut failed_streams = Vec::new();
+        let failures = ds.iter().filter(|(_, o)| o.is_err()).count() as u64;
+        // Relaxed: statistics (one update per batch, not per task).
+        self.counters
+            .completed
+            .fetch_add(ds.len() as u64 - failures, Ordering::Relaxed);
+        if failures > 0 {
+            self.counters.failed.fetch_add(failures, Ordering::Relaxed);
+        }
         for (sink, o) in ds {
-            match &o {
-                Ok(_) => bump(&self.counters.completed),
-                Err(_) => bump(&self.counters.failed),
-            }
             match sink {
                 Sink::Cell(c) => self.deliver_cell(c, o),
                 Sink::Stream(s, i) => {
@@ -835,7 +843,7 @@ impl Shared {
             let Some(task) = inner.task_mut(t) else {
                 continue;
             };
-            let err = match task.doom.take() {
+            let err = match task.doom.take().map(|d| *d) {
                 Some(Doom::Cancelled(why)) => {
                     bump(&self.counters.cancelled);
                     Some(Error::Cancelled(why))
@@ -1024,7 +1032,7 @@ impl Shared {
             {
                 continue;
             }
-            task.doom = Some(Doom::TimedOut(limit));
+            task.doom = Some(Box::new(Doom::TimedOut(limit)));
             self.kill_worker_locked(&mut inner, w);
         }
     }
@@ -1062,7 +1070,7 @@ impl Shared {
                         let w = (st - CLAIMED) as usize;
                         if let Some(task) = inner.task_mut(t) {
                             if task.doom.is_none() {
-                                task.doom = Some(Doom::Cancelled(why.to_string()));
+                                task.doom = Some(Box::new(Doom::Cancelled(why.to_string())));
                             }
                         }
                         if let Some(c) = self.kill_worker_locked(&mut inner, w) {

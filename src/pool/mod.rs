@@ -383,7 +383,7 @@ impl Pool {
         // Relaxed: statistics.
         let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         PoolStats {
-            tasks_submitted: get(&c.submitted),
+            tasks_submitted: lock(&self.shared.inner).submitted,
             tasks_completed: get(&c.completed),
             tasks_failed: get(&c.failed),
             tasks_retried: get(&c.retried),
