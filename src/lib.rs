@@ -51,5 +51,10 @@ pub use segment::{Segment, SharedArray, SharedView};
 #[cfg(test)]
 crate::worker_test_entry!();
 
+/// The README's code, compiled by `cargo test` (so it stays true).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// The numeric kernels (the `shmproc-kernels` crate), re-exported.
 pub use shmproc_kernels as kernels;
