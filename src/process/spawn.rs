@@ -133,6 +133,15 @@ pub(crate) struct Boot {
     pub(crate) args: Vec<u8>,
 }
 
+/// `u64` LE length + postcard of `v`: a boot message.
+pub(crate) fn length_prefixed<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    let body = postcard::to_stdvec(v)?;
+    let mut msg = Vec::with_capacity(8 + body.len());
+    msg.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    msg.extend_from_slice(&body);
+    Ok(msg)
+}
+
 /// How a child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ExitStatus {
@@ -492,11 +501,7 @@ fn spawn_with(
         state: worker::state_for_child(opts),
         args: payload,
     };
-    let body = postcard::to_stdvec(&boot)?;
-    let mut msg = Vec::with_capacity(8 + body.len());
-    msg.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    msg.extend_from_slice(&body);
-    drop(body);
+    let msg = length_prefixed(&boot)?;
 
     let mut marker = format!(
         "{}:{}:{}:{}",

@@ -264,13 +264,18 @@ fn run_spawned(m: Marker) -> ! {
     // SAFETY: the build identity was checked above: this process runs the very
     // same executable image as the parent that computed the entry offset.
     let entry = unsafe { Entry::from(boot.entry).resolve() };
-    let code = catch_unwind(AssertUnwindSafe(|| entry(&boot.args))).unwrap_or(1);
-    // An entry that ended before it announced (it failed first) tells the
-    // parent so, rather than looking like a child that never ran `init()`.
+    finish(run_entry(entry, &boot.args))
+}
+
+/// Runs a child's boot function; a panic is exit code 1. An entry that ended
+/// before it announced (it failed first) tells the parent so, rather than
+/// looking like a child that never ran `init()`.
+fn run_entry(entry: super::task::BootFn, args: &[u8]) -> i32 {
+    let code = catch_unwind(AssertUnwindSafe(|| entry(args))).unwrap_or(1);
     announce_failure(&crate::Error::InvalidState(format!(
         "the child ended (code {code}) before it was ready"
     )));
-    finish(code)
+    code
 }
 
 /// Normal end of a spawned worker: flush, then `exit`, which runs the atexit
@@ -339,10 +344,7 @@ pub(crate) fn run_served(boot: OwnedFd, status: OwnedFd) -> ! {
     // SAFETY: a fork server's child runs the server's image, which is the
     // parent's (a fork of it, or a re-exec whose build identity was checked).
     let f = unsafe { Entry::from(boot.entry).resolve() };
-    let code = catch_unwind(AssertUnwindSafe(|| f(&boot.args))).unwrap_or(1);
-    announce_failure(&crate::Error::InvalidState(format!(
-        "the child ended (code {code}) before it was ready"
-    )));
+    let code = run_entry(f, &boot.args);
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     let _ = catch_unwind(registry::shutdown_children);
@@ -382,10 +384,7 @@ pub(crate) fn run_forked(
     }
     // SAFETY: a forked child runs the parent's image, where the entry was made.
     let f = unsafe { entry.resolve() };
-    let code = catch_unwind(AssertUnwindSafe(|| f(payload))).unwrap_or(1);
-    announce_failure(&crate::Error::InvalidState(format!(
-        "the child ended (code {code}) before it was ready"
-    )));
+    let code = run_entry(f, payload);
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     let _ = catch_unwind(registry::shutdown_children);

@@ -479,11 +479,7 @@ fn encode_boot(entry: Entry, payload: Vec<u8>, opts: &ChildOptions) -> Result<Ve
         state: worker::state_for_child(opts),
         args: payload,
     };
-    let body = postcard::to_stdvec(&boot)?;
-    let mut msg = Vec::with_capacity(8 + body.len());
-    msg.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    msg.extend_from_slice(&body);
-    Ok(msg)
+    spawn::length_prefixed(&boot)
 }
 
 /// A served child exited (or closed its status pipe) before answering.
