@@ -46,23 +46,33 @@ pub(crate) trait Word {
     fn fetch_sub(&self, v: u64, o: Ordering) -> u64;
 }
 
-impl Word for std::sync::atomic::AtomicU64 {
-    fn load(&self, o: Ordering) -> u64 {
-        self.load(o)
-    }
-    fn store(&self, v: u64, o: Ordering) {
-        self.store(v, o)
-    }
-    fn cas(&self, cur: u64, new: u64, s: Ordering, f: Ordering) -> Result<u64, u64> {
-        self.compare_exchange(cur, new, s, f)
-    }
-    fn fetch_add(&self, v: u64, o: Ordering) -> u64 {
-        self.fetch_add(v, o)
-    }
-    fn fetch_sub(&self, v: u64, o: Ordering) -> u64 {
-        self.fetch_sub(v, o)
-    }
+/// Implements [`Word`] for an atomic type with `std`'s method names (`std`'s
+/// own `AtomicU64` here, loom's in the model).
+macro_rules! impl_word {
+    ($t:ty) => {
+        impl Word for $t {
+            fn load(&self, o: Ordering) -> u64 {
+                self.load(o)
+            }
+            fn store(&self, v: u64, o: Ordering) {
+                self.store(v, o)
+            }
+            fn cas(&self, cur: u64, new: u64, s: Ordering, f: Ordering) -> Result<u64, u64> {
+                self.compare_exchange(cur, new, s, f)
+            }
+            fn fetch_add(&self, v: u64, o: Ordering) -> u64 {
+                self.fetch_add(v, o)
+            }
+            fn fetch_sub(&self, v: u64, o: Ordering) -> u64 {
+                self.fetch_sub(v, o)
+            }
+        }
+    };
 }
+#[allow(unused_imports)] // used by the loom model, which includes this file
+pub(crate) use impl_word;
+
+impl_word!(std::sync::atomic::AtomicU64);
 
 /// The shared words of a ring of task slots.
 pub(crate) trait Ring {
