@@ -98,6 +98,23 @@ fn panic_or_sleep(i: &[u64], o: &mut [u64], _: &()) {
     o.copy_from_slice(i);
 }
 
+/// An in-place kernel whose chunk at 0 kills its own worker (every time).
+fn add_one_or_die(d: &mut [u64], _: &()) {
+    if d.first() == Some(&0) {
+        kill_self();
+    }
+    d.iter_mut().for_each(|x| *x += 1);
+}
+
+/// An initializer that fails on every other start (`starts[0]` counts them).
+fn flaky_init(starts: SharedView<u64>) {
+    let n = starts.get(0).unwrap_or(0);
+    starts.set(0, n + 1);
+    if n % 2 == 1 {
+        panic!("flaky start {n}");
+    }
+}
+
 fn failing_init(_: ()) {
     panic!("cannot load the model");
 }
@@ -421,4 +438,44 @@ fn a_failing_chunk_ends_a_zero_copy_map_with_nothing_left_running() {
     output.fill(7);
     assert!(output.iter().all(|&x| x == 7));
     assert!(pool.stats().tasks_cancelled >= 1);
+}
+
+#[test]
+fn an_in_place_chunk_is_never_run_twice() {
+    let _w = watchdog("in place no retry", LIMIT);
+    let pool = Pool::builder().processes(2).retries(3).build().unwrap();
+    let mut data = shmproc::SharedArray::<u64>::from_slice(&(0..64).collect::<Vec<_>>()).unwrap();
+    match pool.map_chunks_in_place(add_one_or_die, &mut data, (), Some(8)) {
+        Err(Error::WorkerLost { signal, .. }) => assert_eq!(signal, Some(9)),
+        other => panic!("expected WorkerLost, got {other:?}"),
+    }
+    assert_eq!(pool.stats().tasks_retried, 0, "{:?}", pool.stats());
+    // Out-of-place chunks are retried as usual.
+    let flag = SharedView::<u64>::new(1).unwrap();
+    let items: Vec<_> = (0..8u64).map(|x| (x, 3, flag.clone())).collect();
+    assert_eq!(
+        pool.map_chunked(triple_or_die, items, 1).unwrap(),
+        (0..8).map(|x| x * 3).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn start_failures_that_are_not_in_a_row_do_not_break_the_pool() {
+    let _w = watchdog("flaky init", LIMIT);
+    let starts = SharedView::<u64>::new(1).unwrap();
+    let pool = Pool::builder()
+        .processes(1)
+        .maxtasksperchild(1)
+        .initializer(flaky_init, starts.clone())
+        .unwrap()
+        .build()
+        .unwrap();
+    // Every task needs a new worker, and every other start fails: never
+    // three in a row.
+    for i in 0..12u64 {
+        assert_eq!(pool.apply(sleep_ms, 0).map(|_| i).unwrap(), i);
+    }
+    let st = pool.stats();
+    assert!(st.worker_start_failures >= 5, "{st:?}");
+    assert!(starts.get(0).unwrap_or(0) >= 12);
 }

@@ -72,6 +72,11 @@ pub(crate) struct WorkerRec {
     pub(crate) tasks_done: AtomicU64,
     /// Length of the message in `msg` (set, Release, before `W_INIT_FAILED`).
     pub(crate) msg_len: AtomicU32,
+    /// Set by the parent once the worker is in its table: only then does the
+    /// worker claim tasks, so a claim `CLAIMED + w` always belongs to the
+    /// registered worker `w` or to a dead one (futex word).
+    pub(crate) go: AtomicU32,
+    pub(crate) go_waiters: AtomicU32,
     msg: [AtomicU8; WORKER_MSG],
 }
 

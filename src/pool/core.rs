@@ -9,7 +9,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::control::{
-    Control, FLAG_ARG_SPILL, FLAG_RES_SPILL, FLAG_TIMED, INLINE, RES_OK, W_INIT_FAILED, W_SERVING,
+    Control, FLAG_ARG_SPILL, FLAG_RES_SPILL, FLAG_TIMED, INLINE, RES_OK, W_INIT_FAILED, W_LEFT,
+    W_SERVING,
 };
 use super::protocol::{self, CLAIMED, DONE};
 use super::spill::{create_spill, take_spill_of, SpillOwner, SpillRef};
@@ -161,13 +162,26 @@ enum Doom {
 }
 
 /// What a task is submitted with besides its function and arguments.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct TaskMeta {
     /// Index of the task's first item in its map's input (panics name the
     /// item as this plus the index within the batch).
     pub(crate) first_item: Option<u64>,
     /// The task fails with [`Error::TimeLimit`] if it runs longer.
     pub(crate) limit: Option<Duration>,
+    /// Whether the task may run again after its worker died: not for an
+    /// in-place chunk, which may have half updated its data.
+    pub(crate) retryable: bool,
+}
+
+impl TaskMeta {
+    pub(crate) fn new() -> Self {
+        TaskMeta {
+            first_item: None,
+            limit: None,
+            retryable: true,
+        }
+    }
 }
 
 struct Task {
@@ -365,6 +379,7 @@ impl Shared {
                 }
             };
             lock(&shared.inner).workers[w] = Some(child);
+            shared.let_serve(w);
         }
         let s2 = Arc::clone(&shared);
         let handle = std::thread::Builder::new()
@@ -409,6 +424,14 @@ impl Shared {
         };
         bump(&self.counters.workers_started);
         Ok(child)
+    }
+
+    /// Lets worker `w`, now in the table, claim tasks.
+    fn let_serve(&self, w: usize) {
+        let rec = self.ctl.worker(w);
+        // SYNC POINT: SeqCst store + waiter check (see sync::wait_on).
+        rec.go.store(1, Ordering::SeqCst);
+        wake_if_waiting(&rec.go, &rec.go_waiters, u32::MAX);
     }
 
     /// Submits one task; blocks while all slots are in use.
@@ -825,10 +848,18 @@ impl Shared {
         let rec = self.ctl.worker(w);
         // SYNC POINT: Acquire pairs with the worker's Release (it is dead:
         // nothing changes any more).
-        if rec.state.load(Ordering::Acquire) == W_INIT_FAILED {
-            inner.start_failures += 1;
-            inner.last_start_error = Some(rec.failure());
-            bump(&self.counters.start_failures);
+        match rec.state.load(Ordering::Acquire) {
+            W_INIT_FAILED => {
+                inner.start_failures += 1;
+                inner.last_start_error = Some(rec.failure());
+                bump(&self.counters.start_failures);
+            }
+            // It got past its initializer: the run of failed starts is over.
+            W_SERVING | W_LEFT => {
+                inner.start_failures = 0;
+                inner.fresh[w] = false;
+            }
+            _ => {}
         }
         let mut failed = Vec::new();
         let mut requeued = 0;
@@ -853,10 +884,14 @@ impl Shared {
                     Some(Error::TimeLimit { limit, pid })
                 }
                 None => {
-                    if !killed_by_pool {
+                    // A task whose worker the pool killed for another task
+                    // does not lose an attempt, unless it may run only once
+                    // (retries 0) or cannot run twice (an in-place chunk
+                    // half done).
+                    if !killed_by_pool || retries == 0 || !task.meta.retryable {
                         task.attempts += 1;
                     }
-                    if terminated || task.attempts > retries {
+                    if terminated || !task.meta.retryable || task.attempts > retries {
                         Some(Error::WorkerLost { pid, signal, code })
                     } else {
                         // Retry: the dead worker may have scribbled on the
@@ -948,15 +983,18 @@ impl Shared {
             Ok(c) => {
                 let mut inner = lock(&self.inner);
                 inner.reserved[w] = false;
-                if inner.state == State::Terminated {
-                    // Every task has failed already; the worker may have
-                    // claimed nothing that matters.
+                if inner.state == State::Terminated || inner.broken.is_some() {
+                    // It never got the go: it claimed nothing.
                     drop(inner);
                     let _ = c.kill();
                     let _ = c.wait();
                 } else {
                     inner.workers[w] = Some(c);
                     inner.fresh[w] = true;
+                    // In the table first, then the go (under the lock, so a
+                    // failing or cancelling thread sees the worker it may
+                    // have to kill).
+                    self.let_serve(w);
                     drop(inner);
                     bump(&self.counters.workers_replaced);
                 }

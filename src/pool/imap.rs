@@ -105,7 +105,7 @@ where
             let bytes = postcard::to_stdvec(&chunk)?;
             let meta = TaskMeta {
                 first_item: Some((self.submitted * self.chunksize) as u64),
-                limit: None,
+                ..TaskMeta::new()
             };
             self.pool.shared.submit(
                 self.fn_id,

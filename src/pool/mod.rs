@@ -167,7 +167,11 @@ impl PoolBuilder {
     }
 
     /// How many times a task whose worker died is run again before it fails
-    /// with [`Error::WorkerLost`] (default 1).
+    /// with [`Error::WorkerLost`] (default 1). With 0 a task runs at most
+    /// once. A task whose worker the pool killed to cancel or time out
+    /// *another* task (the worker had moved on to it) is run again without
+    /// counting an attempt, unless retries is 0. Chunks of
+    /// [`Pool::map_chunks_in_place`] are never run again.
     pub fn retries(mut self, n: u32) -> Self {
         self.retries = n;
         self
@@ -407,8 +411,8 @@ impl Pool {
     ) -> Result<AsyncResult<R>> {
         let cell = Cell::new(cb);
         let meta = TaskMeta {
-            first_item: None,
             limit: opts.time_limit,
+            ..TaskMeta::new()
         };
         self.shared
             .submit(fn_id, args, Sink::Cell(Arc::clone(&cell)), meta)?;
@@ -533,6 +537,7 @@ impl Pool {
         fn_id: FnId,
         chunks: impl IntoIterator<Item = Result<(Vec<u8>, u64)>>,
         limit: Option<Duration>,
+        retryable: bool,
     ) -> Result<Arc<Stream>> {
         let stream = Stream::new(true);
         let mut n = 0;
@@ -545,6 +550,7 @@ impl Pool {
                 let meta = TaskMeta {
                     first_item: Some(first),
                     limit,
+                    retryable,
                 };
                 self.shared
                     .submit(fn_id, bytes, Sink::Stream(Arc::clone(&stream), n), meta)
@@ -666,6 +672,7 @@ impl Pool {
             FnId::of(batch_trampoline::<F, A, R>),
             chunks,
             opts.time_limit,
+            true,
         )?;
         Ok(self.map_result(stream))
     }
@@ -696,7 +703,8 @@ impl Pool {
         let items: Vec<(A, B)> = items.into_iter().collect();
         let cs = default_chunksize(items.len(), self.processes());
         let chunks = Self::encoded_chunks(items, cs, |c| Ok(postcard::to_stdvec(c)?));
-        let stream = self.submit_stream(FnId::of(star_trampoline::<F, A, B, R>), chunks, None)?;
+        let stream =
+            self.submit_stream(FnId::of(star_trampoline::<F, A, B, R>), chunks, None, true)?;
         Ok(self.map_result(stream))
     }
 
@@ -715,7 +723,8 @@ impl Pool {
         let items: Vec<A> = items.into_iter().collect();
         let cs = default_chunksize(items.len(), self.processes());
         let chunks = Self::encoded_chunks(items, cs, |c| Ok(postcard::to_stdvec(&(&fixed, c))?));
-        let stream = self.submit_stream(FnId::of(with_trampoline::<F, A, P, R>), chunks, None)?;
+        let stream =
+            self.submit_stream(FnId::of(with_trampoline::<F, A, P, R>), chunks, None, true)?;
         self.map_result(stream).get()
     }
 
@@ -805,6 +814,7 @@ impl Pool {
     /// only when no chunk runs any more — also when submitting fails
     /// part-way, and (through the guard) when this thread unwinds — because
     /// the caller's borrows of the arrays end when this returns.
+    #[allow(clippy::too_many_arguments)] // private: one argument per field of the map
     fn run_chunks<P: Serialize>(
         &self,
         fn_id: FnId,
@@ -813,6 +823,7 @@ impl Pool {
         len: usize,
         params: &P,
         chunk: Option<usize>,
+        retryable: bool,
     ) -> Result<Arc<Stream>> {
         let chunks = chunk::chunk_ranges(len, chunk, self.processes())
             .into_iter()
@@ -829,7 +840,7 @@ impl Pool {
                     0,
                 ))
             });
-        let stream = self.submit_stream(fn_id, chunks, None)?;
+        let stream = self.submit_stream(fn_id, chunks, None, retryable)?;
         let guard = ScopeGuard {
             shared: &self.shared,
             stream: &stream,
@@ -923,6 +934,7 @@ impl Pool {
             input.len(),
             &params,
             chunk,
+            true,
         )
         .map(|_| ())
     }
@@ -930,6 +942,10 @@ impl Pool {
     /// Runs `kernel(&mut data[c], &params)` for disjoint chunks `c` of a shared
     /// array, in place, in the workers. Borrows `data` exclusively until no
     /// chunk runs any more (see [`map_chunks`](Pool::map_chunks)).
+    ///
+    /// A chunk whose worker dies is never run again (it may have updated part
+    /// of its data): the map fails with [`Error::WorkerLost`], whatever
+    /// [`PoolBuilder::retries`] says, and the data is then partly updated.
     pub fn map_chunks_in_place<F, T, P>(
         &self,
         kernel: F,
@@ -954,6 +970,7 @@ impl Pool {
             data.len(),
             &params,
             chunk,
+            false,
         )
         .map(|_| ())
     }
@@ -984,6 +1001,7 @@ impl Pool {
             input.len(),
             &params,
             chunk,
+            true,
         )?;
         let st = lock(&stream.state);
         st.done

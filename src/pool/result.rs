@@ -70,6 +70,10 @@ impl<R> AsyncResult<R> {
     /// counting against their retries). Returns once nothing of it runs any
     /// more, with `true` if the result is [`Error::Cancelled`] (or, for a map,
     /// a chunk was cancelled) and `false` if it had already finished.
+    ///
+    /// Like `get`, it must not be called from a callback of this pool for a
+    /// task that has a callback itself: that callback queues behind the one
+    /// running, and the wait never ends.
     pub fn cancel(&self) -> bool {
         const WHY: &str = "cancelled by AsyncResult::cancel";
         match &self.kind {

@@ -78,6 +78,25 @@ pub(crate) fn worker_main(bytes: &[u8]) -> i32 {
         }
     }
     rec.state.store(W_SERVING, Ordering::Release);
+    // Claim nothing before the parent has this worker in its table (it may
+    // also never let it: a terminated or broken pool kills it instead).
+    let h = ctl.header();
+    loop {
+        // SYNC POINT: SeqCst pairs with the parent's store and wake.
+        if rec.go.load(Ordering::SeqCst) != 0 {
+            break;
+        }
+        if h.shutdown.load(Ordering::SeqCst) != 0 {
+            rec.state.store(W_LEFT, Ordering::Release);
+            return 0;
+        }
+        let _ = wait_on(
+            &rec.go,
+            &rec.go_waiters,
+            Instant::now().checked_add(Duration::from_millis(100)),
+            |v| (v != 0).then_some(Ok(())),
+        );
+    }
 
     let mut done = 0u64;
     while let Some(ticket) = claim(&ctl, w) {
