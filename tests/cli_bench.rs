@@ -32,8 +32,16 @@ fn json_has_every_point_and_consistent_speedups() {
     assert!(v["machine"]["cores"].as_u64().unwrap() >= 1);
     assert!(v["machine"]["rustc"].as_str().unwrap().starts_with("rustc"));
     let results = v["results"].as_array().unwrap();
-    // 4 kernels x (sequential + 2 backends x 2 worker counts).
-    assert_eq!(results.len(), 4 * 5);
+    // 4 kernels x (sequential + 4 backends x 2 worker counts): by default
+    // every backend, processes against threads included.
+    assert_eq!(results.len(), 4 * 9);
+    for b in ["threads", "rayon", "processes", "processes-copy"] {
+        assert_eq!(
+            results.iter().filter(|r| r["backend"] == b).count(),
+            4 * 2,
+            "{b}"
+        );
+    }
     for r in results {
         let (med, min, max) = (
             r["median_s"].as_f64().unwrap(),
@@ -57,8 +65,8 @@ fn json_has_every_point_and_consistent_speedups() {
     assert!(svg.starts_with("<svg") && svg.contains("</svg>"));
     assert_eq!(
         svg.matches("<polyline").count(),
-        4 * 2,
-        "threads and rayon per kernel"
+        4 * 4,
+        "threads, rayon, processes and processes-copy per kernel"
     );
 }
 

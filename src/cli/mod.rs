@@ -122,7 +122,7 @@ struct BenchArgs {
     #[arg(
         long = "backend",
         value_delimiter = ',',
-        default_value = "sequential,threads,rayon"
+        default_value = "sequential,threads,rayon,processes,processes-copy"
     )]
     backends: Vec<crate::backend::Backend>,
     /// Indices per chunk (default: about n/64).
