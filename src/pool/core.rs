@@ -255,13 +255,22 @@ impl Inner {
         }
     }
 
+    /// Index of ticket `t` in `pending`.
+    fn index(&self, t: u64) -> Option<usize> {
+        Some(t.checked_sub(self.head)? as usize)
+    }
+
     fn task_mut(&mut self, t: u64) -> Option<&mut Task> {
-        let idx = t.checked_sub(self.head)? as usize;
+        let idx = self.index(t)?;
         self.pending.get_mut(idx)?.as_mut()
     }
 
+    fn task_ref(&self, t: u64) -> Option<&Task> {
+        self.pending.get(self.index(t)?)?.as_ref()
+    }
+
     fn take_task(&mut self, t: u64) -> Option<Task> {
-        let idx = t.checked_sub(self.head)? as usize;
+        let idx = self.index(t)?;
         let task = self.pending.get_mut(idx)?.take()?;
         self.finished(&task);
         Some(task)
@@ -765,10 +774,7 @@ impl Shared {
     fn supervise(self: Arc<Self>) {
         loop {
             let seen = self.ctl.header().doorbell.load(Ordering::SeqCst);
-            self.collect(false);
-            self.reap();
-            self.enforce_time_limits();
-            self.refill();
+            self.supervise_once();
             let (stop, callbacks, limited) = {
                 let inner = lock(&self.inner);
                 (
@@ -791,6 +797,14 @@ impl Shared {
                 std::thread::park_timeout(tick);
             }
         }
+    }
+
+    /// One round of the supervisor's work: collect, reap, time limits, refill.
+    fn supervise_once(&self) {
+        self.collect(false);
+        self.reap();
+        self.enforce_time_limits();
+        self.refill();
     }
 
     /// Handles every worker that has exited. Each death is taken out of
@@ -1125,10 +1139,7 @@ impl Shared {
             self.deliver(withdrawn);
             self.ring();
         }
-        for c in &killed {
-            // A SIGKILLed process is gone within milliseconds.
-            let _ = c.wait_readable(Some(Duration::from_secs(10)));
-        }
+        wait_gone(&killed);
         if !killed.is_empty() {
             self.reap();
         }
@@ -1137,7 +1148,7 @@ impl Shared {
         // death), a running one when it finishes.
         self.wait_supervising(|| {
             let inner = lock(&self.inner);
-            tickets.iter().all(|&t| inner.task_mut_ref(t).is_none())
+            tickets.iter().all(|&t| inner.task_ref(t).is_none())
         });
     }
 
@@ -1151,10 +1162,7 @@ impl Shared {
                 return;
             }
             let seen = self.ctl.header().doorbell.load(Ordering::SeqCst);
-            self.collect(false);
-            self.reap();
-            self.enforce_time_limits();
-            self.refill();
+            self.supervise_once();
             if ready() {
                 return;
             }
@@ -1333,13 +1341,6 @@ impl Shared {
             .flatten()
             .map(Child::pid)
             .collect()
-    }
-}
-
-impl Inner {
-    fn task_mut_ref(&self, t: u64) -> Option<&Task> {
-        let idx = t.checked_sub(self.head)? as usize;
-        self.pending.get(idx)?.as_ref()
     }
 }
 

@@ -186,8 +186,9 @@ impl PoolBuilder {
     /// A time limit for every task of the pool (default: none). A task that
     /// runs longer has its worker killed and replaced, and fails with
     /// [`Error::TimeLimit`]; it is not retried. One call can set its own
-    /// limit with [`TaskOptions::time_limit`]. Limits are checked every few
-    /// milliseconds, so a task may run up to about 5 ms over.
+    /// limit with [`TaskOptions::time_limit`]. The supervisor checks the ages
+    /// of running tasks every 5 ms while any task has a limit, so a task runs
+    /// a little over its limit (one check period, more on a loaded machine).
     pub fn task_time_limit(mut self, limit: Duration) -> Self {
         self.time_limit = Some(limit);
         self
@@ -529,13 +530,14 @@ impl Pool {
     // ---- maps -----------------------------------------------------------------
 
     /// Submits pre-encoded chunks as one stream. `chunks` yields each
-    /// chunk's bytes and the index of its first item. On an error part-way,
+    /// chunk's bytes and the index of its first item (`None` when the task
+    /// names its items itself, as zero-copy chunks do). On an error part-way,
     /// the chunks already submitted are cancelled and the stream is complete
     /// (nothing of it runs any more) when this returns.
     fn submit_stream(
         &self,
         fn_id: FnId,
-        chunks: impl IntoIterator<Item = Result<(Vec<u8>, u64)>>,
+        chunks: impl IntoIterator<Item = Result<(Vec<u8>, Option<u64>)>>,
         limit: Option<Duration>,
         retryable: bool,
     ) -> Result<Arc<Stream>> {
@@ -548,7 +550,7 @@ impl Pool {
             }
             let r = c.and_then(|(bytes, first)| {
                 let meta = TaskMeta {
-                    first_item: Some(first),
+                    first_item: first,
                     limit,
                     retryable,
                 };
@@ -585,12 +587,12 @@ impl Pool {
         items: Vec<T>,
         chunksize: usize,
         prefix: impl Fn(&[T]) -> Result<Vec<u8>>,
-    ) -> Vec<Result<(Vec<u8>, u64)>> {
+    ) -> Vec<Result<(Vec<u8>, Option<u64>)>> {
         let cs = chunksize.max(1);
         items
             .chunks(cs)
             .enumerate()
-            .map(|(i, c)| prefix(c).map(|b| (b, (i * cs) as u64)))
+            .map(|(i, c)| prefix(c).map(|b| (b, Some((i * cs) as u64))))
             .collect()
     }
 
@@ -828,8 +830,7 @@ impl Pool {
         let chunks = chunk::chunk_ranges(len, chunk, self.processes())
             .into_iter()
             .map(|range| {
-                // Panics in chunk kernels carry the chunk's start themselves
-                // (offset 0 leaves it as is).
+                // A panic in a chunk kernel names the chunk's first element itself.
                 Ok((
                     postcard::to_stdvec(&chunk::ChunkArgs {
                         input: input.clone(),
@@ -837,7 +838,7 @@ impl Pool {
                         range,
                         params,
                     })?,
-                    0,
+                    None,
                 ))
             });
         let stream = self.submit_stream(fn_id, chunks, None, retryable)?;
