@@ -681,14 +681,19 @@ fn parse_answer(got: &[u8]) -> Option<Result<()>> {
 
 /// A forked child exited before announcing that it was ready.
 fn forked_silence(child: &Child) -> Error {
+    startup_silence(child, "forked worker", "")
+}
+
+/// A child (`what {pid}{how}`) ended or closed its status pipe before it
+/// announced that it was ready.
+pub(crate) fn startup_silence(child: &Child, what: &str, how: &str) -> Error {
+    let pid = child.pid();
     match child.wait_timeout(Duration::from_secs(5)) {
-        Ok(Some(st)) => Error::InvalidState(format!(
-            "forked worker {} ended during startup ({st:?})",
-            child.pid()
-        )),
+        Ok(Some(st)) => {
+            Error::InvalidState(format!("{what} {pid}{how} ended during startup ({st:?})"))
+        }
         _ => Error::InvalidState(format!(
-            "forked worker {} closed its status pipe during startup",
-            child.pid()
+            "{what} {pid}{how} closed its status pipe during startup"
         )),
     }
 }

@@ -484,16 +484,7 @@ fn encode_boot(entry: Entry, payload: Vec<u8>, opts: &ChildOptions) -> Result<Ve
 
 /// A served child exited (or closed its status pipe) before answering.
 fn served_silence(child: &Child) -> Error {
-    match child.wait_timeout(Duration::from_secs(5)) {
-        Ok(Some(st)) => Error::InvalidState(format!(
-            "worker {} (forked by the fork server) ended during startup ({st:?})",
-            child.pid()
-        )),
-        _ => Error::InvalidState(format!(
-            "worker {} (forked by the fork server) closed its status pipe during startup",
-            child.pid()
-        )),
-    }
+    spawn::startup_silence(child, "worker", " (forked by the fork server)")
 }
 
 impl ForkServer {
