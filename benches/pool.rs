@@ -16,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
-use shmproc::kernels::{power_u64, power_u64_slice};
+use shmproc_kernels::{power_u64, power_u64_slice};
 use shmproc::{Pool, SharedArray, StartMethod};
 
 const TIMES: u32 = 4;

@@ -26,7 +26,7 @@ use shmproc::{Process, Queue};
 
 /// `x` squared four times, put on `res`.
 fn power((x, res): (u64, Queue<u64>)) {
-    res.put(shmproc::kernels::power_u64(x, 4))
+    res.put(shmproc_kernels::power_u64(x, 4))
         .expect("put the result");
 }
 

@@ -29,7 +29,7 @@ use shmproc::{Process, SharedView};
 
 /// `x` squared four times, stored at `res[i]`.
 fn power((x, i, res): (u64, usize, SharedView<u64>)) {
-    res.set(i, shmproc::kernels::power_u64(x, 4));
+    res.set(i, shmproc_kernels::power_u64(x, 4));
 }
 
 fn main() -> shmproc::Result<()> {

@@ -23,7 +23,7 @@
 use shmproc::Pool;
 
 fn power(x: u64) -> u64 {
-    shmproc::kernels::power_u64(x, 4)
+    shmproc_kernels::power_u64(x, 4)
 }
 
 fn main() -> shmproc::Result<()> {

@@ -21,7 +21,7 @@
 use shmproc::Pool;
 
 fn power(x: u64, time: u32) -> u64 {
-    shmproc::kernels::power_u64(x, time)
+    shmproc_kernels::power_u64(x, time)
 }
 
 fn main() -> shmproc::Result<()> {

@@ -20,9 +20,6 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod backend;
-#[doc(hidden)]
-pub mod cli;
 pub mod error;
 #[allow(unsafe_code)]
 pub mod ipc;
@@ -55,6 +52,3 @@ crate::worker_test_entry!();
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
-
-/// The numeric kernels (the `shmproc-kernels` crate), re-exported.
-pub use shmproc_kernels as kernels;

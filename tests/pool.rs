@@ -15,11 +15,11 @@ shmproc::worker_test_entry!();
 const LIMIT: Duration = Duration::from_secs(120);
 
 fn power(x: u64) -> u64 {
-    shmproc::kernels::power_u64(x, 4)
+    shmproc_kernels::power_u64(x, 4)
 }
 
 fn power_times(x: u64, times: u32) -> u64 {
-    shmproc::kernels::power_u64(x, times)
+    shmproc_kernels::power_u64(x, times)
 }
 
 fn square(x: i64) -> i64 {
@@ -191,7 +191,7 @@ fn zero_copy_chunk_maps() {
     let input = SharedArray::<u64>::from_slice(&(0..n as u64).collect::<Vec<_>>()).unwrap();
     let mut output = SharedArray::<u64>::new(n).unwrap();
     pool.map_chunks(
-        |i: &[u64], o: &mut [u64], t: &u32| shmproc::kernels::power_u64_slice(i, o, *t),
+        |i: &[u64], o: &mut [u64], t: &u32| shmproc_kernels::power_u64_slice(i, o, *t),
         &input,
         &mut output,
         4u32,

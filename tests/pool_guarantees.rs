@@ -40,7 +40,7 @@ fn spin_ms(ms: u64) -> u64 {
     let end = Instant::now() + Duration::from_millis(ms);
     let mut acc = 0u64;
     while Instant::now() < end {
-        acc = acc.wrapping_add(shmproc::kernels::power_u64(acc | 3, 8));
+        acc = acc.wrapping_add(shmproc_kernels::power_u64(acc | 3, 8));
     }
     acc
 }

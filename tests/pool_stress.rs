@@ -107,11 +107,11 @@ fn mark_finish(m: &SharedView<u64>, i: usize) {
 }
 
 fn value(i: u64) -> u64 {
-    shmproc::kernels::power_u64(black_box(2 * i + 1), WORK) ^ i
+    shmproc_kernels::power_u64(black_box(2 * i + 1), WORK) ^ i
 }
 
 fn elem_value(x: u64) -> u64 {
-    shmproc::kernels::power_u64(black_box(2 * x + 1), WORK / CHUNK as u32) ^ x
+    shmproc_kernels::power_u64(black_box(2 * x + 1), WORK / CHUNK as u32) ^ x
 }
 
 /// The task of `map`, `imap_unordered` and `apply_async`.

@@ -3,7 +3,6 @@
 //! kernel on `&[T]` / `&mut [U]` for its chunk. No element crosses a pipe.
 
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
 
 use bytemuck::Pod;
 use serde::de::DeserializeOwned;
@@ -11,42 +10,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::process::task::{catch_task_panic, conjure, TaskFailure};
-use crate::segment::{ArrayHandle, RawArray, Segment, SegmentHandle};
-
-/// Most segments a worker keeps mapped between tasks.
-const CACHE_SLOTS: usize = 16;
-
-type CacheEntry = (SegmentHandle, Arc<Segment>);
-
-static CACHE: Mutex<Vec<CacheEntry>> = Mutex::new(Vec::new());
-
-/// Opens the segment `h` names, reusing a mapping from an earlier task when the
-/// handle still refers to the same object (one `stat`). On a miss, entries
-/// whose objects are gone are dropped first, so a worker never pins memory its
-/// parent has freed for longer than until it attaches something new.
-///
-pub(crate) fn open_cached(h: &SegmentHandle) -> Result<Arc<Segment>> {
-    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(i) = cache.iter().position(|(hh, _)| hh == h) {
-        if cache[i].1.still_named_by(h) {
-            return Ok(Arc::clone(&cache[i].1));
-        }
-        cache.remove(i);
-    }
-    cache.retain(|(hh, seg)| seg.still_named_by(hh));
-    let seg = Arc::new(Segment::open_handle(h)?);
-    if cache.len() >= CACHE_SLOTS {
-        cache.remove(0);
-    }
-    cache.push((h.clone(), Arc::clone(&seg)));
-    Ok(seg)
-}
+use crate::segment::{ArrayHandle, RawArray, Segment};
 
 /// Attaches the array `h` names through the worker's mapping cache (also
 /// used by `crate::backend`'s process tasks). Worker side only: the parent
 /// sent `h` for a chunk of a map that borrows the array for the whole call.
 pub(crate) fn attach<T: Pod>(h: &ArrayHandle) -> Result<RawArray<T>> {
-    let seg = open_cached(&h.segment)?;
+    let seg = Segment::open_cached(&h.segment)?;
     RawArray::attach_in(seg, h)
 }
 

@@ -31,7 +31,7 @@
 //!
 //! ```no_run
 //! fn power(x: u64) -> u64 {
-//!     shmproc::kernels::power_u64(x, 4)
+//!     shmproc_kernels::power_u64(x, 4)
 //! }
 //!
 //! fn main() -> shmproc::Result<()> {
@@ -70,7 +70,6 @@ use crate::process::task::{assert_zero_sized, conjure};
 use crate::process::StartMethod;
 use crate::segment::SharedArray;
 
-pub(crate) use chunk::attach as attach_cached;
 pub use control::MAX_WORKERS;
 pub use imap::IMap;
 pub use result::AsyncResult;
@@ -456,7 +455,7 @@ impl Pool {
     /// use shmproc::pool::TaskOptions;
     ///
     /// fn spin(n: u64) -> u64 {
-    ///     (0..n).fold(0, |a, x| a ^ shmproc::kernels::power_u64(x, 4))
+    ///     (0..n).fold(0, |a, x| a ^ shmproc_kernels::power_u64(x, 4))
     /// }
     ///
     /// fn main() -> shmproc::Result<()> {
@@ -879,7 +878,7 @@ impl Pool {
     ///     let input = SharedArray::<u64>::from_slice(&(0..1000).collect::<Vec<_>>())?;
     ///     let mut output = SharedArray::<u64>::new(1000)?;
     ///     pool.map_chunks(
-    ///         |i: &[u64], o: &mut [u64], t: &u32| shmproc::kernels::power_u64_slice(i, o, *t),
+    ///         |i: &[u64], o: &mut [u64], t: &u32| shmproc_kernels::power_u64_slice(i, o, *t),
     ///         &input, &mut output, 2u32, None,
     ///     )?;
     ///     assert_eq!(output[3], 81);

@@ -330,6 +330,37 @@ impl Segment {
         Self::from_file(file, Backing::Shm(name.to_owned()), name)
     }
 
+    /// Opens the segment `handle` names through this process's cache of
+    /// mappings (16 segments), reusing a mapping from an earlier call while
+    /// the handle still refers to the same object (one `stat`). On a miss,
+    /// entries whose objects are gone are dropped first, so a process never
+    /// pins memory another has freed for longer than until it opens
+    /// something new. Meant for workers that attach the same arrays task after
+    /// task.
+    ///
+    /// # Errors
+    /// As [`Segment::open_handle`].
+    pub fn open_cached(handle: &SegmentHandle) -> Result<std::sync::Arc<Segment>> {
+        use std::sync::{Arc, Mutex};
+        const CACHE_SLOTS: usize = 16;
+        type CacheEntry = (SegmentHandle, Arc<Segment>);
+        static CACHE: Mutex<Vec<CacheEntry>> = Mutex::new(Vec::new());
+        let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = cache.iter().position(|(hh, _)| hh == handle) {
+            if cache[i].1.still_named_by(handle) {
+                return Ok(Arc::clone(&cache[i].1));
+            }
+            cache.remove(i);
+        }
+        cache.retain(|(hh, seg)| seg.still_named_by(hh));
+        let seg = Arc::new(Segment::open_handle(handle)?);
+        if cache.len() >= CACHE_SLOTS {
+            cache.remove(0);
+        }
+        cache.push((handle.clone(), Arc::clone(&seg)));
+        Ok(seg)
+    }
+
     /// Opens the segment a handle describes (as another process does).
     pub fn open_handle(handle: &SegmentHandle) -> Result<Segment> {
         match handle {

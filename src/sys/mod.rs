@@ -6,10 +6,8 @@
 //! - [`futex`]: shared (not private) futex wait and wake with timeouts;
 //! - [`mutex`]: robust, process-shared pthread mutexes;
 //! - [`proc`]: processes: pipes, fork/exec, pidfd, signals, waits;
-//! - [`signal`]: a flag-setting SIGINT handler for the CLI, SIGINT ignored in pool workers.
 
 pub(crate) mod futex;
 pub(crate) mod mutex;
 pub(crate) mod proc;
 pub(crate) mod shm;
-pub(crate) mod signal;
