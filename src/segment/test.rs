@@ -335,7 +335,7 @@ fn an_owned_array_gives_safe_slices_and_refuses_views() {
         Err(Error::InvalidArgument(_))
     ));
     assert!(matches!(
-        SharedView::<u64>::from_region(Arc::clone(&a.raw().seg), h.offset as usize, 1),
+        SharedView::<u64>::from_region(Arc::clone(a.raw().segment()), h.offset as usize, 1),
         Err(Error::InvalidArgument(_))
     ));
     // Once it is a view, it attaches like any view.
