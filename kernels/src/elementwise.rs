@@ -1,5 +1,93 @@
 //! Elementwise kernels: one output per input element.
 
+use crate::Num;
+
+/// Repeated squaring of one value of any numeric type: `x -> x * x`, `times`
+/// times, wrapping for integers.
+///
+/// ```
+/// assert_eq!(shmproc_kernels::power(3u8, 1), 9);
+/// assert_eq!(shmproc_kernels::power(3u8, 2), 81);
+/// assert_eq!(shmproc_kernels::power(3u8, 3), 161); // 6561 mod 256
+/// assert_eq!(shmproc_kernels::power(-1.5f32, 1), 2.25);
+/// ```
+#[inline]
+pub fn power<T: Num>(mut x: T, times: u32) -> T {
+    for _ in 0..times {
+        x = x.mul(x);
+    }
+    x
+}
+
+/// Applies [`power`] to every element of `input`, writing into `output`.
+///
+/// # Panics
+/// If the slices differ in length.
+pub fn power_slice<T: Num>(input: &[T], output: &mut [T], times: u32) {
+    assert_eq!(input.len(), output.len(), "input and output lengths differ");
+    for (o, &x) in output.iter_mut().zip(input) {
+        *o = power(x, times);
+    }
+}
+
+/// `y = a * x + y` in `f32`, elementwise, without fused multiply-add.
+///
+/// ```
+/// let mut y = [1.0f32, 2.0];
+/// shmproc_kernels::saxpy_f32(2.0, &[10.0, 20.0], &mut y);
+/// assert_eq!(y, [21.0, 42.0]);
+/// ```
+///
+/// # Panics
+/// If the slices differ in length.
+pub fn saxpy_f32(a: f32, x: &[f32], y: &mut [f32]) {
+    assert_eq!(x.len(), y.len(), "x and y lengths differ");
+    for (yi, &xi) in y.iter_mut().zip(x) {
+        *yi += a * xi;
+    }
+}
+
+/// Scales every row of `rows` (consecutive runs of `row_len` elements) to unit
+/// Euclidean norm, writing into `out`; the norm is computed in `f64`. A row of
+/// zeros stays zeros.
+///
+/// ```
+/// let mut out = [0.0f64; 4];
+/// shmproc_kernels::normalize_rows(&[3.0, 4.0, 0.0, 0.0], &mut out, 2);
+/// assert_eq!(out, [0.6, 0.8, 0.0, 0.0]);
+/// ```
+///
+/// # Panics
+/// If the slices differ in length or `row_len` is 0 and they are not empty,
+/// or the length is not a multiple of `row_len`.
+pub fn normalize_rows<T: Num>(rows: &[T], out: &mut [T], row_len: usize) {
+    assert_eq!(rows.len(), out.len(), "input and output lengths differ");
+    if rows.is_empty() {
+        return;
+    }
+    assert!(
+        row_len > 0 && rows.len() % row_len == 0,
+        "length is not a whole number of rows"
+    );
+    for (r, o) in rows
+        .chunks_exact(row_len)
+        .zip(out.chunks_exact_mut(row_len))
+    {
+        let norm = r
+            .iter()
+            .map(|v| v.to_f64() * v.to_f64())
+            .sum::<f64>()
+            .sqrt();
+        for (o, &v) in o.iter_mut().zip(r) {
+            *o = if norm > 0.0 {
+                T::from_f64(v.to_f64() / norm)
+            } else {
+                T::ZERO
+            };
+        }
+    }
+}
+
 /// Repeated squaring of one value: `x -> x * x`, `times` times, in wrapping
 /// 64-bit arithmetic.
 ///

@@ -1,4 +1,4 @@
-//! The error type of the registry entry points.
+//! The error type of the kernel API.
 
 use std::fmt;
 
@@ -6,9 +6,12 @@ use std::fmt;
 ///
 /// ```
 /// use shmproc_kernels::{KernelError, Params};
-/// let err = Params::default().set("times", "many").unwrap_err();
+/// let err = Params::new().with("times", "many").uint::<u32>("times").unwrap_err();
 /// assert!(matches!(err, KernelError::BadParam { .. }));
-/// assert_eq!(err.to_string(), "bad value \"many\" for parameter times: expected an unsigned integer");
+/// assert_eq!(
+///     err.to_string(),
+///     "bad value \"many\" for parameter times: expected an unsigned integer up to u32"
+/// );
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -16,7 +19,22 @@ pub enum KernelError {
     /// No kernel of this name is registered.
     UnknownKernel(String),
     /// No parameter of this name exists.
-    UnknownParam(String),
+    UnknownParam {
+        /// The name given.
+        name: String,
+        /// The parameters the kernel declares, comma-separated.
+        known: String,
+    },
+    /// A parameter the kernel reads has no value (it is not among the
+    /// kernel's [`ParamSpec`](crate::ParamSpec)s).
+    MissingParam(String),
+    /// The kernel failed for a reason of its own.
+    Failed {
+        /// Kernel name.
+        kernel: &'static str,
+        /// What went wrong.
+        message: String,
+    },
     /// A parameter value could not be parsed or is out of range.
     BadParam {
         /// Parameter name.
@@ -62,7 +80,11 @@ impl fmt::Display for KernelError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::UnknownKernel(name) => write!(f, "unknown kernel {name:?}"),
-            Self::UnknownParam(name) => write!(f, "unknown parameter {name:?}"),
+            Self::UnknownParam { name, known } => {
+                write!(f, "unknown parameter {name:?} (this kernel takes: {known})")
+            }
+            Self::MissingParam(name) => write!(f, "parameter {name} has no value"),
+            Self::Failed { kernel, message } => write!(f, "kernel {kernel}: {message}"),
             Self::BadParam {
                 name,
                 value,

@@ -1,5 +1,7 @@
 //! Reductions: a slice in, a small fixed-size accumulator out.
 
+use crate::Num;
+
 /// Compensated (Neumaier) running sum.
 #[derive(Debug, Clone, Copy, Default)]
 struct Neumaier {
@@ -34,9 +36,32 @@ impl Neumaier {
 /// assert_eq!(x.iter().sum::<f64>(), 1.0); // the naive sum loses a 1.0
 /// ```
 pub fn sum(x: &[f64]) -> f64 {
+    sum_float(x)
+}
+
+/// Compensated (Neumaier) sum of any numeric values, in `f64` (each value is
+/// converted exactly for `f32` and integers up to 2^53).
+///
+/// ```
+/// assert_eq!(shmproc_kernels::sum_float(&[0.5f32, 0.25]), 0.75);
+/// ```
+pub fn sum_float<T: Num>(x: &[T]) -> f64 {
     let mut acc = Neumaier::default();
     for &v in x {
-        acc.add(v);
+        acc.add(v.to_f64());
+    }
+    acc.value()
+}
+
+/// Compensated dot product of any numeric values, in `f64`.
+///
+/// # Panics
+/// If the slices differ in length.
+pub fn dot_float<T: Num>(x: &[T], y: &[T]) -> f64 {
+    assert_eq!(x.len(), y.len(), "x and y lengths differ");
+    let mut acc = Neumaier::default();
+    for (&a, &b) in x.iter().zip(y) {
+        acc.add(a.to_f64() * b.to_f64());
     }
     acc.value()
 }
@@ -50,12 +75,7 @@ pub fn sum(x: &[f64]) -> f64 {
 /// # Panics
 /// If the slices differ in length.
 pub fn dot(x: &[f64], y: &[f64]) -> f64 {
-    assert_eq!(x.len(), y.len(), "x and y lengths differ");
-    let mut acc = Neumaier::default();
-    for (&a, &b) in x.iter().zip(y) {
-        acc.add(a * b);
-    }
-    acc.value()
+    dot_float(x, y)
 }
 
 /// Slot of values below `lo` in a histogram accumulator of `bins` bins.
@@ -92,7 +112,7 @@ pub const fn hist_nan(bins: usize) -> usize {
 ///
 /// # Panics
 /// If `counts` has fewer than 4 slots, or `lo < hi` does not hold with both finite.
-pub fn histogram(x: &[f64], lo: f64, hi: f64, counts: &mut [u64]) {
+pub fn histogram<T: Num>(x: &[T], lo: f64, hi: f64, counts: &mut [u64]) {
     assert!(counts.len() >= 4, "a histogram needs at least one bin");
     assert!(
         lo.is_finite() && hi.is_finite() && lo < hi,
@@ -100,7 +120,8 @@ pub fn histogram(x: &[f64], lo: f64, hi: f64, counts: &mut [u64]) {
     );
     let bins = counts.len() - 3;
     let scale = bins as f64 / (hi - lo);
-    for &v in x {
+    for v in x {
+        let v = v.to_f64();
         let slot = if v.is_nan() {
             hist_nan(bins)
         } else if v < lo {
