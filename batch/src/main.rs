@@ -1,4 +1,3 @@
 fn main() {
-    shmproc::init();
-    std::process::exit(shmproc::cli::main());
+    shmproc_batch::App::new().main()
 }

@@ -385,10 +385,13 @@ fn truncated_and_malformed_npy() {
             "malformed .npy header",
         ),
         (
-            &npy_bytes("<i4", "(2,)", &[0; 8]),
-            "unsupported .npy dtype \"<i4\"",
+            &npy_bytes("<c16", "(2,)", &[0; 32]),
+            "unsupported .npy dtype \"<c16\"",
         ),
-        (&npy_bytes("<u8", "(2, 2)", &[0; 32]), "only 1-D"),
+        (
+            &npy_bytes(">u8", "(2,)", &[0; 16]),
+            "big-endian data is not read",
+        ),
     ];
     for (bytes, want) in cases {
         std::fs::write(&p, bytes).unwrap();
@@ -411,27 +414,28 @@ fn dtype_the_kernel_does_not_take() {
     std::fs::write(&p, npy_bytes("<u8", "(2,)", &le_u64(&[1, 2]))).unwrap();
     let e = fails(&[
         "run",
-        "sum",
+        "saxpy",
         "--input",
         path_str(&p),
         "--backend",
         "threads",
     ]);
     assert!(
-        e.contains("kernel sum takes f64 input, not u64 input"),
+        e.contains("kernel saxpy takes f32 or f64 input, not u64 input")
+            && e.contains("--dtype"),
         "{e}"
     );
     let e = fails(&[
         "run",
-        "histogram",
+        "normalize_rows",
         "--dtype",
-        "u64",
+        "i32",
         "--n",
         "3",
         "--backend",
         "threads",
     ]);
-    assert!(e.contains("takes f64 input"), "{e}");
+    assert!(e.contains("takes f32 or f64 input"), "{e}");
 }
 
 #[test]
@@ -645,14 +649,19 @@ fn checksum_is_the_same_with_or_without_output_and_for_generated_or_file_input()
         ("histogram", "f64", &f_in),
     ] {
         let mut seen = Vec::new();
+        // Each kernel gets only the parameters it takes.
+        let param = match kernel {
+            "histogram" => "hi=5000",
+            "power" => "times=3",
+            "saxpy" => "a=2",
+            _ => "",
+        };
         for backend in backends {
-            let base = [
-                "run",
-                kernel,
-                "--times",
-                "3",
-                "--param",
-                "hi=5000",
+            let mut base = vec!["run", kernel];
+            if !param.is_empty() {
+                base.extend(["--param", param]);
+            }
+            base.extend([
                 "--backend",
                 backend,
                 "--workers",
@@ -660,7 +669,7 @@ fn checksum_is_the_same_with_or_without_output_and_for_generated_or_file_input()
                 "--chunk",
                 "1000",
                 "--json",
-            ];
+            ]);
             let sum_of = |extra: &[&str]| {
                 let mut args = base.to_vec();
                 args.extend(extra);

@@ -5,30 +5,30 @@
 //! needs the elements, into a small per-thread scratch buffer; either way the
 //! chunk returns the wrapping checksum of what it computed.
 //!
-//! Map chunks run through scratch in pieces of [`PIECE`] indices, so the
-//! scratch stays small and in cache; map kernels are elementwise (one output
-//! per index, a function of the index and its input element), so the pieces
-//! compute exactly what one call over the whole chunk would. Reductions are
-//! not cut (a floating-point partial depends on how its chunk was cut): with
-//! a generated input the whole chunk's input is generated into scratch.
+//! Map chunks run through scratch in pieces of about [`PIECE`] elements
+//! (whole rows for a row kernel), so the scratch stays small and in cache;
+//! map kernels are element-wise or row-wise, so the pieces compute exactly
+//! what one call over the whole chunk would. Reductions are not cut (a
+//! floating-point partial depends on how its chunk was cut): with a
+//! generated input the whole chunk's input is generated into scratch.
 
-use super::checksum;
-use crate::kernels::{
-    run_chunk, Dtype, Input, InputKind, KernelError, KernelInfo, Output, OutputKind, Params,
+use shmproc_kernels::{
+    run_chunk, Chunk, Dtype, Kernel, KernelError, Kind, Num, Params, Slice, SliceMut, Values,
 };
 use std::cell::RefCell;
 use std::ops::Range;
 
-/// Indices per piece of a map chunk (64 KiB of input and of output scratch).
-const PIECE: usize = 8 * 1024;
+/// Elements per piece of a map chunk (64 KiB of 8-byte input and output).
+pub(super) const PIECE: usize = 8 * 1024;
 
 /// A chunk's input.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Src<'i> {
-    /// The chunk's sub-slices of the job's arrays, or [`Input::Generated`]
-    /// for kernels that generate their own input.
-    Slices(Input<'i>),
-    /// The chunk's indices themselves, as elements of this type.
+    /// The chunk's sub-slices of the job's arrays (`None`: a generated
+    /// kernel, no input).
+    Slices(Option<Slice<'i>>, Option<Slice<'i>>),
+    /// The chunk's element indices themselves, as elements of this type (both
+    /// operands of a two-input kernel).
     Iota(Dtype),
 }
 
@@ -36,18 +36,25 @@ impl Src<'_> {
     /// Element type of the input (`None` for generated kernels).
     pub(super) fn dtype(&self) -> Option<Dtype> {
         match self {
-            Src::Slices(i) => i.dtype(),
+            Src::Slices(x, _) => x.map(|x| x.dtype()),
             Src::Iota(d) => Some(*d),
         }
     }
 }
 
-/// Per-thread buffers, reused across chunks and runs. `f64` elements live in
-/// the same `u64` words (`bytemuck` casts; both are 8-byte `Pod`).
-#[derive(Default)]
+/// Per-thread buffers, reused across chunks and runs.
 struct Scratch {
-    input: Vec<u64>,
-    output: Vec<u64>,
+    input: Values,
+    output: Values,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            input: Values::U64(Vec::new()),
+            output: Values::U64(Vec::new()),
+        }
+    }
 }
 
 thread_local! {
@@ -63,119 +70,136 @@ fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
     })
 }
 
-/// `r` as `dtype` elements in the first `r.len()` words of `buf`.
-fn iota_into(buf: &mut Vec<u64>, dtype: Dtype, r: Range<usize>) -> &[u64] {
-    let len = r.len();
-    if buf.len() < len {
-        buf.resize(len, 0);
+/// `buf` as at least `len` elements of `dtype` (reallocated when the type
+/// changes or it is too short).
+fn sized(buf: &mut Values, dtype: Dtype, len: usize) -> SliceMut<'_> {
+    if buf.dtype() != dtype || buf.len() < len {
+        *buf = Values::zeros(dtype, len.max(buf.len()));
     }
-    let words = &mut buf[..len];
-    match dtype {
-        Dtype::U64 => {
-            for (x, i) in words.iter_mut().zip(r.start as u64..) {
-                *x = i;
+    buf.as_slice_mut().into_range(0..len)
+}
+
+fn fill_iota<T: Num>(x: &mut [T], first: usize) {
+    for (v, i) in x.iter_mut().zip(first as u64..) {
+        *v = T::from_index(i);
+    }
+}
+
+/// Elements `r` of the generated input `0, 1, 2, ...` as `dtype` values
+/// (`bool`: index `i` is true when odd).
+fn iota_into(buf: &mut Values, dtype: Dtype, r: Range<usize>) -> Slice<'_> {
+    let mut s = sized(buf, dtype, r.len());
+    match s.reborrow() {
+        SliceMut::Bool(x) => {
+            for (v, i) in x.iter_mut().zip(r.start..) {
+                *v = (i & 1) as u8;
             }
         }
-        Dtype::F64 => {
-            let xs: &mut [f64] = bytemuck::cast_slice_mut(words);
-            for (x, i) in xs.iter_mut().zip(r) {
-                *x = i as f64;
-            }
+        SliceMut::I8(x) => fill_iota(x, r.start),
+        SliceMut::I16(x) => fill_iota(x, r.start),
+        SliceMut::I32(x) => fill_iota(x, r.start),
+        SliceMut::I64(x) => fill_iota(x, r.start),
+        SliceMut::U8(x) => fill_iota(x, r.start),
+        SliceMut::U16(x) => fill_iota(x, r.start),
+        SliceMut::U32(x) => fill_iota(x, r.start),
+        SliceMut::U64(x) => fill_iota(x, r.start),
+        SliceMut::F32(x) => fill_iota(x, r.start),
+        SliceMut::F64(x) => fill_iota(x, r.start),
+    }
+    buf.as_slice().slice(0..r.len())
+}
+
+/// The chunk's inputs from `src` for the element range `elems` of the run
+/// (`local`: the same range relative to the chunk's sub-slices).
+fn inputs<'a>(
+    kernel: &dyn Kernel,
+    src: Src<'a>,
+    buf: &'a mut Values,
+    elems: Range<usize>,
+    local: Range<usize>,
+) -> (Option<Slice<'a>>, Option<Slice<'a>>) {
+    match src {
+        Src::Slices(x, y) => (
+            x.map(|x| x.slice(local.clone())),
+            y.map(|y| y.slice(local)),
+        ),
+        Src::Iota(d) => {
+            let x = iota_into(buf, d, elems);
+            (Some(x), (kernel.signature().inputs == 2).then_some(x))
         }
     }
-    words
 }
 
-/// The kernel's input over generated `words` of type `dtype` (both operands
-/// of a pair kernel, as `shmproc run dot --n` without `--input2`).
-fn iota_input<'a>(info: &KernelInfo, dtype: Dtype, words: &'a [u64]) -> Input<'a> {
-    match dtype {
-        Dtype::U64 => Input::U64(words),
-        Dtype::F64 => {
-            let xs: &[f64] = bytemuck::cast_slice(words);
-            if info.input == InputKind::F64Pair {
-                Input::F64Pair(xs, xs)
-            } else {
-                Input::F64(xs)
-            }
-        }
-    }
-}
-
-/// `len` scratch elements of `dtype`, zeroed if `zero`.
-fn scratch_output(buf: &mut Vec<u64>, dtype: Dtype, len: usize, zero: bool) -> Output<'_> {
-    if buf.len() < len {
-        buf.resize(len, 0);
-    }
-    let words = &mut buf[..len];
-    if zero {
-        // All-zero bits are 0.0 as well.
-        words.fill(0);
-    }
-    match dtype {
-        Dtype::U64 => Output::U64(words),
-        Dtype::F64 => Output::F64(bytemuck::cast_slice_mut(words)),
-    }
-}
-
-fn sub<'a>(o: &'a mut Output<'_>, r: Range<usize>) -> Output<'a> {
-    match o {
-        Output::U64(s) => Output::U64(&mut s[r]),
-        Output::F64(s) => Output::F64(&mut s[r]),
-    }
-}
-
-/// Runs `info` on the chunk `range`: input from `src` (sub-slices of length
-/// `range.len()`, or generated), output into `out`: the chunk's output
-/// sub-slice for a map kernel (`None`: scratch, the elements are only
-/// checksummed; an in-place kernel then starts from zeros), the chunk's
-/// partial accumulator for a reduction (required). Returns the wrapping
-/// checksum of the chunk's map outputs (0 for a reduction).
+/// Runs `kernel` on the chunk `range` (of the index space: elements, or rows
+/// of `row_len` elements): input from `src` (sub-slices of the chunk's
+/// elements, or generated), output into `out`: the chunk's output sub-slice
+/// for a map kernel (`None`: scratch, the elements are only checksummed; an
+/// in-place kernel then starts from zeros), the chunk's partial accumulator
+/// for a reduction (required). Returns the wrapping checksum of the chunk's
+/// map outputs (0 for a reduction).
 ///
 /// # Errors
 /// As [`run_chunk`]; nothing is written when an error is returned.
 pub(super) fn run_one(
-    info: &KernelInfo,
+    kernel: &dyn Kernel,
     params: &Params,
     range: Range<usize>,
+    row_len: usize,
     src: Src<'_>,
-    out: Option<Output<'_>>,
+    out: Option<SliceMut<'_>>,
 ) -> Result<u64, KernelError> {
-    if info.is_reduction() {
+    let sig = kernel.signature();
+    let elem = |r: &Range<usize>| r.start * row_len..r.end * row_len;
+    if sig.kind == Kind::Reduce {
         let Some(acc) = out else {
             return Err(KernelError::LengthMismatch {
-                kernel: info.name,
+                kernel: kernel.name(),
                 what: "accumulator",
-                expected: info.acc_len(params),
+                expected: kernel.acc_len(params),
                 found: 0,
             });
         };
-        return match src {
-            Src::Slices(input) => run_chunk(info, params, range, input, acc).map(|()| 0),
-            Src::Iota(dtype) => with_scratch(|s| {
-                let words = iota_into(&mut s.input, dtype, range.clone());
-                run_chunk(info, params, range, iota_input(info, dtype, words), acc).map(|()| 0)
-            }),
-        };
+        let elems = elem(&range);
+        return with_scratch(|s| {
+            let (x, y) = inputs(kernel, src, &mut s.input, elems.clone(), 0..elems.len());
+            run_chunk(
+                kernel,
+                params,
+                Chunk {
+                    range,
+                    row_len,
+                    x,
+                    y,
+                    out: acc,
+                },
+            )
+            .map(|()| 0)
+        });
     }
     let mut out = out;
     // Errors that only a later piece would meet are checked before the first
     // piece writes anything; `run_chunk` checks the rest on every piece.
-    let len = info.check_range(params, &range)?;
+    kernel.check(params)?;
+    if range.start > range.end || range.end > kernel.max_len(params) {
+        return Err(KernelError::RangeTooLarge {
+            kernel: kernel.name(),
+            end: range.end,
+            limit: kernel.max_len(params),
+        });
+    }
+    let len = range.len() * row_len;
     let length = |what, found| KernelError::LengthMismatch {
-        kernel: info.name,
+        kernel: kernel.name(),
         what,
         expected: len,
         found,
     };
-    if let Src::Slices(input) = src {
-        match input {
-            Input::F64Pair(_, y) if y.len() != len => return Err(length("second input", y.len())),
-            _ => {}
-        }
-        match input.len() {
-            Some(n) if n != len => return Err(length("input", n)),
-            _ => {}
+    if let Src::Slices(x, y) = src {
+        for (what, s) in [("input", x), ("second input", y)] {
+            match s {
+                Some(s) if s.len() != len => return Err(length(what, s.len())),
+                _ => {}
+            }
         }
     }
     if let Some(o) = &out {
@@ -183,8 +207,8 @@ pub(super) fn run_one(
             return Err(length("output", o.len()));
         }
     }
-    let out_dtype = info.output_dtype(src.dtype())?;
-    let in_place = matches!(info.output, OutputKind::Map { in_place: true, .. });
+    let out_dtype = kernel.output_dtype(src.dtype());
+    let rows_per_piece = (PIECE / row_len.max(1)).max(1);
     with_scratch(|s| {
         let Scratch {
             input: in_buf,
@@ -194,18 +218,32 @@ pub(super) fn run_one(
         let mut start = range.start;
         // One empty piece for an empty chunk, so that it is checked too.
         loop {
-            let end = start.saturating_add(PIECE).min(range.end);
-            let local = start - range.start..end - range.start;
-            let input = match src {
-                Src::Slices(i) => i.slice(local.clone()),
-                Src::Iota(d) => iota_input(info, d, iota_into(in_buf, d, start..end)),
+            let end = start.saturating_add(rows_per_piece).min(range.end);
+            let piece = start..end;
+            let local = elem(&(start - range.start..end - range.start));
+            let (x, y) = inputs(kernel, src, in_buf, elem(&piece), local.clone());
+            let mut o = match &mut out {
+                Some(o) => o.reborrow().into_range(local),
+                None => {
+                    let mut o = sized(out_buf, out_dtype, elem(&piece).len());
+                    if sig.kind == Kind::InPlace {
+                        o.fill_zero();
+                    }
+                    o
+                }
             };
-            let mut piece = match &mut out {
-                Some(o) => sub(o, local),
-                None => scratch_output(out_buf, out_dtype, end - start, in_place),
-            };
-            run_chunk(info, params, start..end, input, piece.reborrow())?;
-            sum = sum.wrapping_add(checksum(piece.as_acc()));
+            run_chunk(
+                kernel,
+                params,
+                Chunk {
+                    range: piece,
+                    row_len,
+                    x,
+                    y,
+                    out: o.reborrow(),
+                },
+            )?;
+            sum = sum.wrapping_add(o.as_slice().checksum());
             start = end;
             if start >= range.end {
                 return Ok(sum);
@@ -217,141 +255,130 @@ pub(super) fn run_one(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::{find, Values};
+    use shmproc_kernels::{Mandelbrot, NormalizeRows, Power, Saxpy};
 
     #[test]
     fn pieces_compute_what_one_call_computes() {
-        let params = Params {
-            width: 300,
-            height: 100,
-            max_iter: 50,
-            ..Params::default()
-        };
         let n = 3 * PIECE + 17;
-        for (name, dtype) in [
-            ("power", Dtype::U64),
-            ("power", Dtype::F64),
-            ("saxpy", Dtype::F64),
-        ] {
-            let k = find(name).unwrap();
-            let xs = match dtype {
-                Dtype::U64 => Values::U64((5..n as u64 + 5).collect()),
-                Dtype::F64 => Values::F64((5..n + 5).map(|i| i as f64).collect()),
-            };
+        let kernels: [(&dyn Kernel, Dtype); 5] = [
+            (&Power, Dtype::U64),
+            (&Power, Dtype::F64),
+            (&Power, Dtype::I8),
+            (&Saxpy, Dtype::F64),
+            (&Saxpy, Dtype::F32),
+        ];
+        for (k, dtype) in kernels {
+            let params = Params::defaults(k.params());
+            let mut xs = Values::zeros(dtype, 0);
+            let xs = iota_into(&mut xs, dtype, 5..n + 5).to_values();
             let mut want = Values::zeros(dtype, n);
-            run_chunk(k, &params, 5..n + 5, xs.as_input(), want.as_output()).unwrap();
-            let want_sum = checksum(want.as_acc());
+            run_chunk(
+                k,
+                &params,
+                Chunk::map(5..n + 5, xs.as_slice(), want.as_slice_mut()),
+            )
+            .unwrap();
+            let want_sum = want.as_slice().checksum();
             // Slices in, slices out.
             let mut got = Values::zeros(dtype, n);
             let s = run_one(
                 k,
                 &params,
                 5..n + 5,
-                Src::Slices(xs.as_input()),
-                Some(got.as_output()),
+                1,
+                Src::Slices(Some(xs.as_slice()), None),
+                Some(got.as_slice_mut()),
             )
             .unwrap();
-            assert_eq!((&got, s), (&want, want_sum), "{name} {dtype}");
+            assert_eq!((&got, s), (&want, want_sum), "{} {dtype}", k.name());
             // Generated in, scratch out.
-            let s = run_one(k, &params, 5..n + 5, Src::Iota(dtype), None).unwrap();
-            assert_eq!(s, want_sum, "{name} {dtype} iota");
-            // Generated in, slices out.
-            let mut got = Values::zeros(dtype, n);
-            let s = run_one(
-                k,
-                &params,
-                5..n + 5,
-                Src::Iota(dtype),
-                Some(got.as_output()),
-            )
-            .unwrap();
-            assert_eq!(
-                (&got, s),
-                (&want, want_sum),
-                "{name} {dtype} iota to slices"
-            );
+            let s = run_one(k, &params, 5..n + 5, 1, Src::Iota(dtype), None).unwrap();
+            assert_eq!(s, want_sum, "{} {dtype} iota", k.name());
         }
-        let mb = find("mandelbrot").unwrap();
+        let params = Params::defaults(Mandelbrot.params())
+            .with("width", 300)
+            .with("height", 100)
+            .with("max_iter", 50);
         let mut want = Values::zeros(Dtype::U64, 30_000 - 100);
-        run_chunk(mb, &params, 100..30_000, Input::Generated, want.as_output()).unwrap();
+        run_chunk(
+            &Mandelbrot,
+            &params,
+            Chunk::generated(100..30_000, want.as_slice_mut()),
+        )
+        .unwrap();
         let s = run_one(
-            mb,
+            &Mandelbrot,
             &params,
             100..30_000,
-            Src::Slices(Input::Generated),
+            1,
+            Src::Slices(None, None),
             None,
         )
         .unwrap();
-        assert_eq!(s, checksum(want.as_acc()));
+        assert_eq!(s, want.as_slice().checksum());
+    }
+
+    #[test]
+    fn row_kernels_get_whole_rows_in_every_piece() {
+        // Rows longer than a piece, and rows that do not divide it.
+        for row_len in [PIECE + 3, 1000, 1] {
+            let rows = 2 * PIECE / row_len + 3;
+            let xs: Vec<f64> = (0..rows * row_len).map(|i| (i % 7) as f64 - 3.0).collect();
+            let mut want = vec![0.0; xs.len()];
+            shmproc_kernels::normalize_rows(&xs, &mut want, row_len);
+            let mut got = vec![0.0; xs.len()];
+            run_one(
+                &NormalizeRows,
+                &Params::new(),
+                0..rows,
+                row_len,
+                Src::Slices(Some(Slice::F64(&xs)), None),
+                Some(SliceMut::F64(&mut got)),
+            )
+            .unwrap();
+            assert_eq!(got, want, "row_len {row_len}");
+        }
     }
 
     #[test]
     fn errors_come_before_any_write() {
-        let mb = find("mandelbrot").unwrap();
-        let params = Params {
-            width: 100,
-            height: 200,
-            ..Params::default()
-        };
+        let params = Params::defaults(Mandelbrot.params())
+            .with("width", 100)
+            .with("height", 200);
         let mut out = vec![7u64; 20_001];
         let e = run_one(
-            mb,
+            &Mandelbrot,
             &params,
             0..20_001,
-            Src::Slices(Input::Generated),
-            Some(Output::U64(&mut out)),
+            1,
+            Src::Slices(None, None),
+            Some(SliceMut::U64(&mut out)),
         )
         .unwrap_err();
         assert!(matches!(e, KernelError::RangeTooLarge { .. }), "{e}");
         assert!(out.iter().all(|&x| x == 7));
-        let power = find("power").unwrap();
+        let p = Params::defaults(Power.params());
         let e = run_one(
-            power,
-            &Params::default(),
+            &Power,
+            &p,
             0..PIECE * 2,
-            Src::Slices(Input::U64(&[1; PIECE * 2])),
-            Some(Output::U64(&mut out[..PIECE * 2 - 1])),
+            1,
+            Src::Slices(Some(Slice::U64(&[1; PIECE * 2])), None),
+            Some(SliceMut::U64(&mut out[..PIECE * 2 - 1])),
         )
         .unwrap_err();
         assert!(matches!(e, KernelError::LengthMismatch { .. }), "{e}");
         assert!(out.iter().all(|&x| x == 7));
-        let sum = find("sum").unwrap();
-        assert!(run_one(sum, &Params::default(), 0..3, Src::Iota(Dtype::F64), None).is_err());
         // An empty chunk is still checked.
-        let e = run_one(power, &Params::default(), 0..0, Src::Iota(Dtype::U64), None);
-        assert_eq!(e, Ok(0));
+        assert_eq!(run_one(&Power, &p, 0..0, 1, Src::Iota(Dtype::U64), None), Ok(0));
         let e = run_one(
-            power,
-            &Params::default(),
+            &Power,
+            &p,
             0..0,
+            1,
             Src::Iota(Dtype::U64),
-            Some(Output::F64(&mut [])),
+            Some(SliceMut::F64(&mut [])),
         );
         assert!(e.is_err());
-    }
-
-    #[test]
-    fn generated_reductions_match_materialised_inputs() {
-        let n = 3 * PIECE + 5;
-        let xs: Vec<f64> = (0..n).map(|i| i as f64).collect();
-        let p = Params {
-            lo: 0.0,
-            hi: n as f64,
-            bins: 7,
-            ..Params::default()
-        };
-        for (name, input) in [
-            ("sum", Input::F64(&xs)),
-            ("dot", Input::F64Pair(&xs, &xs)),
-            ("histogram", Input::F64(&xs)),
-        ] {
-            let k = find(name).unwrap();
-            let dtype = k.output_dtype(Some(Dtype::F64)).unwrap();
-            let mut want = Values::zeros(dtype, k.acc_len(&p));
-            run_chunk(k, &p, 0..n, input, want.as_output()).unwrap();
-            let mut got = Values::zeros(dtype, k.acc_len(&p));
-            let s = run_one(k, &p, 0..n, Src::Iota(Dtype::F64), Some(got.as_output()));
-            assert_eq!((s, got), (Ok(0), want), "{name}");
-        }
     }
 }

@@ -1,34 +1,46 @@
-//! Backends: run a registered kernel over an index space `0..n` on one thread,
-//! on `std::thread`s, on rayon, or on worker processes over shared memory
-//! (zero copy with [`SharedValues`], or copying each chunk like Python's
+//! Backends: run a kernel over an index space `0..n` on one thread, on
+//! `std::thread`s, on rayon, or on worker processes over shared memory (zero
+//! copy with [`SharedValues`], or copying each chunk like Python's
 //! `Pool.map`).
 //!
 //! Every backend cuts `0..n` into the same chunks ([`chunk_ranges`]) and calls
-//! the same [`run_chunk`](crate::kernels::run_chunk) on each, so outputs are identical across backends; for
-//! reductions each chunk writes a partial accumulator and the partials are
-//! [`combine`]d in chunk order, so even floating-point sums are bitwise equal
-//! across backends and worker counts for a given chunk size.
+//! the same [`run_chunk`](shmproc_kernels::run_chunk) on each, so outputs are
+//! identical across backends; for reductions each chunk writes a partial
+//! accumulator and the partials are [`combine`]d in chunk order, so even
+//! floating-point sums are bitwise equal across backends and worker counts for
+//! a given chunk size.
+//!
+//! Any [`Kernel`] runs on every backend once it is wrapped in a
+//! [`KernelRef`], which also names the worker-side code the process backends
+//! call: the kernel value travels to the workers serialized (unit structs
+//! cost nothing).
 //!
 //! Nothing of size `n` needs to exist besides the caller's arrays: a job's
 //! input can be generated per chunk ([`Job::iota`]), and [`run_checksum`]
 //! without an output runs each map chunk into a small per-thread scratch
-//! buffer and keeps only its [`checksum`].
+//! buffer and keeps only its checksum ([`Slice::checksum`]).
 //!
 //! ```
-//! use shmproc::backend::{run, Backend, Job, RunOptions};
-//! use shmproc::kernels::{find, Input, Output, Params};
+//! use shmproc_batch::backend::{run, Backend, Job, KernelRef, RunOptions};
+//! use shmproc_kernels::{Params, Power, Slice, SliceMut};
 //!
+//! let power = KernelRef::new(Power);
 //! let input: Vec<u64> = (0..1000).collect();
-//! let job = Job::new(find("power").unwrap(), Params::default(), Input::U64(&input));
+//! let job = Job::new(&power, power.defaults(), Slice::U64(&input));
 //! let mut out = vec![0u64; 1000];
 //! let opts = RunOptions { workers: 2, chunk: Some(64), ..RunOptions::default() };
-//! run(Backend::Threads, &job, Output::U64(&mut out), &opts)?;
+//! run(Backend::Threads, &job, SliceMut::U64(&mut out), &opts)?;
 //! assert_eq!(out[3], 3u64.pow(16));
-//! # Ok::<(), shmproc::backend::RunError>(())
+//! # Ok::<(), shmproc_batch::backend::RunError>(())
 //! ```
 
-use crate::kernels::{combine, Acc, Dtype, Input, KernelError, KernelInfo, Output, Params, Values};
 use chunk::Src;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use shmproc_kernels::{
+    check_inputs, combine, Dtype, Kernel, KernelError, Kind, Layout, Params, Slice, SliceMut,
+    Values,
+};
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
@@ -111,7 +123,7 @@ pub enum RunError {
     /// The kernel rejected its parameters, input or output.
     #[error(transparent)]
     Kernel(#[from] KernelError),
-    /// Worker count, chunk size or lengths are inconsistent.
+    /// Worker count, chunk size, shapes or lengths are inconsistent.
     #[error("invalid run: {0}")]
     Invalid(String),
     /// The rayon pool could not be built.
@@ -127,107 +139,236 @@ pub enum RunError {
     Panicked(String),
     /// The process pool failed.
     #[error(transparent)]
-    Pool(#[from] crate::Error),
+    Pool(#[from] shmproc::Error),
     /// A task failed in a worker process.
     #[error("a worker task failed: {0}")]
     Worker(String),
-    /// The run was interrupted (SIGINT or [`interrupt`]) between chunks.
+    /// The run was interrupted (a signal, or [`interrupt`]) between chunks.
     #[error("interrupted")]
     Interrupted,
 }
 
-/// One kernel applied to one input over the index space `0..n`.
-#[derive(Debug, Clone, Copy)]
+/// The entry point of the process backends for one kernel type: the same
+/// run, with the worker-side functions monomorphised for that type.
+type ProcessRun = fn(&Job<'_>, Option<SliceMut<'_>>, &RunOptions<'_>, ProcessMode) -> Result<u64, RunError>;
+
+/// A kernel as the backends run it: the kernel, its serialized value (what
+/// a worker process rebuilds it from) and the process backends' entry point
+/// for its type. Cheap to clone.
+///
+/// Any `K: Kernel + Clone + Serialize + DeserializeOwned` makes one; a unit
+/// struct with `#[derive(Clone, Serialize, Deserialize)]` is enough. The
+/// worker processes run the same executable, so they have the same code for
+/// `K`; only the value travels.
+#[derive(Clone)]
+pub struct KernelRef {
+    kernel: Arc<dyn Kernel>,
+    wire: Arc<[u8]>,
+    processes: ProcessRun,
+}
+
+impl KernelRef {
+    /// Wraps `kernel` for every backend.
+    ///
+    /// # Panics
+    /// If `kernel` cannot be serialized with postcard (a type whose
+    /// `Serialize` fails; derived impls do not).
+    pub fn new<K>(kernel: K) -> Self
+    where
+        K: Kernel + Clone + Serialize + DeserializeOwned,
+    {
+        let wire = match postcard::to_stdvec(&kernel) {
+            Ok(w) => w,
+            Err(e) => panic!("kernel {} cannot be serialized: {e}", kernel.name()),
+        };
+        KernelRef {
+            kernel: Arc::new(kernel),
+            wire: wire.into(),
+            processes: process::run_processes_of::<K>,
+        }
+    }
+
+    /// The kernel.
+    pub fn kernel(&self) -> &dyn Kernel {
+        &*self.kernel
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &'static str {
+        self.kernel.name()
+    }
+
+    /// Its parameters, at their defaults.
+    pub fn defaults(&self) -> Params {
+        Params::defaults(self.kernel.params())
+    }
+
+    /// Its parameters: the defaults overridden by `name=value` pairs.
+    ///
+    /// # Errors
+    /// [`KernelError::UnknownParam`] and [`KernelError::BadParam`].
+    pub fn params<I, S>(&self, pairs: I) -> Result<Params, KernelError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Params::resolve(self.kernel.params(), pairs)
+    }
+
+    pub(crate) fn wire(&self) -> &[u8] {
+        &self.wire
+    }
+}
+
+impl fmt::Debug for KernelRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KernelRef")
+            .field("name", &self.kernel.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One kernel applied to its inputs over the index space `0..n`.
+#[derive(Debug, Clone)]
 pub struct Job<'a> {
     /// The kernel.
-    pub kernel: &'static KernelInfo,
+    pub kernel: &'a KernelRef,
     /// Its parameters.
     pub params: Params,
-    /// Size of the index space (the input length for array kernels).
+    /// Size of the index space: elements, or rows for a row kernel.
     pub n: usize,
-    /// The whole input (sliced per chunk by the backend); [`Input::Generated`]
-    /// for generated kernels and for a generated input ([`Job::iota`]).
-    pub input: Input<'a>,
-    /// A generated input: the array kernel reads `0, 1, ..., n - 1` as
-    /// elements of this type (both operands of a pair kernel), which each
-    /// chunk generates for its own range; nothing of size `n` is allocated.
-    /// Only with `input: Input::Generated`.
+    /// Elements per row (the input's last axis) for a kernel of
+    /// [`Layout::Rows`]; 1 otherwise.
+    pub row_len: usize,
+    /// The first input (sliced per chunk by the backend); `None` for a
+    /// generated kernel or a generated input ([`Job::iota`]).
+    pub x: Option<Slice<'a>>,
+    /// The second input of a two-input kernel.
+    pub y: Option<Slice<'a>>,
+    /// A generated input: the kernel reads `0, 1, ..., n - 1` as elements of
+    /// this type (both operands of a two-input kernel), which each chunk
+    /// generates for its own range; nothing of size `n` is allocated. Only
+    /// without `x`.
     pub iota: Option<Dtype>,
 }
 
 impl<'a> Job<'a> {
-    /// A job over an array input; `n` is the input's length.
-    ///
-    /// # Panics
-    /// If `input` is [`Input::Generated`] (use [`Job::generated`]).
-    pub fn new(kernel: &'static KernelInfo, params: Params, input: Input<'a>) -> Self {
-        let n = input
-            .len()
-            .expect("Job::new takes an array input; use Job::generated");
+    /// A job over one input array; `n` is its length (see [`Job::shape`] for
+    /// row kernels).
+    pub fn new(kernel: &'a KernelRef, params: Params, x: Slice<'a>) -> Self {
         Self {
             kernel,
             params,
-            n,
-            input,
+            n: x.len(),
+            row_len: 1,
+            x: Some(x),
+            y: None,
             iota: None,
+        }
+    }
+
+    /// A job over two input arrays of one type and length.
+    pub fn pair(kernel: &'a KernelRef, params: Params, x: Slice<'a>, y: Slice<'a>) -> Self {
+        Self {
+            y: Some(y),
+            ..Self::new(kernel, params, x)
         }
     }
 
     /// A job of a generated kernel over `0..n`.
     ///
     /// ```
-    /// use shmproc::backend::{run, Backend, Job, RunOptions};
-    /// use shmproc::kernels::{find, Output, Params};
-    /// let job = Job::generated(find("count_primes").unwrap(), Params::default(), 100);
+    /// use shmproc_batch::backend::{run, Backend, Job, KernelRef, RunOptions};
+    /// use shmproc_kernels::{CountPrimes, SliceMut};
+    /// let primes = KernelRef::new(CountPrimes);
+    /// let job = Job::generated(&primes, primes.defaults(), 100);
     /// let mut acc = [0u64];
-    /// run(Backend::Rayon, &job, Output::U64(&mut acc), &RunOptions::default())?;
+    /// run(Backend::Rayon, &job, SliceMut::U64(&mut acc), &RunOptions::default())?;
     /// assert_eq!(acc, [25]);
-    /// # Ok::<(), shmproc::backend::RunError>(())
+    /// # Ok::<(), shmproc_batch::backend::RunError>(())
     /// ```
-    pub fn generated(kernel: &'static KernelInfo, params: Params, n: usize) -> Self {
+    pub fn generated(kernel: &'a KernelRef, params: Params, n: usize) -> Self {
         Self {
             kernel,
             params,
             n,
-            input: Input::Generated,
+            row_len: 1,
+            x: None,
+            y: None,
             iota: None,
         }
     }
 
     /// A job of an array kernel over the generated input `0, 1, ..., n - 1`
-    /// (as `u64` or `f64`), the same as an input array holding those values
-    /// but never materialised: each chunk generates its own range.
+    /// (as elements of `dtype`; `bool`: odd indices are true), the same as an
+    /// input array holding those values but never materialised: each chunk
+    /// generates its own range.
     ///
     /// ```
-    /// use shmproc::backend::{run_checksum, Backend, Job, RunOptions};
-    /// use shmproc::kernels::{find, Dtype, Params};
-    /// let job = Job::iota(find("power").unwrap(), Params::default(), 1000, Dtype::U64);
+    /// use shmproc_batch::backend::{run_checksum, Backend, Job, KernelRef, RunOptions};
+    /// use shmproc_kernels::{Dtype, Power};
+    /// let power = KernelRef::new(Power);
+    /// let job = Job::iota(&power, power.defaults(), 1000, Dtype::U64);
     /// let want = (0..1000u64).fold(0u64, |a, x| a.wrapping_add(x.wrapping_pow(16)));
-    /// let sum = run_checksum(Backend::Rayon, &job, None, &RunOptions::default())?;
-    /// assert_eq!(sum, want);
-    /// # Ok::<(), shmproc::backend::RunError>(())
+    /// assert_eq!(run_checksum(Backend::Rayon, &job, None, &RunOptions::default())?, want);
+    /// # Ok::<(), shmproc_batch::backend::RunError>(())
     /// ```
-    pub fn iota(kernel: &'static KernelInfo, params: Params, n: usize, dtype: Dtype) -> Self {
+    pub fn iota(kernel: &'a KernelRef, params: Params, n: usize, dtype: Dtype) -> Self {
         Self {
-            kernel,
-            params,
-            n,
-            input: Input::Generated,
             iota: Some(dtype),
+            ..Self::generated(kernel, params, n)
         }
+    }
+
+    /// Takes the input's shape (C order, elements in total: `n`) into
+    /// account: a row kernel ([`Layout::Rows`]) then runs over `n / last
+    /// axis` rows of the last axis' length. Element kernels ignore it.
+    ///
+    /// # Errors
+    /// [`RunError::Invalid`] if the shape does not hold `n` elements.
+    pub fn shape(mut self, shape: &[usize]) -> Result<Self, RunError> {
+        let elems = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if elems != Some(self.n * self.row_len) {
+            return Err(RunError::Invalid(format!(
+                "shape {shape:?} does not hold the {} elements of the input",
+                self.n * self.row_len
+            )));
+        }
+        if self.kernel.kernel().signature().layout == Layout::Rows {
+            let row_len = shape.last().copied().unwrap_or(1);
+            let total = self.n * self.row_len;
+            self.row_len = row_len.max(1);
+            self.n = if row_len == 0 { 0 } else { total / row_len };
+        }
+        Ok(self)
     }
 
     /// Element type of the input, array or generated (`None` for generated
     /// kernels).
     pub fn input_dtype(&self) -> Option<Dtype> {
-        self.input.dtype().or(self.iota)
+        self.x.map(|x| x.dtype()).or(self.iota)
     }
 
-    /// The input of the chunk `r`.
+    /// Number of input arrays the job has (a generated input counts as what
+    /// the kernel takes).
+    fn input_count(&self) -> usize {
+        match (self.x, self.y, self.iota) {
+            (None, _, Some(_)) => self.kernel.kernel().signature().inputs.max(1),
+            (x, y, _) => usize::from(x.is_some()) + usize::from(y.is_some()),
+        }
+    }
+
+    /// Elements in the whole input (and output of a map).
+    pub fn elements(&self) -> usize {
+        self.n.saturating_mul(self.row_len)
+    }
+
+    /// The input of the chunk `r` (of the index space).
     fn src(&self, r: Range<usize>) -> Src<'a> {
+        let e = r.start * self.row_len..r.end * self.row_len;
         match self.iota {
             Some(d) => Src::Iota(d),
-            None => Src::Slices(self.input.slice(r)),
+            None => Src::Slices(self.x.map(|x| x.slice(e.clone())), self.y.map(|y| y.slice(e))),
         }
     }
 }
@@ -237,8 +378,9 @@ impl<'a> Job<'a> {
 pub struct RunOptions<'p> {
     /// Workers (threads or processes); at least 1. Ignored by `Sequential`.
     pub workers: usize,
-    /// Indices per chunk; `None` for [`default_chunk`]. The chunking alone
-    /// decides how floating-point reductions round.
+    /// Indices per chunk (rows for a row kernel); `None` for
+    /// [`default_chunk`]. The chunking alone decides how floating-point
+    /// reductions round.
     pub chunk: Option<usize>,
     /// Called after each chunk with the number of indices it covered (from
     /// worker threads: must be `Sync`).
@@ -270,8 +412,8 @@ impl fmt::Debug for RunOptions<'_> {
 /// on `n` only, never on the worker count, so results do not either.
 ///
 /// ```
-/// assert_eq!(shmproc::backend::default_chunk(10), 1024);
-/// assert_eq!(shmproc::backend::default_chunk(6_400_000), 100_000);
+/// assert_eq!(shmproc_batch::backend::default_chunk(10), 1024);
+/// assert_eq!(shmproc_batch::backend::default_chunk(6_400_000), 100_000);
 /// ```
 pub fn default_chunk(n: usize) -> usize {
     n.div_ceil(64).max(1024)
@@ -281,7 +423,7 @@ pub fn default_chunk(n: usize) -> usize {
 /// shorter. No chunk for `n == 0`.
 ///
 /// ```
-/// let c: Vec<_> = shmproc::backend::chunk_ranges(10, 4).collect();
+/// let c: Vec<_> = shmproc_batch::backend::chunk_ranges(10, 4).collect();
 /// assert_eq!(c, [0..4, 4..8, 8..10]);
 /// ```
 ///
@@ -292,19 +434,33 @@ pub fn chunk_ranges(n: usize, chunk: usize) -> impl Iterator<Item = Range<usize>
     (0..n.div_ceil(chunk)).map(move |i| i * chunk..((i + 1) * chunk).min(n))
 }
 
+/// The default chunk of a job: [`default_chunk`] of its elements, in rows of
+/// `row_len` for a row kernel (at least one row).
+fn job_chunk(job: &Job<'_>, opts: &RunOptions<'_>) -> usize {
+    opts.chunk
+        .unwrap_or_else(|| (default_chunk(job.elements()) / job.row_len.max(1)).max(1))
+}
+
 /// One chunk's work: its range, input, and output sub-slice (map kernels;
 /// `None`: scratch, checksum only) or partial accumulator (reductions).
 struct Task<'i, 'o> {
     range: Range<usize>,
     src: Src<'i>,
-    output: Option<Output<'o>>,
+    output: Option<SliceMut<'o>>,
 }
 
 impl Task<'_, '_> {
     /// Returns the chunk's checksum (0 for reductions).
     fn run(self, job: &Job<'_>, opts: &RunOptions<'_>) -> Result<u64, KernelError> {
         let len = self.range.len();
-        let sum = chunk::run_one(job.kernel, &job.params, self.range, self.src, self.output)?;
+        let sum = chunk::run_one(
+            job.kernel.kernel(),
+            &job.params,
+            self.range,
+            job.row_len,
+            self.src,
+            self.output,
+        )?;
         if let Some(progress) = opts.progress {
             progress(len);
         }
@@ -312,88 +468,94 @@ impl Task<'_, '_> {
     }
 }
 
-/// Wrapping sum of the values: of the integers for `u64`, of the IEEE-754 bit
-/// patterns (`f64::to_bits`) for `f64`, so equal outputs give equal checksums
-/// bit for bit. [`run_checksum`] returns it for a run's output.
-///
-/// ```
-/// use shmproc::backend::checksum;
-/// use shmproc::kernels::Acc;
-/// assert_eq!(checksum(Acc::U64(&[u64::MAX, 2])), 1);
-/// assert_eq!(checksum(Acc::F64(&[1.0])), 1.0f64.to_bits());
-/// assert_ne!(checksum(Acc::F64(&[0.0])), checksum(Acc::F64(&[-0.0])));
-/// ```
-pub fn checksum(values: Acc<'_>) -> u64 {
-    match values {
-        Acc::U64(v) => v.iter().fold(0u64, |a, &x| a.wrapping_add(x)),
-        Acc::F64(v) => v.iter().fold(0u64, |a, &x| a.wrapping_add(x.to_bits())),
-    }
-}
-
-/// Checks the job against the output before any work starts.
+/// Checks the job against the output before any work starts; returns the
+/// chunk size.
 fn validate(
     job: &Job<'_>,
-    output: Option<&Output<'_>>,
+    output: Option<&SliceMut<'_>>,
     opts: &RunOptions<'_>,
 ) -> Result<usize, RunError> {
-    let k = job.kernel;
-    k.check_params(&job.params)?;
+    let k = job.kernel.kernel();
+    k.check(&job.params)?;
     if opts.workers == 0 {
         return Err(RunError::Invalid("worker count must be at least 1".into()));
     }
-    let chunk = opts.chunk.unwrap_or_else(|| default_chunk(job.n));
+    let chunk = job_chunk(job, opts);
     if chunk == 0 {
         return Err(RunError::Invalid("chunk size must be at least 1".into()));
     }
-    if job.iota.is_some() && !matches!(job.input, Input::Generated) {
+    if job.iota.is_some() && (job.x.is_some() || job.y.is_some()) {
         return Err(RunError::Invalid(
-            "a job has an input array or a generated input, not both".into(),
+            "a job has input arrays or a generated input, not both".into(),
         ));
     }
-    if let Some(len) = job.input.len() {
-        if len != job.n {
+    if job.row_len == 0 {
+        return Err(RunError::Invalid("rows of 0 elements".into()));
+    }
+    check_inputs(k, job.input_dtype(), job.input_count())?;
+    for (what, s) in [("input", job.x), ("second input", job.y)] {
+        if let Some(s) = s {
+            if s.len() != job.elements() {
+                return Err(RunError::Invalid(format!(
+                    "{what} has {} elements but the job covers {}",
+                    s.len(),
+                    job.elements()
+                )));
+            }
+        }
+    }
+    if let (Some(x), Some(y)) = (job.x, job.y) {
+        if x.dtype() != y.dtype() {
             return Err(RunError::Invalid(format!(
-                "input has {len} elements but the job covers {} indices",
-                job.n
+                "the inputs have different types: {} and {}",
+                x.dtype(),
+                y.dtype()
             )));
         }
     }
     if job.n > k.max_len(&job.params) {
         return Err(KernelError::RangeTooLarge {
-            kernel: k.name,
+            kernel: k.name(),
             end: job.n,
             limit: k.max_len(&job.params),
         }
         .into());
     }
-    let want = k.output_dtype(job.input_dtype())?;
+    let want = k.output_dtype(job.input_dtype());
     let Some(output) = output else {
         return Ok(chunk);
     };
     if output.dtype() != want {
         return Err(RunError::Invalid(format!(
             "kernel {} writes {want}, the output holds {}",
-            k.name,
+            k.name(),
             output.dtype()
         )));
     }
-    let want_len = if k.is_reduction() {
-        k.acc_len(&job.params)
-    } else {
-        job.n
-    };
+    let want_len = output_len(job);
     if output.len() != want_len {
         return Err(RunError::Invalid(format!(
             "kernel {} needs an output of {want_len} elements, got {}",
-            k.name,
+            k.name(),
             output.len()
         )));
     }
     Ok(chunk)
 }
 
+/// Elements of the job's output: its accumulator for a reduction, one per
+/// input element for a map.
+pub fn output_len(job: &Job<'_>) -> usize {
+    let k = job.kernel.kernel();
+    if k.signature().kind == Kind::Reduce {
+        k.acc_len(&job.params)
+    } else {
+        job.elements()
+    }
+}
+
 /// Runs `job` with `backend`, writing the elementwise result (map kernels,
-/// `output.len() == job.n`) or the combined accumulator (reductions,
+/// `output.len() == job.elements()`) or the combined accumulator (reductions,
 /// `output.len() == acc_len`, overwritten) into `output`.
 ///
 /// # Errors
@@ -404,82 +566,64 @@ fn validate(
 pub fn run(
     backend: Backend,
     job: &Job<'_>,
-    output: Output<'_>,
+    output: SliceMut<'_>,
     opts: &RunOptions<'_>,
 ) -> Result<(), RunError> {
     run_checksum(backend, job, Some(output), opts).map(drop)
 }
 
-/// Like [`run`], and returns the [`checksum`] of the output (the elementwise
-/// results of a map kernel, the combined accumulator of a reduction). Without
-/// an `output`, a map kernel's results are only checksummed: each chunk runs
-/// into a small per-thread (per-worker) scratch buffer and returns its
-/// checksum, and the chunk checksums are added (wrapping) in chunk order, so
-/// nothing of the output's size is allocated; an in-place kernel (saxpy)
-/// then updates zeros. A map kernel's checksum is computed by the chunks in
-/// either case (the output is not read again).
-///
-/// ```
-/// use shmproc::backend::{run_checksum, Backend, Job, RunOptions};
-/// use shmproc::kernels::{find, Input, Output, Params};
-/// let x: Vec<u64> = (0..100).collect();
-/// let job = Job::new(find("power").unwrap(), Params::default(), Input::U64(&x));
-/// let mut out = vec![0u64; 100];
-/// let opts = RunOptions::default();
-/// let a = run_checksum(Backend::Threads, &job, Some(Output::U64(&mut out)), &opts)?;
-/// let b = run_checksum(Backend::Threads, &job, None, &opts)?;
-/// assert_eq!(a, b);
-/// assert_eq!(a, out.iter().fold(0u64, |s, &v| s.wrapping_add(v)));
-/// # Ok::<(), shmproc::backend::RunError>(())
-/// ```
+/// Like [`run`], and returns the checksum ([`Slice::checksum`]) of the
+/// output (the elementwise results of a map kernel, the combined accumulator
+/// of a reduction). Without an `output`, a map kernel's results are only
+/// checksummed: each chunk runs into a small per-thread (per-worker) scratch
+/// buffer and returns its checksum, and the chunk checksums are added
+/// (wrapping) in chunk order, so nothing of the output's size is allocated;
+/// an in-place kernel (saxpy) then updates zeros.
 ///
 /// # Errors
 /// As [`run`].
 pub fn run_checksum(
     backend: Backend,
     job: &Job<'_>,
-    output: Option<Output<'_>>,
+    output: Option<SliceMut<'_>>,
     opts: &RunOptions<'_>,
 ) -> Result<u64, RunError> {
-    let k = job.kernel;
+    let k = job.kernel.kernel();
+    let reduce = k.signature().kind == Kind::Reduce;
     let Some(mut output) = output else {
-        if !k.is_reduction() {
+        if !reduce {
             return run_map(backend, job, None, opts);
         }
         // A reduction's accumulator is small: give it one.
-        k.check_params(&job.params)?;
-        let mut acc = Values::zeros(k.output_dtype(job.input_dtype())?, k.acc_len(&job.params));
-        return run_checksum(backend, job, Some(acc.as_output()), opts);
+        k.check(&job.params)?;
+        let mut acc = Values::zeros(k.output_dtype(job.input_dtype()), k.acc_len(&job.params));
+        return run_checksum(backend, job, Some(acc.as_slice_mut()), opts);
     };
-    if !k.is_reduction() {
+    if !reduce {
         return run_map(backend, job, Some(output), opts);
     }
     let chunk = validate(job, Some(&output), opts)?;
     let ranges: Vec<Range<usize>> = chunk_ranges(job.n, chunk).collect();
     match backend {
         Backend::Processes => {
-            return process::run_processes(job, Some(output), opts, ProcessMode::Shared)
+            return (job.kernel.processes)(job, Some(output), opts, ProcessMode::Shared)
         }
         Backend::ProcessesCopy => {
-            return process::run_processes(job, Some(output), opts, ProcessMode::Copy)
+            return (job.kernel.processes)(job, Some(output), opts, ProcessMode::Copy)
         }
         _ => {}
     }
     // Reductions: one partial accumulator per chunk, combined in chunk order.
     let acc_len = k.acc_len(&job.params);
     let mut partials = Values::zeros(output.dtype(), acc_len * ranges.len());
-    let tasks = split_tasks(job, Some(partials.as_output()), &ranges, |_| acc_len);
+    let tasks = split_tasks(job, Some(partials.as_slice_mut()), &ranges, |_| acc_len);
     execute(backend, job, opts, tasks)?;
-    fill_zero(&mut output);
-    let all = partials.as_acc();
+    output.fill_zero();
+    let all = partials.as_slice();
     for i in 0..ranges.len() {
-        let part = match all {
-            Acc::U64(p) => Acc::U64(&p[i * acc_len..][..acc_len]),
-            Acc::F64(p) => Acc::F64(&p[i * acc_len..][..acc_len]),
-        };
-        combine(k, output.reborrow(), part)?;
+        combine(k, output.reborrow(), all.slice(i * acc_len..(i + 1) * acc_len))?;
     }
-    Ok(checksum(output.as_acc()))
+    Ok(output.as_slice().checksum())
 }
 
 /// A map kernel's run: each chunk writes its output sub-slice (or scratch)
@@ -487,30 +631,20 @@ pub fn run_checksum(
 fn run_map(
     backend: Backend,
     job: &Job<'_>,
-    output: Option<Output<'_>>,
+    output: Option<SliceMut<'_>>,
     opts: &RunOptions<'_>,
 ) -> Result<u64, RunError> {
     let chunk = validate(job, output.as_ref(), opts)?;
     let ranges: Vec<Range<usize>> = chunk_ranges(job.n, chunk).collect();
     match backend {
-        Backend::Processes => {
-            return process::run_processes(job, output, opts, ProcessMode::Shared)
-        }
-        Backend::ProcessesCopy => {
-            return process::run_processes(job, output, opts, ProcessMode::Copy)
-        }
+        Backend::Processes => return (job.kernel.processes)(job, output, opts, ProcessMode::Shared),
+        Backend::ProcessesCopy => return (job.kernel.processes)(job, output, opts, ProcessMode::Copy),
         _ => {}
     }
-    let tasks = split_tasks(job, output, &ranges, |r| r.len());
+    let row_len = job.row_len;
+    let tasks = split_tasks(job, output, &ranges, |r| r.len() * row_len);
     let sums = execute(backend, job, opts, tasks)?;
     Ok(sums.into_iter().fold(0u64, u64::wrapping_add))
-}
-
-fn fill_zero(output: &mut Output<'_>) {
-    match output {
-        Output::U64(s) => s.fill(0),
-        Output::F64(s) => s.fill(0.0),
-    }
 }
 
 /// Cuts `output` into consecutive pieces of `piece_len(range)` elements, one
@@ -518,7 +652,7 @@ fn fill_zero(output: &mut Output<'_>) {
 /// output).
 fn split_tasks<'i, 'o>(
     job: &Job<'i>,
-    mut output: Option<Output<'o>>,
+    mut output: Option<SliceMut<'o>>,
     ranges: &[Range<usize>],
     piece_len: impl Fn(&Range<usize>) -> usize,
 ) -> Vec<Task<'i, 'o>> {
@@ -540,7 +674,6 @@ fn split_tasks<'i, 'o>(
     }
     tasks
 }
-
 /// Runs the tasks; returns their checksums in task order.
 fn execute(
     backend: Backend,
@@ -670,29 +803,10 @@ pub enum ProcessMode {
     Copy,
 }
 
-/// The process-pool hook: runs `job` on `opts.workers` worker processes, same
-/// chunking and same in-order combine as [`run`]. `run` has validated the job
-/// and the output shape before calling it. Zero copy ([`ProcessMode::Shared`])
-/// needs the input and output slices to lie in [`SharedValues`]; other slices
-/// are copied into temporary shared arrays (and the output copied back).
-///
-/// # Errors
-/// The pool's errors as [`RunError::Pool`], a failed task as
-/// [`RunError::Worker`], [`RunError::Interrupted`].
-pub fn run_processes(
-    job: &Job<'_>,
-    output: Output<'_>,
-    opts: &RunOptions<'_>,
-    mode: ProcessMode,
-) -> Result<(), RunError> {
-    process::run_processes(job, Some(output), opts, mode).map(drop)
-}
 
 mod chunk;
 mod process;
-pub use process::{
-    clear_interrupt, interrupt, iota, is_interrupted, pool, shutdown_pools, SharedValues,
-};
+pub use process::{clear_interrupt, interrupt, is_interrupted, shutdown_pools, SharedValues};
 
 #[cfg(test)]
 mod test;

@@ -1,41 +1,45 @@
-//! The process backends: registered kernels on a [`Pool`] of worker processes.
+//! The process backends: kernels on a [`Pool`] of worker processes.
 //!
-//! * [`ProcessMode::Shared`] (`--backend processes`): the input and output live
-//!   in shared memory ([`SharedValues`]: shm segments or memory-mapped files);
-//!   a task is only `(kernel id, params, chunk range, input dtype, array
-//!   handles)`, and each worker reads and writes its chunk in place through
-//!   mappings it keeps between tasks. Reductions return their small partial
-//!   accumulator as the task result; the parent combines the partials in chunk
-//!   order.
+//! * [`ProcessMode::Shared`] (`--backend processes`): the inputs and output
+//!   live in shared memory ([`SharedValues`]: shm segments or memory-mapped
+//!   files); a task is only `(kernel, params, chunk range, array handles)`,
+//!   and each worker reads and writes its chunk in place through mappings it
+//!   keeps between tasks ([`SharedView::attach_cached`]). Reductions return
+//!   their small partial accumulator as the task result; the parent combines
+//!   the partials in chunk order.
 //! * [`ProcessMode::Copy`] (`--backend processes-copy`): the way Python's
-//!   `Pool.map` works: each chunk's input travels to the worker as a serialized
-//!   `Vec`, and the output chunk comes back as the task result.
+//!   `Pool.map` works: each chunk's input travels to the worker as a
+//!   serialized `Vec`, and the output chunk comes back as the task result.
+//!
+//! The kernel itself travels serialized in every task (a unit struct is no
+//! bytes at all); the task function is `shared_task::<K>` / `copy_task::<K>`
+//! for the kernel's type `K`, which the worker has because it runs the same
+//! executable ([`KernelRef`] records both).
 //!
 //! A generated input ([`Job::iota`](super::Job::iota)) has no handle and no
 //! data: the task carries its element type and the worker generates its
 //! chunk. Without an output (a map kernel run for its checksum only), the
 //! worker runs the chunk into a per-thread scratch buffer it keeps between
-//! tasks, and in both modes the task returns only the chunk's checksum. Every
-//! map task returns its chunk's checksum; the parent keeps one per chunk index
-//! (a task retried after a worker died is counted once) and adds them.
+//! tasks, and in both modes the task returns only the chunk's checksum. The
+//! parent keeps one checksum per chunk index (a task retried after a worker
+//! died is counted once) and adds them.
 //!
-//! One pool per worker count is started on first use and kept (starting a pool
-//! costs milliseconds); [`shutdown_pools`] stops them (the CLI calls it before
-//! it exits). Chunks are handed out lazily, a few per worker in flight, so
-//! uneven kernels balance, the parent can report progress per finished chunk,
-//! and an interrupt ([`interrupt`], or SIGINT in the CLI) stops the run between
-//! chunks.
+//! One pool per worker count is started on first use and kept (starting a
+//! pool costs milliseconds); [`shutdown_pools`] stops them (the CLI calls it
+//! before it exits). Chunks are handed out lazily, a few per worker in flight,
+//! so uneven kernels balance, the parent can report progress per finished
+//! chunk, and an interrupt ([`interrupt`], or SIGINT in the CLI) stops the run
+//! between chunks.
 
 #![allow(unsafe_code)] // views of shared arrays, under the task protocol below
 
 use super::chunk::{run_one, Src};
-use super::{checksum, chunk_ranges, default_chunk, Job, ProcessMode, RunError, RunOptions};
-use crate::kernels::{
-    combine, Acc, Dtype, Input, KernelId, KernelInfo, Output, OutputKind, Params, Values,
-};
-use crate::segment::{ArrayHandle, RawArray, Segment, SharedArray};
-use crate::Pool;
+use super::{chunk_ranges, job_chunk, Job, KernelRef, ProcessMode, RunError, RunOptions};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use shmproc::segment::ArrayHandle;
+use shmproc::{Pool, Segment, SharedArray, SharedView};
+use shmproc_kernels::{combine, Dtype, Kernel, Kind, Params, Slice, SliceMut, Values};
 use std::cell::{Cell, RefCell};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,14 +52,11 @@ static POOLS: Mutex<Vec<(usize, Arc<Pool>)>> = Mutex::new(Vec::new());
 /// Pool workers ignore SIGINT: a terminal's Ctrl-C reaches the whole process
 /// group, and the parent decides how to stop (between chunks).
 fn worker_init(_: ()) {
-    crate::sys::signal::ignore_sigint();
+    crate::signal::ignore_sigint();
 }
 
 /// The pool of `workers` processes, started on first use.
-///
-/// # Errors
-/// The pool's start errors.
-pub fn pool(workers: usize) -> Result<Arc<Pool>, RunError> {
+fn pool(workers: usize) -> Result<Arc<Pool>, RunError> {
     let mut pools = POOLS.lock().unwrap_or_else(|p| p.into_inner());
     // A pool that was terminated (or whose workers cannot be replaced) is
     // dropped and started again.
@@ -101,12 +102,86 @@ pub fn clear_interrupt() {
 /// Whether [`interrupt`] was called or SIGINT arrived (after the CLI installed
 /// its handler).
 pub fn is_interrupted() -> bool {
-    INTERRUPT.load(Ordering::SeqCst) || crate::sys::signal::interrupted()
+    INTERRUPT.load(Ordering::SeqCst) || crate::signal::interrupted()
 }
 
-// ---- shared values ----------------------------------------------------------
+// ---- shared arrays of any dtype ------------------------------------------------
 
-/// Segments whose bytes [`run`](super::run) may hand to workers by handle.
+macro_rules! any_view {
+    ($($v:ident($t:ty)),* $(,)?) => {
+        /// A [`SharedView`] of any element type (`bool` as bytes).
+        #[derive(Debug, Clone)]
+        pub(super) enum AnyView {
+            $($v(SharedView<$t>),)*
+        }
+
+        impl AnyView {
+            fn zeros(dtype: Dtype, len: usize) -> shmproc::Result<Self> {
+                Ok(match dtype { $(Dtype::$v => AnyView::$v(SharedView::new(len)?),)* })
+            }
+
+            fn from_slice(s: Slice<'_>) -> shmproc::Result<Self> {
+                Ok(match s { $(Slice::$v(s) => AnyView::$v(SharedArray::from_slice(s)?.into_view()),)* })
+            }
+
+            fn from_region(dtype: Dtype, seg: Arc<Segment>, offset: usize, len: usize) -> shmproc::Result<Self> {
+                Ok(match dtype { $(Dtype::$v => AnyView::$v(SharedView::from_region(seg, offset, len)?),)* })
+            }
+
+            fn attach(dtype: Dtype, h: &ArrayHandle) -> shmproc::Result<Self> {
+                Ok(match dtype { $(Dtype::$v => AnyView::$v(SharedView::attach_cached(h)?),)* })
+            }
+
+            fn dtype(&self) -> Dtype {
+                match self { $(AnyView::$v(_) => Dtype::$v,)* }
+            }
+
+            fn len(&self) -> usize {
+                match self { $(AnyView::$v(a) => a.len(),)* }
+            }
+
+            fn segment(&self) -> &Arc<Segment> {
+                match self { $(AnyView::$v(a) => a.segment(),)* }
+            }
+
+            fn handle(&self) -> (Dtype, ArrayHandle) {
+                (self.dtype(), match self { $(AnyView::$v(a) => a.handle(),)* })
+            }
+
+            fn prefault(&self, r: Range<usize>, write: bool) {
+                match self { $(AnyView::$v(a) => a.prefault(r, write),)* }
+            }
+
+            /// The elements in `r`.
+            ///
+            /// # Safety
+            /// While the slice lives, nobody (in any process) writes them.
+            unsafe fn slice(&self, r: Range<usize>) -> Slice<'_> {
+                // SAFETY: forwarded to the caller; `r` is bounds-checked by
+                // the slice indexing.
+                match self { $(AnyView::$v(a) => Slice::$v(unsafe { &a.as_slice()[r] }),)* }
+            }
+
+            /// The elements in `r`, writable.
+            ///
+            /// # Safety
+            /// While the slice lives, nobody else (in any process) reads or
+            /// writes them, and the mapping is writable.
+            #[allow(clippy::mut_from_ref)]
+            unsafe fn slice_mut(&self, r: Range<usize>) -> SliceMut<'_> {
+                // SAFETY: forwarded to the caller.
+                match self { $(AnyView::$v(a) => SliceMut::$v(unsafe { &mut a.as_mut_slice()[r] }),)* }
+            }
+        }
+    };
+}
+
+any_view! {
+    Bool(u8), I8(i8), I16(i16), I32(i32), I64(i64), U8(u8), U16(u16), U32(u32), U64(u64), F32(f32), F64(f64),
+}
+
+/// Segments whose bytes a process run may hand to workers by handle: those
+/// of live [`SharedValues`].
 static REGISTRY: Mutex<Vec<Weak<Segment>>> = Mutex::new(Vec::new());
 
 fn register(seg: &Arc<Segment>) {
@@ -117,107 +192,102 @@ fn register(seg: &Arc<Segment>) {
     }
 }
 
-/// The region of shared memory that `s` is, if `s` lies in a segment of a
+/// The shared array that `s` is, if `s` lies in a segment of a
 /// [`SharedValues`] (and, for `writable`, a writable one): workers reach the
 /// very bytes of `s` through its handle while the caller's borrow of `s`
 /// lasts.
-pub(super) fn locate<T: bytemuck::Pod>(s: &[T], writable: bool) -> Option<RawArray<T>> {
+pub(super) fn locate(s: Slice<'_>, writable: bool) -> Option<AnyView> {
+    let (p, bytes) = match s {
+        Slice::Bool(x) | Slice::U8(x) => (x.as_ptr() as usize, x.len()),
+        other => {
+            let b = slice_bytes(other);
+            (b.0, b.1)
+        }
+    };
     let r = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
-    let (p, bytes) = (s.as_ptr() as usize, std::mem::size_of_val(s));
     r.iter().filter_map(Weak::upgrade).find_map(|seg| {
         let base = seg.as_ptr() as usize;
         let inside = p >= base && p + bytes <= base + seg.len();
         (inside && (!writable || seg.is_writable()))
-            .then(|| RawArray::from_region(seg, p - base, s.len()).ok())
+            .then(|| AnyView::from_region(s.dtype(), seg, p - base, s.len()).ok())
             .flatten()
     })
 }
 
-/// An array of either element type in shared memory (a shm segment or a
-/// memory-mapped file). Its [`as_input`](SharedValues::as_input) and
-/// [`as_output`](SharedValues::as_output) views go to [`run`](super::run)
-/// like any slice; with the process backend, workers then read and write this
-/// very memory: nothing is copied.
+/// Address and byte length of a slice's elements.
+fn slice_bytes(s: Slice<'_>) -> (usize, usize) {
+    macro_rules! addr {
+        ($($v:ident),*) => {
+            match s { $(Slice::$v(x) => (x.as_ptr() as usize, std::mem::size_of_val(x)),)* }
+        };
+    }
+    addr!(Bool, I8, I16, I32, I64, U8, U16, U32, U64, F32, F64)
+}
+
+/// An array of any element type in shared memory (a shm segment or a
+/// memory-mapped file). Its [`as_slice`](SharedValues::as_slice) and
+/// [`as_slice_mut`](SharedValues::as_slice_mut) views go to
+/// [`run`](super::run) like any slice; with the process backend, workers then
+/// read and write this very memory: nothing is copied.
+///
+/// The value is the only way to these elements: nothing else holds a view of
+/// them (workers get handles only for the length of a run that borrows the
+/// slices), so its slices follow the borrow rules like a `Vec`'s.
 #[derive(Debug)]
-pub enum SharedValues {
-    /// `u64` elements.
-    U64(SharedArray<u64>),
-    /// `f64` elements.
-    F64(SharedArray<f64>),
+pub struct SharedValues {
+    view: AnyView,
 }
 
 impl SharedValues {
-    /// `len` zeros in a new shm segment.
-    ///
-    /// # Errors
-    /// [`crate::Error::NoSpace`] and other segment creation errors.
-    pub fn zeros(dtype: Dtype, len: usize) -> crate::Result<Self> {
-        let v = match dtype {
-            Dtype::U64 => SharedValues::U64(SharedArray::new(len)?),
-            Dtype::F64 => SharedValues::F64(SharedArray::new(len)?),
-        };
-        register(v.segment());
-        Ok(v)
+    fn wrap(view: AnyView) -> Self {
+        register(view.segment());
+        SharedValues { view }
     }
 
-    /// A copy of `values` in a new shm segment.
+    /// `len` zeros in a new shared segment.
+    ///
+    /// # Errors
+    /// [`shmproc::Error::NoSpace`] and other segment creation errors.
+    pub fn zeros(dtype: Dtype, len: usize) -> shmproc::Result<Self> {
+        Ok(Self::wrap(AnyView::zeros(dtype, len)?))
+    }
+
+    /// A copy of `values` in a new shared segment.
     ///
     /// # Errors
     /// As [`SharedValues::zeros`].
-    pub fn from_values(values: &Values) -> crate::Result<Self> {
-        let mut v = Self::zeros(values.dtype(), values.len())?;
-        v.copy_from(values)?;
-        Ok(v)
+    pub fn from_slice(values: Slice<'_>) -> shmproc::Result<Self> {
+        Ok(Self::wrap(AnyView::from_slice(values)?))
     }
 
     /// `len` elements of `dtype` at byte `offset` of `seg` (for example the
     /// data of a memory-mapped `.npy` file).
     ///
     /// # Safety
-    /// The contract of [`SharedArray::from_region`]: while the value lives,
-    /// nothing else reads or writes these bytes — for a mapped file, no other
-    /// program writes or truncates the file (the contract of memmap2's
-    /// mappings).
+    /// While the value lives, nothing else reads or writes these bytes: no
+    /// other view of the region, and for a mapped file, no other program
+    /// writes or truncates the file (the contract of memmap2's mappings).
     ///
     /// # Errors
-    /// [`crate::Error::OutOfBounds`] for a region outside the segment or a
+    /// [`shmproc::Error::OutOfBounds`] for a region outside the segment or a
     /// misaligned offset.
     pub unsafe fn from_region(
         seg: Arc<Segment>,
         offset: usize,
         len: usize,
         dtype: Dtype,
-    ) -> crate::Result<Self> {
-        register(&seg);
-        Ok(match dtype {
-            // SAFETY: forwarded to the caller.
-            Dtype::U64 => SharedValues::U64(unsafe { SharedArray::from_region(seg, offset, len)? }),
-            // SAFETY: forwarded to the caller.
-            Dtype::F64 => SharedValues::F64(unsafe { SharedArray::from_region(seg, offset, len)? }),
-        })
-    }
-
-    fn segment(&self) -> &Arc<Segment> {
-        match self {
-            SharedValues::U64(a) => a.raw().segment(),
-            SharedValues::F64(a) => a.raw().segment(),
-        }
+    ) -> shmproc::Result<Self> {
+        Ok(Self::wrap(AnyView::from_region(dtype, seg, offset, len)?))
     }
 
     /// Element type.
     pub fn dtype(&self) -> Dtype {
-        match self {
-            SharedValues::U64(_) => Dtype::U64,
-            SharedValues::F64(_) => Dtype::F64,
-        }
+        self.view.dtype()
     }
 
     /// Number of elements.
     pub fn len(&self) -> usize {
-        match self {
-            SharedValues::U64(a) => a.len(),
-            SharedValues::F64(a) => a.len(),
-        }
+        self.view.len()
     }
 
     /// Whether there are no elements.
@@ -226,215 +296,70 @@ impl SharedValues {
     }
 
     /// The elements, read-only.
-    pub fn as_input(&self) -> Input<'_> {
-        match self {
-            SharedValues::U64(a) => Input::U64(a.as_slice()),
-            SharedValues::F64(a) => Input::F64(a.as_slice()),
-        }
+    pub fn as_slice(&self) -> Slice<'_> {
+        // SAFETY: this value is the only access to the elements (see the
+        // type's docs); `&self` excludes writes through it while the slice
+        // lives, and `from_region`'s caller excluded everything else.
+        unsafe { self.view.slice(0..self.len()) }
     }
 
     /// The elements, writable.
     ///
     /// # Errors
-    /// [`crate::Error::InvalidState`] for a read-only mapping.
-    pub fn as_output(&mut self) -> crate::Result<Output<'_>> {
-        if !self.segment().is_writable() {
-            return Err(crate::Error::InvalidState(
+    /// [`shmproc::Error::InvalidState`] for a read-only mapping.
+    pub fn as_slice_mut(&mut self) -> shmproc::Result<SliceMut<'_>> {
+        if !self.view.segment().is_writable() {
+            return Err(shmproc::Error::InvalidState(
                 "the shared values are read-only".into(),
             ));
         }
-        Ok(match self {
-            SharedValues::U64(a) => Output::U64(a.as_mut_slice()),
-            SharedValues::F64(a) => Output::F64(a.as_mut_slice()),
-        })
-    }
-
-    /// Overwrites the elements with `values`.
-    ///
-    /// # Errors
-    /// [`crate::Error::InvalidArgument`] for another type or length,
-    /// [`crate::Error::InvalidState`] for a read-only mapping.
-    pub fn copy_from(&mut self, values: &Values) -> crate::Result<()> {
-        if values.dtype() != self.dtype() || values.len() != self.len() {
-            return Err(crate::Error::InvalidArgument(format!(
-                "cannot copy {} {} into {} {}",
-                values.len(),
-                values.dtype(),
-                self.len(),
-                self.dtype()
-            )));
-        }
-        match (self.as_output()?, values) {
-            (Output::U64(d), Values::U64(s)) => d.copy_from_slice(s),
-            (Output::F64(d), Values::F64(s)) => d.copy_from_slice(s),
-            _ => {}
-        }
-        Ok(())
+        // SAFETY: as in `as_slice`, with `&mut self` excluding every other
+        // access through this value; the mapping is writable (checked).
+        Ok(unsafe { self.view.slice_mut(0..self.len()) })
     }
 
     /// A copy of the elements.
     pub fn to_values(&self) -> Values {
-        match self.as_input() {
-            Input::U64(s) => Values::U64(s.to_vec()),
-            Input::F64(s) => Values::F64(s.to_vec()),
-            _ => Values::U64(Vec::new()),
-        }
+        self.as_slice().to_values()
     }
-
-    fn handle(&self) -> (Dt, ArrayHandle) {
-        match self {
-            SharedValues::U64(a) => (Dt::U64, a.raw().handle()),
-            SharedValues::F64(a) => (Dt::F64, a.raw().handle()),
-        }
-    }
-}
-
-/// `0, 1, 2, ...` (as `u64` or `f64`) in a new shared array, written by the
-/// workers of the pool of `workers` processes, chunk by chunk.
-///
-/// # Errors
-/// Segment creation and pool errors.
-pub fn iota(dtype: Dtype, n: usize, workers: usize) -> Result<SharedValues, RunError> {
-    let out = SharedValues::zeros(dtype, n)?;
-    let pool = pool(workers.max(1))?;
-    let (dt, h) = out.handle();
-    let tasks = chunk_ranges(n, default_chunk(n)).map(|r| FillTask {
-        out: (dt, h.clone()),
-        range: r.start as u64..r.end as u64,
-    });
-    for r in pool.map(fill_task, tasks)? {
-        r.map_err(RunError::Worker)?;
-    }
-    Ok(out)
 }
 
 // ---- tasks ------------------------------------------------------------------
 
-/// Element type tag of an array handle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) enum Dt {
-    U64,
-    F64,
-}
-
-impl From<Dtype> for Dt {
-    fn from(d: Dtype) -> Self {
-        match d {
-            Dtype::U64 => Dt::U64,
-            Dtype::F64 => Dt::F64,
-        }
-    }
-}
-
-impl From<Dt> for Dtype {
-    fn from(d: Dt) -> Self {
-        match d {
-            Dt::U64 => Dtype::U64,
-            Dt::F64 => Dtype::F64,
-        }
-    }
-}
-
-/// Values as they travel in tasks and results.
-#[derive(Debug, Serialize, Deserialize)]
-pub(super) enum Data {
-    U64(Vec<u64>),
-    F64(Vec<f64>),
-}
-
-impl From<Values> for Data {
-    fn from(v: Values) -> Self {
-        match v {
-            Values::U64(v) => Data::U64(v),
-            Values::F64(v) => Data::F64(v),
-        }
-    }
-}
-
-impl From<Data> for Values {
-    fn from(d: Data) -> Self {
-        match d {
-            Data::U64(v) => Values::U64(v),
-            Data::F64(v) => Values::F64(v),
-        }
-    }
-}
-
-fn data_of(input: Input<'_>) -> Option<Data> {
-    match input {
-        Input::U64(s) => Some(Data::U64(s.to_vec())),
-        Input::F64(s) => Some(Data::F64(s.to_vec())),
-        _ => None,
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct FillTask {
-    out: (Dt, ArrayHandle),
-    range: Range<u64>,
-}
-
-/// Worker side of [`iota`].
-fn fill_task(t: FillTask) -> Result<(), String> {
-    let r = t.range.start as usize..t.range.end as usize;
-    let err = |e: crate::Error| e.to_string();
-    match t.out.0 {
-        Dt::U64 => {
-            let a = crate::pool::attach_cached::<u64>(&t.out.1).map_err(err)?;
-            check_range(&r, a.len())?;
-            // Disjoint ranges of a fresh array nothing else uses meanwhile.
-            for (x, i) in chunk_of_mut(&a, &r).iter_mut().zip(r.start as u64..) {
-                *x = i;
-            }
-        }
-        Dt::F64 => {
-            let a = crate::pool::attach_cached::<f64>(&t.out.1).map_err(err)?;
-            check_range(&r, a.len())?;
-            for (x, i) in chunk_of_mut(&a, &r).iter_mut().zip(r.start..) {
-                *x = i as f64;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn check_range(r: &Range<usize>, len: usize) -> Result<(), String> {
-    if r.start > r.end || r.end > len {
-        return Err(format!("chunk {r:?} out of bounds for {len} elements"));
-    }
-    Ok(())
-}
-
 /// One chunk of a zero-copy run.
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct SharedTask {
-    pub(super) kernel: u32,
+    /// The kernel value, serialized.
+    pub(super) kernel: Vec<u8>,
     pub(super) params: Params,
     pub(super) index: u64,
+    /// The chunk in the index space.
     pub(super) range: Range<u64>,
-    pub(super) x: Option<(Dt, ArrayHandle)>,
-    pub(super) y: Option<ArrayHandle>,
-    /// A generated input of this type (no `x`): the chunk generates `range`.
-    pub(super) iota: Option<Dt>,
-    /// The whole output array (map kernels); the chunk writes `out[range]`.
+    pub(super) row_len: u64,
+    pub(super) x: Option<(Dtype, ArrayHandle)>,
+    pub(super) y: Option<(Dtype, ArrayHandle)>,
+    /// A generated input of this type (no `x`): the chunk generates its range.
+    pub(super) iota: Option<Dtype>,
+    /// The whole output array (map kernels); the chunk writes its elements.
     /// `None` for a map kernel: scratch, checksum only.
-    pub(super) out: Option<(Dt, ArrayHandle)>,
+    pub(super) out: Option<(Dtype, ArrayHandle)>,
 }
 
 /// One chunk of a copying run: the input travels with the task.
 #[derive(Debug, Serialize, Deserialize)]
 struct CopyTask {
-    kernel: u32,
+    kernel: Vec<u8>,
     params: Params,
     index: u64,
     range: Range<u64>,
-    x: Option<Data>,
-    y: Option<Data>,
+    row_len: u64,
+    x: Option<Values>,
+    y: Option<Values>,
     /// A generated input of this type (no `x`; nothing to copy).
-    iota: Option<Dt>,
+    iota: Option<Dtype>,
     /// Prior contents of the output chunk (in-place kernels: saxpy's `y`).
-    out: Option<Data>,
-    out_dtype: Dt,
+    out: Option<Values>,
+    out_dtype: Dtype,
     /// Whether the output chunk comes back (there is an output to write);
     /// otherwise only its checksum does.
     want_data: bool,
@@ -446,7 +371,7 @@ pub(super) struct Done {
     /// The chunk's index.
     index: u64,
     /// A reduction's partial accumulator; a copying map task's output chunk.
-    data: Option<Data>,
+    data: Option<Values>,
     /// A map chunk's checksum (0 for reductions).
     checksum: u64,
 }
@@ -459,98 +384,79 @@ fn in_flight(workers: usize) -> usize {
     8 * workers.max(1)
 }
 
-type ChunkResult = Result<Done, String>;
+pub(super) type ChunkResult = Result<Done, String>;
 
-fn kernel_of(id: u32) -> Result<&'static KernelInfo, String> {
-    KernelId::from_u32(id)
-        .map(KernelId::info)
-        .ok_or_else(|| format!("unknown kernel id {id}"))
+fn kernel_of<K: DeserializeOwned>(wire: &[u8]) -> Result<K, String> {
+    postcard::from_bytes(wire).map_err(|e| format!("the kernel does not decode: {e}"))
 }
 
-enum Attached {
-    U64(RawArray<u64>),
-    F64(RawArray<f64>),
-}
-
-fn attach(dt: Dt, h: &ArrayHandle, range: &Range<usize>) -> Result<Attached, String> {
-    let a = match dt {
-        Dt::U64 => Attached::U64(crate::pool::attach_cached(h).map_err(|e| e.to_string())?),
-        Dt::F64 => Attached::F64(crate::pool::attach_cached(h).map_err(|e| e.to_string())?),
-    };
-    let len = match &a {
-        Attached::U64(a) => a.len(),
-        Attached::F64(a) => a.len(),
-    };
-    check_range(range, len)?;
-    Ok(a)
+fn attach(h: &Option<(Dtype, ArrayHandle)>, elems: &Range<usize>) -> Result<Option<AnyView>, String> {
+    let Some((d, h)) = h else { return Ok(None) };
+    let a = AnyView::attach(*d, h).map_err(|e| e.to_string())?;
+    if elems.start > elems.end || elems.end > a.len() {
+        return Err(format!(
+            "chunk {elems:?} out of bounds for {} elements",
+            a.len()
+        ));
+    }
+    Ok(Some(a))
 }
 
 /// A task's view of its chunk of an input array (`r` bounds-checked by
 /// [`attach`]).
-fn chunk_of<'a, T: bytemuck::Pod>(a: &'a RawArray<T>, r: &Range<usize>) -> &'a [T] {
+fn chunk_of<'a>(a: &'a AnyView, r: &Range<usize>) -> Slice<'a> {
     a.prefault(r.clone(), false);
     // SAFETY: the task protocol: the parent neither writes an input array
     // nor lets anything else write it while the run lasts (`run` holds a
     // shared borrow of it), and outputs are different arrays from inputs (a
     // `&mut` output never aliases a `&` input in the caller).
-    unsafe { &a.slice()[r.clone()] }
+    unsafe { a.slice(r.clone()) }
 }
 
 /// A task's view of its chunk of the output array.
-#[allow(clippy::mut_from_ref)]
-fn chunk_of_mut<'a, T: bytemuck::Pod>(a: &'a RawArray<T>, r: &Range<usize>) -> &'a mut [T] {
+fn chunk_of_mut<'a>(a: &'a AnyView, r: &Range<usize>) -> SliceMut<'a> {
     a.prefault(r.clone(), true);
     // SAFETY: the task protocol: every task of a run gets a distinct range
     // of the output, the parent does not touch the output while the run lasts
     // (`run` holds its `&mut`), and it waits for the tasks in flight before
     // it returns, even on failure. A retried task rewrites the same range.
-    unsafe { &mut a.slice_mut()[r.clone()] }
+    unsafe { a.slice_mut(r.clone()) }
 }
 
-/// The chunk's input: sub-slices of the attached arrays, generated, or none.
-fn src_of<'a>(
-    x: &'a Option<Attached>,
-    y: &'a Option<Attached>,
-    iota: Option<Dt>,
-    r: &Range<usize>,
-) -> Src<'a> {
-    match (x, y) {
-        (None, _) => match iota {
-            Some(d) => Src::Iota(d.into()),
-            None => Src::Slices(Input::Generated),
-        },
-        (Some(Attached::F64(x)), Some(Attached::F64(y))) => {
-            Src::Slices(Input::F64Pair(chunk_of(x, r), chunk_of(y, r)))
-        }
-        (Some(Attached::U64(x)), _) => Src::Slices(Input::U64(chunk_of(x, r))),
-        (Some(Attached::F64(x)), _) => Src::Slices(Input::F64(chunk_of(x, r))),
-    }
+fn ranges_of(range: &Range<u64>, row_len: u64) -> (Range<usize>, Range<usize>, usize) {
+    let r = range.start as usize..range.end as usize;
+    let row_len = row_len.max(1) as usize;
+    let e = r.start.saturating_mul(row_len)..r.end.saturating_mul(row_len);
+    (r, e, row_len)
 }
 
-/// Worker side of a zero-copy chunk.
-pub(super) fn shared_task(t: SharedTask) -> ChunkResult {
-    let info = kernel_of(t.kernel)?;
-    let r = t.range.start as usize..t.range.end as usize;
-    let x = t.x.as_ref().map(|(d, h)| attach(*d, h, &r)).transpose()?;
-    let y = t.y.as_ref().map(|h| attach(Dt::F64, h, &r)).transpose()?;
-    let out = t.out.as_ref().map(|(d, h)| attach(*d, h, &r)).transpose()?;
-    let src = src_of(&x, &y, t.iota, &r);
-    if info.is_reduction() {
-        let dtype = info.output_dtype(src.dtype()).map_err(|e| e.to_string())?;
-        let mut acc = Values::zeros(dtype, info.acc_len(&t.params));
-        run_one(info, &t.params, r, src, Some(acc.as_output())).map_err(|e| e.to_string())?;
+/// Worker side of a zero-copy chunk of kernel type `K`.
+pub(super) fn shared_task<K: Kernel + DeserializeOwned>(t: SharedTask) -> ChunkResult {
+    let k: K = kernel_of(&t.kernel)?;
+    let (r, e, row_len) = ranges_of(&t.range, t.row_len);
+    let x = attach(&t.x, &e)?;
+    let y = attach(&t.y, &e)?;
+    let out = attach(&t.out, &e)?;
+    let src = match (&x, t.iota) {
+        (None, Some(d)) => Src::Iota(d),
+        _ => Src::Slices(
+            x.as_ref().map(|a| chunk_of(a, &e)),
+            y.as_ref().map(|a| chunk_of(a, &e)),
+        ),
+    };
+    if k.signature().kind == Kind::Reduce {
+        let dtype = k.output_dtype(src.dtype());
+        let mut acc = Values::zeros(dtype, k.acc_len(&t.params));
+        run_one(&k, &t.params, r, row_len, src, Some(acc.as_slice_mut()))
+            .map_err(|e| e.to_string())?;
         return Ok(Done {
             index: t.index,
-            data: Some(acc.into()),
+            data: Some(acc),
             checksum: 0,
         });
     }
-    let output = match &out {
-        Some(Attached::U64(o)) => Some(Output::U64(chunk_of_mut(o, &r))),
-        Some(Attached::F64(o)) => Some(Output::F64(chunk_of_mut(o, &r))),
-        None => None,
-    };
-    let sum = run_one(info, &t.params, r, src, output).map_err(|e| e.to_string())?;
+    let output = out.as_ref().map(|o| chunk_of_mut(o, &e));
+    let sum = run_one(&k, &t.params, r, row_len, src, output).map_err(|e| e.to_string())?;
     Ok(Done {
         index: t.index,
         data: None,
@@ -558,125 +464,96 @@ pub(super) fn shared_task(t: SharedTask) -> ChunkResult {
     })
 }
 
-/// Worker side of a copying chunk.
-fn copy_task(t: CopyTask) -> ChunkResult {
-    let info = kernel_of(t.kernel)?;
-    let r = t.range.start as usize..t.range.end as usize;
-    let src = match (&t.x, &t.y, t.iota) {
-        (None, _, Some(d)) => Src::Iota(d.into()),
-        (None, _, None) => Src::Slices(Input::Generated),
-        (Some(Data::F64(x)), Some(Data::F64(y)), _) => Src::Slices(Input::F64Pair(x, y)),
-        (Some(Data::U64(x)), _, _) => Src::Slices(Input::U64(x)),
-        (Some(Data::F64(x)), _, _) => Src::Slices(Input::F64(x)),
+/// Worker side of a copying chunk of kernel type `K`.
+fn copy_task<K: Kernel + DeserializeOwned>(t: CopyTask) -> ChunkResult {
+    let k: K = kernel_of(&t.kernel)?;
+    let (r, e, row_len) = ranges_of(&t.range, t.row_len);
+    let src = match (&t.x, t.iota) {
+        (None, Some(d)) => Src::Iota(d),
+        _ => Src::Slices(
+            t.x.as_ref().map(Values::as_slice),
+            t.y.as_ref().map(Values::as_slice),
+        ),
     };
-    let dtype = Dtype::from(t.out_dtype);
-    if !info.is_reduction() && !t.want_data {
-        let sum = run_one(info, &t.params, r, src, None).map_err(|e| e.to_string())?;
+    let reduce = k.signature().kind == Kind::Reduce;
+    if !reduce && !t.want_data {
+        let sum = run_one(&k, &t.params, r, row_len, src, None).map_err(|e| e.to_string())?;
         return Ok(Done {
             index: t.index,
             data: None,
             checksum: sum,
         });
     }
-    let mut out: Values = match t.out {
-        Some(d) => d.into(),
-        None if info.is_reduction() => Values::zeros(dtype, info.acc_len(&t.params)),
-        None => Values::zeros(dtype, r.len()),
+    let mut out = match t.out {
+        Some(v) => v,
+        None if reduce => Values::zeros(t.out_dtype, k.acc_len(&t.params)),
+        None => Values::zeros(t.out_dtype, e.len()),
     };
-    let sum = run_one(info, &t.params, r, src, Some(out.as_output())).map_err(|e| e.to_string())?;
+    let sum = run_one(&k, &t.params, r, row_len, src, Some(out.as_slice_mut()))
+        .map_err(|e| e.to_string())?;
     Ok(Done {
         index: t.index,
-        data: Some(out.into()),
+        data: Some(out),
         checksum: sum,
     })
 }
 
 // ---- the parent's side ------------------------------------------------------
 
-/// Shared arrays for an input or output slice: the registered segment it lies
-/// in, or else a temporary copy (which `run` then copies back for outputs).
-fn share_slice<T: bytemuck::Pod>(
-    s: &[T],
-    writable: bool,
-    temp: &mut bool,
-) -> crate::Result<Shared<T>> {
-    if let Some(a) = locate(s, writable) {
-        return Ok(Shared::Located(a));
-    }
-    *temp = true;
-    Ok(Shared::Copy(SharedArray::from_slice(s)?))
-}
-
 /// An input or output of a run as workers reach it: the caller's own bytes
-/// (borrowed for the run), or a temporary copy.
-enum Shared<T: bytemuck::Pod> {
-    Located(RawArray<T>),
-    Copy(SharedArray<T>),
+/// (located in a [`SharedValues`], borrowed for the run), or a temporary copy
+/// (which `run` copies back for outputs).
+struct Shared {
+    view: AnyView,
+    temp: bool,
 }
 
-impl<T: bytemuck::Pod> Shared<T> {
-    fn handle(&self) -> ArrayHandle {
-        match self {
-            Shared::Located(a) => a.handle(),
-            Shared::Copy(a) => a.raw().handle(),
-        }
+fn share(s: Slice<'_>, writable: bool) -> shmproc::Result<Shared> {
+    if let Some(view) = locate(s, writable) {
+        return Ok(Shared { view, temp: false });
     }
-
-    /// The temporary copy's elements (an output copied back at the end).
-    fn copied(&self) -> Option<&[T]> {
-        match self {
-            Shared::Located(_) => None,
-            Shared::Copy(a) => Some(a.as_slice()),
-        }
-    }
-}
-
-/// A shared input or output of either element type.
-enum SharedIo {
-    U64(Shared<u64>),
-    F64(Shared<f64>),
-}
-
-impl SharedIo {
-    fn handle(&self) -> (Dt, ArrayHandle) {
-        match self {
-            SharedIo::U64(a) => (Dt::U64, a.handle()),
-            SharedIo::F64(a) => (Dt::F64, a.handle()),
-        }
-    }
-}
-
-/// The input's arrays as shared arrays (kept alive by the caller for the run).
-fn share_input(input: Input<'_>) -> crate::Result<(Option<SharedIo>, Option<SharedIo>)> {
-    let mut temp = false;
-    Ok(match input {
-        Input::Generated => (None, None),
-        Input::U64(s) => (Some(SharedIo::U64(share_slice(s, false, &mut temp)?)), None),
-        Input::F64(s) => (Some(SharedIo::F64(share_slice(s, false, &mut temp)?)), None),
-        Input::F64Pair(x, y) => (
-            Some(SharedIo::F64(share_slice(x, false, &mut temp)?)),
-            Some(SharedIo::F64(share_slice(y, false, &mut temp)?)),
-        ),
+    Ok(Shared {
+        view: AnyView::from_slice(s)?,
+        temp: true,
     })
+}
+
+/// The process backends' entry for kernel type `K` (recorded by
+/// [`KernelRef::new`]).
+pub(super) fn run_processes_of<K: Kernel + DeserializeOwned>(
+    job: &Job<'_>,
+    output: Option<SliceMut<'_>>,
+    opts: &RunOptions<'_>,
+    mode: ProcessMode,
+) -> Result<u64, RunError> {
+    run_processes(job, output, opts, mode, shared_task::<K>, copy_task::<K>)
 }
 
 /// Runs `job` on worker processes (see the module docs). `super::run` has
 /// validated the job and the output shape. `output` is `None` for a map kernel
 /// run for its checksum only. Returns the checksum of the results (see
 /// [`run_checksum`](super::run_checksum)).
-pub(super) fn run_processes(
+fn run_processes<FS, FC>(
     job: &Job<'_>,
-    mut output: Option<Output<'_>>,
+    mut output: Option<SliceMut<'_>>,
     opts: &RunOptions<'_>,
     mode: ProcessMode,
-) -> Result<u64, RunError> {
-    let k = job.kernel;
-    let chunk = opts.chunk.unwrap_or_else(|| default_chunk(job.n));
-    let ranges: Vec<Range<usize>> = chunk_ranges(job.n, chunk).collect();
+    shared_fn: FS,
+    copy_fn: FC,
+) -> Result<u64, RunError>
+where
+    FS: Fn(SharedTask) -> ChunkResult + Copy + Send + 'static,
+    FC: Fn(CopyTask) -> ChunkResult + Copy + Send + 'static,
+{
+    let kr: &KernelRef = job.kernel;
+    let k = kr.kernel();
+    let reduce = k.signature().kind == Kind::Reduce;
+    let in_place = k.signature().kind == Kind::InPlace;
+    let ranges: Vec<Range<usize>> = chunk_ranges(job.n, job_chunk(job, opts)).collect();
+    let row_len = job.row_len;
+    let elems = |r: &Range<usize>| r.start * row_len..r.end * row_len;
     let acc_len = k.acc_len(&job.params);
-    let out_dt = Dt::from(k.output_dtype(job.input_dtype())?);
-    let iota = job.iota.map(Dt::from);
-    let in_place = matches!(k.output, OutputKind::Map { in_place: true, .. });
+    let out_dtype = k.output_dtype(job.input_dtype());
     let mut partials: Vec<Option<Values>> = (0..ranges.len()).map(|_| None).collect();
     // One checksum per chunk index: a chunk that comes back twice is counted
     // once.
@@ -689,49 +566,37 @@ pub(super) fn run_processes(
     // flight are waited for (they write into memory the caller owns).
     let stop = Cell::new(false);
     let mut first_err: Option<RunError> = None;
-    let mut on_result = |item: crate::Result<ChunkResult>, output: Option<&mut Output<'_>>| {
+    let mut on_result = |item: shmproc::Result<ChunkResult>, output: Option<&mut SliceMut<'_>>| {
+        let mut fail = |e: RunError| {
+            stop.set(true);
+            first_err.get_or_insert(e);
+        };
         let done = match item {
             Ok(Ok(d)) => d,
-            Ok(Err(msg)) => {
-                stop.set(true);
-                first_err.get_or_insert(RunError::Worker(msg));
-                return;
-            }
-            Err(e) => {
-                stop.set(true);
-                first_err.get_or_insert(RunError::Pool(e));
-                return;
-            }
+            Ok(Err(msg)) => return fail(RunError::Worker(msg)),
+            Err(e) => return fail(RunError::Pool(e)),
         };
         let i = done.index as usize;
         let Some(range) = ranges.get(i).cloned() else {
-            stop.set(true);
-            first_err.get_or_insert(RunError::Worker(format!("unknown chunk {i}")));
-            return;
+            return fail(RunError::Worker(format!("unknown chunk {i}")));
         };
-        match (done.data.map(Values::from), output) {
-            (Some(v), _) if k.is_reduction() => partials[i] = Some(v),
-            (Some(v), Some(output)) => match (output.reborrow(), v) {
-                (Output::U64(o), Values::U64(v)) if v.len() == range.len() => {
-                    o[range.clone()].copy_from_slice(&v)
-                }
-                (Output::F64(o), Values::F64(v)) if v.len() == range.len() => {
-                    o[range.clone()].copy_from_slice(&v)
-                }
-                _ => {
-                    stop.set(true);
-                    first_err.get_or_insert(RunError::Worker(format!(
-                        "chunk {i} came back with the wrong shape"
+        match (done.data, output) {
+            (Some(v), _) if reduce => partials[i] = Some(v),
+            (Some(v), Some(output)) => {
+                if let Err(e) = output
+                    .reborrow()
+                    .into_range(elems(&range))
+                    .copy_from(v.as_slice())
+                {
+                    return fail(RunError::Worker(format!(
+                        "chunk {i} came back with the wrong shape: {e}"
                     )));
-                    return;
                 }
-            },
+            }
             (Some(_), None) => {
-                stop.set(true);
-                first_err.get_or_insert(RunError::Worker(format!(
+                return fail(RunError::Worker(format!(
                     "chunk {i} came back with data nobody asked for"
-                )));
-                return;
+                )))
             }
             (None, _) => {}
         }
@@ -740,57 +605,47 @@ pub(super) fn run_processes(
             progress(range.len());
         }
         if is_interrupted() {
-            stop.set(true);
-            first_err.get_or_insert(RunError::Interrupted);
+            fail(RunError::Interrupted);
         }
     };
     let live = || !stop.get();
     match mode {
         ProcessMode::Shared => {
-            let (xa, ya) = share_input(job.input)?;
-            let x = xa.as_ref().map(SharedIo::handle);
-            let y = ya.as_ref().map(|a| a.handle().1);
-            let mut temp_out = false;
+            let xa = job.x.map(|x| share(x, false)).transpose()?;
+            let ya = job.y.map(|y| share(y, false)).transpose()?;
             let out_arr = match &output {
-                _ if k.is_reduction() => None,
-                None => None,
-                Some(Output::U64(s)) => Some(SharedIo::U64(share_slice(s, true, &mut temp_out)?)),
-                Some(Output::F64(s)) => Some(SharedIo::F64(share_slice(s, true, &mut temp_out)?)),
+                Some(o) if !reduce => Some(share(o.as_slice(), true)?),
+                _ => None,
             };
-            let out_h = out_arr.as_ref().map(SharedIo::handle);
+            let handle = |a: &Option<Shared>| a.as_ref().map(|a| a.view.handle());
+            let (x, y, out_h) = (handle(&xa), handle(&ya), handle(&out_arr));
             let tasks = ranges
                 .iter()
                 .enumerate()
                 .take_while(|_| live())
                 .map(|(i, r)| SharedTask {
-                    kernel: k.id as u32,
-                    params: job.params,
+                    kernel: kr.wire().to_vec(),
+                    params: job.params.clone(),
                     index: i as u64,
                     range: r.start as u64..r.end as u64,
+                    row_len: row_len as u64,
                     x: x.clone(),
                     y: y.clone(),
-                    iota,
+                    iota: job.iota,
                     out: out_h.clone(),
                 });
             for item in pool
-                .imap_unordered(shared_task, tasks)
+                .imap_unordered(shared_fn, tasks)
                 .window(in_flight(opts.workers))
             {
                 on_result(item, output.as_mut());
             }
-            if let (true, Some(tmp), Some(output)) = (temp_out, &out_arr, output.as_mut()) {
-                match (tmp, output.reborrow()) {
-                    (SharedIo::U64(s), Output::U64(d)) => {
-                        if let Some(s) = s.copied() {
-                            d.copy_from_slice(s)
-                        }
-                    }
-                    (SharedIo::F64(s), Output::F64(d)) => {
-                        if let Some(s) = s.copied() {
-                            d.copy_from_slice(s)
-                        }
-                    }
-                    _ => {}
+            if let (Some(tmp), Some(output)) = (&out_arr, output.as_mut()) {
+                if tmp.temp {
+                    // SAFETY: no task runs any more (the imap is drained), and
+                    // the temporary copy is ours alone.
+                    let copied = unsafe { tmp.view.slice(0..tmp.view.len()) };
+                    output.copy_from(copied).map_err(RunError::Invalid)?;
                 }
             }
         }
@@ -798,36 +653,30 @@ pub(super) fn run_processes(
             // The task iterator reads in-place operands from the output while
             // results are written into it: both run on this thread, in turn
             // (the pool pulls a task only inside `next`).
-            let want_data = output.is_some() && !k.is_reduction();
+            let want_data = output.is_some() && !reduce;
             let out_cell = RefCell::new(output);
             let tasks = ranges
                 .iter()
                 .enumerate()
                 .take_while(|_| live())
                 .map(|(i, r)| CopyTask {
-                    kernel: k.id as u32,
-                    params: job.params,
+                    kernel: kr.wire().to_vec(),
+                    params: job.params.clone(),
                     index: i as u64,
                     range: r.start as u64..r.end as u64,
-                    x: data_of(match job.input {
-                        Input::F64Pair(x, _) => Input::F64(&x[r.clone()]),
-                        other => other.slice(r.clone()),
-                    }),
-                    y: match job.input {
-                        Input::F64Pair(_, y) => Some(Data::F64(y[r.clone()].to_vec())),
-                        _ => None,
-                    },
-                    iota,
+                    row_len: row_len as u64,
+                    x: job.x.map(|x| x.slice(elems(r)).to_values()),
+                    y: job.y.map(|y| y.slice(elems(r)).to_values()),
+                    iota: job.iota,
                     out: match &*out_cell.borrow() {
-                        Some(Output::U64(o)) if in_place => Some(Data::U64(o[r.clone()].to_vec())),
-                        Some(Output::F64(o)) if in_place => Some(Data::F64(o[r.clone()].to_vec())),
+                        Some(o) if in_place => Some(o.as_slice().slice(elems(r)).to_values()),
                         _ => None,
                     },
-                    out_dtype: out_dt,
+                    out_dtype,
                     want_data,
                 });
             for item in pool
-                .imap_unordered(copy_task, tasks)
+                .imap_unordered(copy_fn, tasks)
                 .window(in_flight(opts.workers))
             {
                 on_result(item, out_cell.borrow_mut().as_mut());
@@ -838,7 +687,7 @@ pub(super) fn run_processes(
     if let Some(e) = first_err {
         return Err(e);
     }
-    if !k.is_reduction() {
+    if !reduce {
         let mut total = 0u64;
         for s in &sums {
             let Some(s) = s else {
@@ -851,10 +700,7 @@ pub(super) fn run_processes(
     let Some(mut output) = output else {
         return Err(RunError::Invalid("a reduction needs an accumulator".into()));
     };
-    match &mut output {
-        Output::U64(s) => s.fill(0),
-        Output::F64(s) => s.fill(0.0),
-    }
+    output.fill_zero();
     for p in &partials {
         let Some(p) = p else {
             return Err(RunError::Worker("a chunk result is missing".into()));
@@ -864,11 +710,7 @@ pub(super) fn run_processes(
                 "a partial accumulator has the wrong length".into(),
             ));
         }
-        let acc = match p {
-            Values::U64(v) => Acc::U64(v),
-            Values::F64(v) => Acc::F64(v),
-        };
-        combine(k, output.reborrow(), acc)?;
+        combine(k, output.reborrow(), p.as_slice())?;
     }
-    Ok(checksum(output.as_acc()))
+    Ok(output.as_slice().checksum())
 }

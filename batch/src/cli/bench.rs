@@ -3,9 +3,11 @@
 //! printed.
 
 use super::svg::{speedup_plot, Panel, Series};
-use super::{parse_params, BenchArgs, CliError};
-use crate::backend::{self, Backend, Job, RunError, RunOptions, SharedValues};
-use crate::kernels::{lookup, rng::SplitMix64, Dtype, InputKind, KernelInfo, Params, Values};
+use super::files::raw_default;
+use super::{BenchArgs, CliError};
+use crate::backend::{self, Backend, Job, KernelRef, RunError, RunOptions, SharedValues};
+use crate::Registry;
+use shmproc_kernels::{rng::SplitMix64, Dtype, Kind, Params, Slice, Values};
 use std::time::Instant;
 
 /// Relative tolerance for floating-point reductions across backends (they are
@@ -58,12 +60,28 @@ fn machine() -> Machine {
     }
 }
 
+/// `n` test values of `dtype`: uniform in [0, 1) for floats, uniformly random
+/// bits for integers and bools.
+fn random_values(g: &mut SplitMix64, dtype: Dtype, n: usize) -> Values {
+    macro_rules! ints {
+        ($($v:ident($t:ty)),*) => {
+            match dtype {
+                Dtype::F64 => Values::F64((0..n).map(|_| g.next_f64()).collect()),
+                Dtype::F32 => Values::F32((0..n).map(|_| g.next_f64() as f32).collect()),
+                Dtype::Bool => Values::Bool((0..n).map(|_| (g.next_u64() & 1) as u8).collect()),
+                $(Dtype::$v => Values::$v((0..n).map(|_| g.next_u64() as $t).collect()),)*
+            }
+        };
+    }
+    ints!(I8(i8), I16(i16), I32(i32), I64(i64), U8(u8), U16(u16), U32(u32), U64(u64))
+}
+
 /// Inputs of one kernel: the job's arrays and the output's initial contents.
 /// Inputs and output live in shared memory, allocated once and used by every
 /// backend (so all of them read the same pages, and the process backend works
 /// on them in place); the output is reset before each run, untimed.
-struct Workload {
-    kernel: &'static KernelInfo,
+struct Workload<'k> {
+    kernel: &'k KernelRef,
     params: Params,
     n: usize,
     x: Option<SharedValues>,
@@ -72,13 +90,16 @@ struct Workload {
     out: SharedValues,
 }
 
-impl Workload {
+impl<'k> Workload<'k> {
     fn new(
-        kernel: &'static KernelInfo,
+        kr: &'k KernelRef,
         params: Params,
         n: usize,
+        dtype: Option<Dtype>,
         explicit: &[String],
     ) -> Result<Self, CliError> {
+        let kernel = kr.kernel();
+        let sig = kernel.signature();
         let mut params = params;
         let mut n = n;
         if kernel.natural_len(&params).is_some() {
@@ -88,36 +109,39 @@ impl Workload {
                 .any(|p| p.starts_with("width=") || p.starts_with("height="));
             if !sized {
                 let side = ((n as f64).sqrt() as u32).max(1);
-                params.width = side;
-                params.height = side;
+                params.set("width", side).set("height", side);
             }
             n = kernel.natural_len(&params).unwrap_or(n);
         }
-        let mut g = SplitMix64::new(0x5eed);
-        let mut uniform = |n: usize| Values::F64((0..n).map(|_| g.next_f64()).collect());
-        let (x, y) = match kernel.input {
-            InputKind::Generated => (None, None),
-            InputKind::F64Pair => (Some(uniform(n)), Some(uniform(n))),
-            InputKind::Array(ds) if ds.contains(&Dtype::U64) => {
-                (Some(Values::U64((0..n as u64).collect())), None)
+        let in_dtype = match dtype {
+            Some(d) if sig.inputs > 0 => {
+                shmproc_kernels::check_inputs(kernel, Some(d), sig.inputs)?;
+                d
             }
-            InputKind::Array(_) => (Some(uniform(n)), None),
+            _ => raw_default(kernel),
         };
-        let dtype = kernel
-            .output_dtype(x.as_ref().map(Values::dtype))
-            .unwrap_or(Dtype::U64);
-        let out_init = match kernel.output {
+        let mut g = SplitMix64::new(0x5eed);
+        let (x, y) = match sig.inputs {
+            0 => (None, None),
+            1 => (Some(random_values(&mut g, in_dtype, n)), None),
+            _ => (
+                Some(random_values(&mut g, in_dtype, n)),
+                Some(random_values(&mut g, in_dtype, n)),
+            ),
+        };
+        let out_dtype = kernel.output_dtype(x.as_ref().map(Values::dtype));
+        let out_init = match sig.kind {
             // saxpy's y.
-            crate::kernels::OutputKind::Map { in_place: true, .. } => uniform(n),
-            _ if kernel.is_reduction() => Values::zeros(dtype, kernel.acc_len(&params)),
-            _ => Values::zeros(dtype, n),
+            Kind::InPlace => random_values(&mut g, out_dtype, n),
+            Kind::Reduce => Values::zeros(out_dtype, kernel.acc_len(&params)),
+            Kind::Map => Values::zeros(out_dtype, n),
         };
         let shm = |v: &Values| {
-            SharedValues::from_values(v)
+            SharedValues::from_slice(v.as_slice())
                 .map_err(|e| CliError::new(format!("cannot allocate shared memory: {e}")))
         };
         Ok(Self {
-            kernel,
+            kernel: kr,
             params,
             n,
             x: x.as_ref().map(shm).transpose()?,
@@ -127,31 +151,6 @@ impl Workload {
         })
     }
 
-    fn job_of<'a>(
-        kernel: &'static KernelInfo,
-        params: Params,
-        n: usize,
-        x: &'a Option<SharedValues>,
-        y: &'a Option<SharedValues>,
-    ) -> Job<'a> {
-        use crate::kernels::Input;
-        let input = match (x.as_ref().map(SharedValues::as_input), y) {
-            (Some(Input::F64(x)), Some(y)) => match y.as_input() {
-                Input::F64(y) => Input::F64Pair(x, y),
-                _ => Input::F64(x),
-            },
-            (Some(x), _) => x,
-            (None, _) => Input::Generated,
-        };
-        Job {
-            kernel,
-            params,
-            n,
-            input,
-            iota: None,
-        }
-    }
-
     /// Runs once; returns the elapsed seconds (the output stays in `self.out`).
     fn run_once(
         &mut self,
@@ -159,27 +158,46 @@ impl Workload {
         workers: usize,
         chunk: Option<usize>,
     ) -> Result<f64, RunError> {
-        self.out.copy_from(&self.out_init)?;
+        self.out
+            .as_slice_mut()?
+            .copy_from(self.out_init.as_slice())
+            .map_err(RunError::Invalid)?;
         let opts = RunOptions {
             workers,
             chunk,
             progress: None,
         };
-        let job = Self::job_of(self.kernel, self.params, self.n, &self.x, &self.y);
-        let out = self.out.as_output()?;
+        let job = match (&self.x, &self.y) {
+            (Some(x), Some(y)) => Job::pair(self.kernel, self.params.clone(), x.as_slice(), y.as_slice()),
+            (Some(x), None) => Job::new(self.kernel, self.params.clone(), x.as_slice()),
+            (None, _) => Job::generated(self.kernel, self.params.clone(), self.n),
+        };
+        let out = self.out.as_slice_mut()?;
         let t = Instant::now();
         backend::run(backend, &job, out, &opts)?;
         Ok(t.elapsed().as_secs_f64())
     }
 }
 
-/// Checks `got` against the sequential reference.
-fn check_equal(kernel: &KernelInfo, reference: &Values, got: &Values) -> Result<(), String> {
-    match (reference, got) {
-        (Values::U64(a), Values::U64(b)) if a == b => Ok(()),
-        (Values::F64(a), Values::F64(b)) if a.len() == b.len() => {
-            for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
-                let ok = if kernel.is_reduction() {
+/// Checks `got` against the sequential reference: bit for bit, except
+/// floating-point reductions, within a relative tolerance.
+fn check_equal(reduce: bool, reference: Slice<'_>, got: Slice<'_>) -> Result<(), String> {
+    if reference.dtype() != got.dtype() || reference.len() != got.len() {
+        return Err("different shape or element type".to_owned());
+    }
+    let (a, b) = (reference.to_values(), got.to_values());
+    let floats: Option<(Vec<f64>, Vec<f64>)> = match (&a, &b) {
+        (Values::F64(a), Values::F64(b)) => Some((a.clone(), b.clone())),
+        (Values::F32(a), Values::F32(b)) => Some((
+            a.iter().map(|&v| f64::from(v)).collect(),
+            b.iter().map(|&v| f64::from(v)).collect(),
+        )),
+        _ => None,
+    };
+    match floats {
+        Some((a, b)) => {
+            for (i, (&x, &y)) in a.iter().zip(&b).enumerate() {
+                let ok = if reduce {
                     (x - y).abs() <= REDUCTION_RTOL * x.abs().max(1.0)
                 } else {
                     x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan())
@@ -190,12 +208,29 @@ fn check_equal(kernel: &KernelInfo, reference: &Values, got: &Values) -> Result<
             }
             Ok(())
         }
-        (Values::U64(a), Values::U64(b)) if a.len() == b.len() => {
-            let i = a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(0);
-            Err(format!("element {i}: {} instead of {}", b[i], a[i]))
+        None if a == b => Ok(()),
+        None => {
+            let i = (0..reference.len())
+                .find(|&i| reference.slice(i..i + 1) != got.slice(i..i + 1))
+                .unwrap_or(0);
+            Err(format!(
+                "element {i}: {:?} instead of {:?}",
+                got.slice(i..i + 1),
+                reference.slice(i..i + 1)
+            ))
         }
-        _ => Err("different shape or element type".to_owned()),
     }
+}
+
+/// The parameters of `kernel`: its defaults, overridden by the pairs it
+/// declares.
+fn params_for(kr: &KernelRef, pairs: &[String]) -> Result<Params, CliError> {
+    let names: Vec<_> = kr.kernel().params().iter().map(|p| p.name).collect();
+    let mine: Vec<&String> = pairs
+        .iter()
+        .filter(|p| p.split_once('=').is_some_and(|(k, _)| names.contains(&k.trim())))
+        .collect();
+    Ok(kr.params(mine)?)
 }
 
 fn median(times: &mut [f64]) -> f64 {
@@ -218,19 +253,36 @@ fn fmt_time(s: f64) -> String {
     }
 }
 
-pub(super) fn bench(args: BenchArgs) -> Result<(), CliError> {
+pub(super) fn bench(args: BenchArgs, registry: &Registry) -> Result<(), CliError> {
     if args.repeat == 0 {
         return Err(CliError::usage("--repeat must be at least 1"));
     }
     if args.workers.contains(&0) {
         return Err(CliError::usage("--workers values must be at least 1"));
     }
-    let base = parse_params(&args.params)?;
-    let kernels = args
-        .kernels
-        .iter()
-        .map(|k| lookup(k.trim()))
-        .collect::<Result<Vec<_>, _>>()?;
+    let kernels: Vec<&KernelRef> = if args.kernels.is_empty() {
+        registry.iter().collect()
+    } else {
+        args.kernels
+            .iter()
+            .map(|k| registry.lookup(k.trim()))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    // Every --param must belong to at least one of the kernels.
+    for pair in &args.params {
+        let Some((name, _)) = pair.split_once('=') else {
+            return Err(CliError::usage(format!("--param {pair:?}: expected name=value")));
+        };
+        let name = name.trim();
+        if !kernels
+            .iter()
+            .any(|k| k.kernel().params().iter().any(|p| p.name == name))
+        {
+            return Err(CliError::usage(format!(
+                "--param {name}: none of the kernels takes it (see shmproc kernels)"
+            )));
+        }
+    }
     // Sequential first (the reference), each backend once, in the given order.
     let mut backends = vec![Backend::Sequential];
     for &b in &args.backends {
@@ -243,9 +295,12 @@ pub(super) fn bench(args: BenchArgs) -> Result<(), CliError> {
     workers.dedup();
 
     let mut points: Vec<Point> = Vec::new();
-    for &kernel in &kernels {
-        kernel.check_params(&base)?;
-        let mut w = Workload::new(kernel, base, args.n, &args.params)?;
+    for &kr in &kernels {
+        let kernel = kr.kernel();
+        let params = params_for(kr, &args.params)?;
+        kernel.check(&params)?;
+        let reduce = kernel.signature().kind == Kind::Reduce;
+        let mut w = Workload::new(kr, params, args.n, args.dtype, &args.params)?;
         let mut reference: Option<Values> = None;
         let mut kernel_points: Vec<Point> = Vec::new();
         for &backend in &backends {
@@ -263,16 +318,16 @@ pub(super) fn bench(args: BenchArgs) -> Result<(), CliError> {
                 let last = w.out.to_values();
                 match &reference {
                     None => reference = Some(last),
-                    Some(r) => check_equal(kernel, r, &last).map_err(|e| {
+                    Some(r) => check_equal(reduce, r.as_slice(), last.as_slice()).map_err(|e| {
                         CliError::new(format!(
                             "{} on {backend} with {nw} workers disagrees with sequential: {e}",
-                            kernel.name
+                            kernel.name()
                         ))
                     })?,
                 }
                 let med = median(&mut times);
                 kernel_points.push(Point {
-                    kernel: kernel.name,
+                    kernel: kernel.name(),
                     n: w.n,
                     backend: backend.name(),
                     workers: nw,
@@ -323,10 +378,10 @@ pub(super) fn bench(args: BenchArgs) -> Result<(), CliError> {
             .map(|k| Panel {
                 title: format!(
                     "{} (n = {})",
-                    k.name,
+                    k.name(),
                     points
                         .iter()
-                        .find(|p| p.kernel == k.name)
+                        .find(|p| p.kernel == k.name())
                         .map_or(0, |p| p.n)
                 ),
                 series: backends
@@ -336,7 +391,7 @@ pub(super) fn bench(args: BenchArgs) -> Result<(), CliError> {
                         name: b.name().to_owned(),
                         points: points
                             .iter()
-                            .filter(|p| p.kernel == k.name && p.backend == b.name())
+                            .filter(|p| p.kernel == k.name() && p.backend == b.name())
                             .map(|p| (p.workers as f64, p.speedup))
                             .collect(),
                     })
@@ -351,16 +406,16 @@ pub(super) fn bench(args: BenchArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn print_tables(m: &Machine, kernels: &[&'static KernelInfo], points: &[Point], repeat: usize) {
+fn print_tables(m: &Machine, kernels: &[&KernelRef], points: &[Point], repeat: usize) {
     println!(
         "machine: {} ({} CPUs) | {} | commit {} | median of {repeat} runs after 1 warm-up",
         m.cpu, m.cores, m.rustc, m.commit
     );
     for k in kernels {
-        let rows: Vec<&Point> = points.iter().filter(|p| p.kernel == k.name).collect();
+        let rows: Vec<&Point> = points.iter().filter(|p| p.kernel == k.name()).collect();
         let Some(first) = rows.first() else { continue };
         println!();
-        println!("{} (n = {})", k.name, first.n);
+        println!("{} (n = {})", k.name(), first.n);
         println!(
             "{:<16} {:>7} {:>11} {:>11} {:>11} {:>11} {:>11} {:>8} {:>8}",
             "backend", "workers", "median", "min", "max", "first", "items/s", "speedup", "/rayon"
@@ -394,16 +449,15 @@ mod tests {
 
     #[test]
     fn check_equal_is_exact_for_integers_and_maps_and_tolerant_for_float_sums() {
-        let power = lookup("power").unwrap();
-        let sum = lookup("sum").unwrap();
-        assert!(check_equal(power, &Values::U64(vec![1, 2]), &Values::U64(vec![1, 2])).is_ok());
-        let e = check_equal(power, &Values::U64(vec![1, 2]), &Values::U64(vec![1, 3])).unwrap_err();
-        assert_eq!(e, "element 1: 3 instead of 2");
+        let u = |v: &[u64]| Values::U64(v.to_vec());
+        assert!(check_equal(false, u(&[1, 2]).as_slice(), u(&[1, 2]).as_slice()).is_ok());
+        let e = check_equal(false, u(&[1, 2]).as_slice(), u(&[1, 3]).as_slice()).unwrap_err();
+        assert_eq!(e, "element 1: U64([3]) instead of U64([2])");
         let a = Values::F64(vec![1.0]);
         let b = Values::F64(vec![1.0 + 1e-12]);
-        assert!(check_equal(sum, &a, &b).is_ok());
-        assert!(check_equal(power, &a, &b).is_err());
-        assert!(check_equal(sum, &a, &Values::F64(vec![1.001])).is_err());
-        assert!(check_equal(sum, &a, &Values::U64(vec![1])).is_err());
+        assert!(check_equal(true, a.as_slice(), b.as_slice()).is_ok());
+        assert!(check_equal(false, a.as_slice(), b.as_slice()).is_err());
+        assert!(check_equal(true, a.as_slice(), Slice::F64(&[1.001])).is_err());
+        assert!(check_equal(true, a.as_slice(), Slice::U64(&[1])).is_err());
     }
 }

@@ -54,18 +54,20 @@ enum Command {
 struct RunArgs {
     /// Kernel name (see `shmproc kernels`).
     kernel: String,
-    /// Input file: .npy (<u8 or <f8, 1-D), text (.txt/.csv: one number per line), else raw little-endian.
+    /// Input file: .npy (any dtype and shape, C order), text (.txt/.csv: one number per line), else raw little-endian.
     #[arg(long)]
     input: Option<PathBuf>,
-    /// Second input of `dot` (y); defaults to the first.
+    /// Second input of a two-input kernel such as `dot` (y); defaults to the first.
     #[arg(long)]
     input2: Option<PathBuf>,
     /// Input format, overriding the extension.
     #[arg(long, value_enum)]
     input_format: Option<files::Format>,
-    /// Element type of raw or text input, and of the generated 0..n.
-    #[arg(long, value_enum)]
-    dtype: Option<files::DtypeArg>,
+    /// Element type of raw or text input, and of the generated 0..n: bool, i8, i16, i32, i64,
+    /// u8, u16, u32, u64, f32, f64. Without it, raw input is u64 (or the kernel's type) and
+    /// text is u64 if every line is a non-negative integer, i64 if they are integers, else f64.
+    #[arg(long)]
+    dtype: Option<shmproc_kernels::Dtype>,
     /// Output file (written whole, through a temporary file and a rename).
     #[arg(long)]
     output: Option<PathBuf>,
@@ -102,12 +104,8 @@ struct RunArgs {
 /// Arguments of `shmproc bench`.
 #[derive(Debug, Args)]
 struct BenchArgs {
-    /// Kernels to time (comma-separated).
-    #[arg(
-        long = "kernel",
-        value_delimiter = ',',
-        default_value = "power,sum,dot,saxpy,histogram,mandelbrot,monte_carlo_pi,count_primes"
-    )]
+    /// Kernels to time (comma-separated; default: every registered kernel).
+    #[arg(long = "kernel", value_delimiter = ',')]
     kernels: Vec<String>,
     /// Size of the index space (mandelbrot: a square image of about n pixels).
     #[arg(long, default_value_t = 1_000_000)]
@@ -128,7 +126,10 @@ struct BenchArgs {
     /// Indices per chunk (default: about n/64).
     #[arg(long)]
     chunk: Option<usize>,
-    /// Kernel parameter as name=value (repeatable).
+    /// Element type of the generated inputs (default: u64 if the kernel takes it, else f64).
+    #[arg(long)]
+    dtype: Option<shmproc_kernels::Dtype>,
+    /// Kernel parameter as name=value (repeatable; each goes to the kernels that take it).
     #[arg(long = "param", value_name = "NAME=VALUE")]
     params: Vec<String>,
     /// Print one JSON object instead of tables.
@@ -139,8 +140,9 @@ struct BenchArgs {
     plot: Option<PathBuf>,
 }
 
-/// Runs the command line and returns the process exit code.
-pub fn main() -> i32 {
+/// Runs the command line with these kernels and returns the process exit
+/// code.
+pub(crate) fn main(kernels: &crate::Registry) -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -166,15 +168,15 @@ pub fn main() -> i32 {
     if matches!(cli.command, Command::Run(_) | Command::Bench(_)) {
         // Ctrl-C sets a flag; runs stop between chunks and clean up (temporary
         // output removed, workers stopped, segments unlinked) before exiting.
-        if let Err(e) = crate::sys::signal::catch_sigint() {
+        if let Err(e) = crate::signal::catch_sigint() {
             eprintln!("shmproc: warning: cannot handle SIGINT: {e}");
         }
     }
     let result = match cli.command {
-        Command::Run(args) => run::run(args),
-        Command::Bench(args) => bench::bench(args),
+        Command::Run(args) => run::run(args, kernels),
+        Command::Bench(args) => bench::bench(args, kernels),
         Command::Kernels => {
-            list_kernels();
+            list_kernels(kernels);
             Ok(())
         }
         Command::Info => return segments::info(),
@@ -225,12 +227,12 @@ impl CliError {
     }
 }
 
-impl From<crate::kernels::KernelError> for CliError {
-    fn from(e: crate::kernels::KernelError) -> Self {
-        use crate::kernels::KernelError as K;
+impl From<shmproc_kernels::KernelError> for CliError {
+    fn from(e: shmproc_kernels::KernelError) -> Self {
+        use shmproc_kernels::KernelError as K;
         let usage = matches!(
             e,
-            K::UnknownKernel(_) | K::UnknownParam(_) | K::BadParam { .. }
+            K::UnknownKernel(_) | K::UnknownParam { .. } | K::BadParam { .. }
         );
         Self {
             message: e.to_string(),
@@ -252,16 +254,31 @@ fn one_line(e: &CliError) -> String {
     e.message.replace('\n', " ")
 }
 
-fn list_kernels() {
-    for k in crate::kernels::registry() {
-        println!("{:<16} {}", k.name, k.summary);
-        for p in k.params {
+fn list_kernels(kernels: &crate::Registry) {
+    for kr in kernels.iter() {
+        let k = kr.kernel();
+        let sig = k.signature();
+        println!("{:<16} {}", k.name(), k.summary());
+        let types: Vec<_> = sig.dtypes.iter().map(|d| d.name()).collect();
+        let inputs = match sig.inputs {
+            0 => "no input (generated from the index)".to_owned(),
+            1 => format!("one input of {}", types.join(", ")),
+            n => format!("{n} inputs of one type: {}", types.join(", ")),
+        };
+        let rows = if sig.layout == shmproc_kernels::Layout::Rows {
+            ", whole rows"
+        } else {
+            ""
+        };
+        println!("    takes: {inputs}{rows}");
+        for p in k.params() {
             println!("    {:<10} (default {:<5}) {}", p.name, p.default, p.help);
         }
     }
 }
 
-/// Default parameters updated by `--param name=value` pairs.
-fn parse_params(pairs: &[String]) -> Result<crate::kernels::Params, CliError> {
-    Ok(crate::kernels::Params::from_pairs(pairs)?)
+impl From<shmproc::Error> for CliError {
+    fn from(e: shmproc::Error) -> Self {
+        Self::new(e.to_string())
+    }
 }

@@ -1,23 +1,28 @@
 //! A small, strict reader and writer of `.npy` headers (format versions 1.0,
-//! 2.0 and 3.0) for 1-D little-endian C-order arrays of `u64` (`<u8`) or `f64`
-//! (`<f8`). Anything else is rejected with a message that says what was found.
+//! 2.0 and 3.0) for little-endian C-order arrays of any shape and of every
+//! [`Dtype`] (`|b1`, `|i1` to `<i8`, `|u1` to `<u8`, `<f4`, `<f8`).
+//! Big-endian data, Fortran order and other dtypes are rejected with a message
+//! that says what was found and what to do.
 //!
 //! Layout: the magic `\x93NUMPY`, major and minor version bytes, the header
 //! length (u16 LE for 1.0, u32 LE for 2.0/3.0), then a Python dict literal
 //! such as `{'descr': '<u8', 'fortran_order': False, 'shape': (10,), }` padded
 //! with spaces and a final newline so that the data starts at a multiple of 64.
 
-use crate::kernels::Dtype;
+use shmproc_kernels::Dtype;
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
 /// The data offset is padded to a multiple of this (as numpy does).
 const ALIGN: usize = 64;
 
 /// What a header says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct NpyHeader {
     pub(super) dtype: Dtype,
+    /// Elements in total (the product of the shape).
     pub(super) len: usize,
+    /// The shape (C order).
+    pub(super) shape: Vec<usize>,
     /// Byte offset of the first element.
     pub(super) data_offset: usize,
 }
@@ -61,30 +66,20 @@ pub(super) fn parse(bytes: &[u8]) -> Result<NpyHeader, String> {
         .fortran_order
         .ok_or("malformed .npy header: no 'fortran_order'")?;
     let shape = dict.shape.ok_or("malformed .npy header: no 'shape'")?;
-    let dtype = match descr.as_str() {
-        "<u8" => Dtype::U64,
-        "<f8" => Dtype::F64,
-        other => {
-            return Err(format!(
-                "unsupported .npy dtype {other:?}: only '<u8' (u64) and '<f8' (f64) are read"
-            ))
-        }
-    };
+    let dtype = parse_descr(&descr)?;
     if fortran {
-        return Err("unsupported .npy array: fortran_order is True (only C order is read)".into());
+        return Err("unsupported .npy array: fortran_order is True; only C order is read \
+             (save it with np.save(path, np.ascontiguousarray(a)))"
+            .into());
     }
-    let len = match shape.as_slice() {
-        [n] => *n,
-        other => {
-            return Err(format!(
-                "unsupported .npy shape {other:?}: only 1-D arrays are read"
-            ))
-        }
-    };
+    let len = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| format!("malformed .npy header: shape {shape:?} is too large"))?;
     let data = bytes.len() - end;
     let want = len
-        .checked_mul(8)
-        .ok_or_else(|| format!("malformed .npy header: shape ({len},) is too large"))?;
+        .checked_mul(dtype.size())
+        .ok_or_else(|| format!("malformed .npy header: shape {shape:?} is too large"))?;
     if data != want {
         return Err(format!(
             "{} .npy data: the header says {len} elements ({want} bytes) but {data} bytes follow",
@@ -98,17 +93,45 @@ pub(super) fn parse(bytes: &[u8]) -> Result<NpyHeader, String> {
     Ok(NpyHeader {
         dtype,
         len,
+        shape,
         data_offset: end,
     })
 }
 
-/// The header for `len` elements of `dtype`: version 1.0 when it fits, else 2.0.
-pub(super) fn header(dtype: Dtype, len: usize) -> Vec<u8> {
-    let descr = match dtype {
-        Dtype::U64 => "<u8",
-        Dtype::F64 => "<f8",
+/// The [`Dtype`] of a numpy type string such as `<f4` or `|u1`.
+fn parse_descr(descr: &str) -> Result<Dtype, String> {
+    let mut c = descr.chars();
+    let (order, kind) = (c.next(), c.next());
+    let size: Option<usize> = c.as_str().parse().ok();
+    let (Some(order), Some(kind), Some(size)) = (order, kind, size) else {
+        return Err(format!(
+            "unsupported .npy dtype {descr:?}: not a plain numeric type"
+        ));
     };
-    let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({len},), }}");
+    let Some(dtype) = Dtype::from_numpy_kind(kind, size) else {
+        return Err(format!(
+            "unsupported .npy dtype {descr:?}: only bool, i8 to i64, u8 to u64, f32 and f64 are read"
+        ));
+    };
+    match order {
+        '<' | '|' | '=' => Ok(dtype),
+        '>' if size == 1 => Ok(dtype),
+        '>' => Err(format!(
+            "unsupported .npy dtype {descr:?}: big-endian data is not read; convert it with \
+             np.save(path, a.astype(a.dtype.newbyteorder('<')))"
+        )),
+        _ => Err(format!("unsupported .npy dtype {descr:?}")),
+    }
+}
+
+/// The header for an array of `dtype` and `shape`: version 1.0 when it fits, else 2.0.
+pub(super) fn header(dtype: Dtype, shape: &[usize]) -> Vec<u8> {
+    let descr = dtype.numpy();
+    let dims = match shape {
+        [n] => format!("{n},"),
+        dims => dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "),
+    };
+    let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({dims}), }}");
     let build = |prefix: usize| {
         // dict + spaces + '\n', total (prefix + hlen) a multiple of ALIGN.
         let hlen = (prefix + dict.len() + 1).div_ceil(ALIGN) * ALIGN - prefix;
@@ -260,8 +283,8 @@ mod tests {
     use super::*;
 
     fn file(dtype: Dtype, len: usize) -> Vec<u8> {
-        let mut f = header(dtype, len);
-        f.resize(f.len() + len * 8, 0);
+        let mut f = header(dtype, &[len]);
+        f.resize(f.len() + len * dtype.size(), 0);
         f
     }
 
@@ -271,7 +294,7 @@ mod tests {
             let h = parse(&file(dtype, len)).unwrap();
             assert_eq!((h.dtype, h.len, h.data_offset % ALIGN), (dtype, len, 0));
         }
-        let big = header(Dtype::U64, 123_456_789_012);
+        let big = header(Dtype::U64, &[123_456_789_012]);
         assert_eq!(big.len() % ALIGN, 0);
         assert_eq!(big.last(), Some(&b'\n'));
         let f = file(Dtype::F64, 3);
@@ -280,9 +303,31 @@ mod tests {
             Ok(NpyHeader {
                 dtype: Dtype::F64,
                 len: 3,
+                shape: vec![3],
                 data_offset: 128 // as numpy writes it
             })
         );
+    }
+
+    #[test]
+    fn every_dtype_and_shape_round_trips() {
+        for dtype in Dtype::ALL {
+            for shape in [vec![5], vec![2, 3], vec![2, 1, 4], vec![0, 3], vec![]] {
+                let len: usize = shape.iter().product();
+                let mut f = header(dtype, &shape);
+                assert_eq!(f.len() % ALIGN, 0);
+                f.resize(f.len() + len * dtype.size(), 0);
+                let h = parse(&f).unwrap();
+                assert_eq!((h.dtype, &h.shape, h.len), (dtype, &shape, len), "{dtype}");
+            }
+        }
+        // Big-endian one-byte types are the same bytes: read.
+        let dict = "{'descr': '>u1', 'fortran_order': False, 'shape': (2,), }";
+        let mut f = b"\x93NUMPY\x01\x00".to_vec();
+        f.extend((dict.len() as u16).to_le_bytes());
+        f.extend(dict.as_bytes());
+        f.extend([1, 2]);
+        assert_eq!(parse(&f).unwrap().dtype, Dtype::U8);
     }
 
     /// A header exactly as numpy 1.x writes it for `np.arange(3, dtype='<u8')`.
@@ -322,12 +367,20 @@ mod tests {
             "{'descr': '>u8', 'fortran_order': False, 'shape': (1,), }",
             8,
         );
-        assert!(e.contains("unsupported .npy dtype \">u8\""), "{e}");
-        let e = with(
-            "{'descr': '<i4', 'fortran_order': False, 'shape': (1,), }",
-            4,
+        assert!(
+            e.contains("unsupported .npy dtype \">u8\"") && e.contains("big-endian"),
+            "{e}"
         );
-        assert!(e.contains("<i4"), "{e}");
+        let e = with(
+            "{'descr': '<c16', 'fortran_order': False, 'shape': (1,), }",
+            16,
+        );
+        assert!(e.contains("<c16") && e.contains("only bool"), "{e}");
+        let e = with(
+            "{'descr': '<U3', 'fortran_order': False, 'shape': (1,), }",
+            12,
+        );
+        assert!(e.contains("<U3"), "{e}");
         let e = with(
             "{'descr': '<f8', 'fortran_order': True, 'shape': (1,), }",
             8,
@@ -335,11 +388,9 @@ mod tests {
         assert!(e.contains("fortran_order"), "{e}");
         let e = with(
             "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }",
-            32,
+            16,
         );
-        assert!(e.contains("1-D"), "{e}");
-        let e = with("{'descr': '<f8', 'fortran_order': False, 'shape': (), }", 8);
-        assert!(e.contains("1-D"), "{e}");
+        assert!(e.contains("truncated .npy data"), "{e}");
         let e = with(
             "{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }",
             16,

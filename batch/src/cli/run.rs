@@ -1,27 +1,30 @@
 //! `shmproc run KERNEL`: one kernel over a file (or a generated `0..n`).
 
-use super::files::{load, Loaded, Sink};
-use super::{parse_params, CliError, RunArgs};
+use super::files::{load, raw_default, Loaded, Sink};
+use super::{CliError, RunArgs};
 use crate::backend::{self, Job, RunOptions};
-use crate::kernels::{lookup, Acc, Dtype, Input, InputKind};
+use crate::Registry;
+use shmproc_kernels::{Dtype, Kind, Slice};
 use std::io::IsTerminal;
 use std::time::Instant;
 
 /// Index-space size of `shmproc run` without an input file or `--n`.
 const DEFAULT_N: usize = 10_000_000;
 
-pub(super) fn run(args: RunArgs) -> Result<(), CliError> {
-    let kernel = lookup(&args.kernel)?;
-    let mut params = parse_params(&args.params)?;
+pub(super) fn run(args: RunArgs, kernels: &Registry) -> Result<(), CliError> {
+    let kr = kernels.lookup(&args.kernel)?;
+    let kernel = kr.kernel();
+    let sig = kernel.signature();
+    let mut pairs = args.params.clone();
     if let Some(t) = args.times {
-        params.times = t;
+        pairs.push(format!("times={t}"));
     }
-    kernel.check_params(&params)?;
-    let dtype_arg = args.dtype.map(Dtype::from);
+    let params = kr.params(&pairs)?;
+    kernel.check(&params)?;
+    let dtype_arg = args.dtype;
     if let Some(d) = dtype_arg {
-        if kernel.input != InputKind::Generated {
-            // Errors when the kernel does not take `d`.
-            kernel.output_dtype(Some(d))?;
+        if sig.inputs > 0 && !sig.accepts(d) {
+            shmproc_kernels::check_inputs(kernel, Some(d), sig.inputs)?;
         }
     }
 
@@ -32,101 +35,106 @@ pub(super) fn run(args: RunArgs) -> Result<(), CliError> {
     // Inputs: files (binary ones mapped, and mapped by worker processes too:
     // zero copy), or 0..n, which no one materialises: each chunk generates
     // its own range (`iota`), on every backend.
-    let mut iota = None;
-    let (x, y): (Option<Loaded>, Option<Loaded>) = match (kernel.input, &args.input) {
-        (InputKind::Generated, Some(_)) => {
-            return Err(CliError::usage(format!(
-                "kernel {} generates its input from the index range; use --n instead of --input",
-                kernel.name
-            )))
-        }
-        (InputKind::Generated, None) => (None, None),
-        (_, Some(path)) => {
+    if sig.inputs == 0 && args.input.is_some() {
+        return Err(CliError::usage(format!(
+            "kernel {} generates its input from the index range; use --n instead of --input",
+            kernel.name()
+        )));
+    }
+    if args.input2.is_some() && sig.inputs != 2 {
+        return Err(CliError::usage(format!(
+            "--input2 is only for kernels with two inputs (dot), not {}",
+            kernel.name()
+        )));
+    }
+    let (x, y): (Option<Loaded>, Option<Loaded>) = match &args.input {
+        Some(path) if sig.inputs > 0 => {
             let x = load(path, args.input_format, dtype_arg, kernel)?;
+            // The second input takes the first's type unless it is a .npy.
             let y = match &args.input2 {
-                Some(p) => Some(load(p, args.input_format, dtype_arg, kernel)?),
+                Some(p) => Some(load(p, args.input_format, dtype_arg.or(Some(x.dtype())), kernel)?),
                 None => None,
             };
             (Some(x), y)
         }
-        (_, None) => {
-            iota = Some(dtype_arg.unwrap_or(if kernel.accepts(Dtype::U64) {
-                Dtype::U64
-            } else {
-                Dtype::F64
-            }));
-            (None, None)
-        }
+        _ => (None, None),
     };
-    if args.input2.is_some() && kernel.input != InputKind::F64Pair {
-        return Err(CliError::usage(format!(
-            "--input2 is only for kernels with two inputs (dot), not {}",
-            kernel.name
-        )));
-    }
     if let Some(x) = &x {
-        // Errors when the kernel does not take this element type.
-        kernel.output_dtype(Some(x.dtype()))?;
-    }
-    let input = match (kernel.input, &x, &y) {
-        (InputKind::Generated, ..) => Input::Generated,
-        (InputKind::F64Pair, Some(x), y) => {
-            let xs = x
-                .f64s()
-                .ok_or_else(|| CliError::new("dot takes f64 inputs"))?;
-            let ys = match y {
-                Some(y) => y
-                    .f64s()
-                    .ok_or_else(|| CliError::new("dot takes f64 inputs (--input2)"))?,
-                None => xs,
-            };
-            if xs.len() != ys.len() {
-                return Err(CliError::new(format!(
-                    "--input has {} elements but --input2 has {}",
-                    xs.len(),
-                    ys.len()
-                )));
-            }
-            Input::F64Pair(xs, ys)
+        if !sig.accepts(x.dtype()) {
+            return Err(CliError::new(format!(
+                "{}: {} (use --dtype to read the file as another type)",
+                args.input.as_deref().map_or("input".into(), |p| p.display().to_string()),
+                shmproc_kernels::check_inputs(kernel, Some(x.dtype()), sig.inputs)
+                    .err()
+                    .map_or_else(String::new, |e| e.to_string())
+            )));
         }
-        (_, Some(x), _) => x.as_input(),
-        (_, None, _) => Input::Generated,
+    }
+    let xs: Option<Slice<'_>> = x.as_ref().map(Loaded::as_slice);
+    let ys: Option<Slice<'_>> = match (sig.inputs, &y, xs) {
+        (2, Some(y), _) => Some(y.as_slice()),
+        (2, None, xs) => xs,
+        _ => None,
     };
-    let n = match (&x, kernel.natural_len(&params)) {
-        (Some(x), _) => x.len(),
-        (None, natural) => args.n.or(natural).unwrap_or(DEFAULT_N),
+    if let (Some(a), Some(b)) = (xs, ys) {
+        if a.len() != b.len() || a.dtype() != b.dtype() {
+            return Err(CliError::new(format!(
+                "--input has {} {} elements but --input2 has {} {}",
+                a.len(),
+                a.dtype(),
+                b.len(),
+                b.dtype()
+            )));
+        }
+    }
+    let job = match (xs, ys) {
+        (Some(x), Some(y)) => Job::pair(kr, params.clone(), x, y),
+        (Some(x), None) => Job::new(kr, params.clone(), x),
+        (None, _) if sig.inputs == 0 => Job::generated(
+            kr,
+            params.clone(),
+            args.n.or(kernel.natural_len(&params)).unwrap_or(DEFAULT_N),
+        ),
+        (None, _) => Job::iota(
+            kr,
+            params.clone(),
+            args.n.unwrap_or(DEFAULT_N),
+            dtype_arg.unwrap_or_else(|| raw_default(kernel)),
+        ),
     };
-    let job = Job {
-        kernel,
-        params,
-        n,
-        input,
-        iota,
+    let in_shape = match &x {
+        Some(x) => x.shape.clone(),
+        None => vec![job.n],
     };
+    let job = job.shape(&in_shape)?;
+    let n = job.elements();
+    let in_dtype = job.input_dtype();
 
     // Output: created before the work so that an unwritable path fails early.
     // Without --output, a map kernel's results are only checksummed, chunk by
     // chunk (nothing of size n is allocated); a reduction's accumulator is
-    // kept for the summary.
-    let out_dtype = kernel.output_dtype(job.input_dtype())?;
-    let mut sink = match (&args.output, kernel.is_reduction()) {
+    // kept for the summary. A map's output has the input's shape.
+    let reduce = sig.kind == Kind::Reduce;
+    let out_dtype = kernel.output_dtype(in_dtype);
+    let out_shape = if reduce {
+        vec![kernel.acc_len(&params)]
+    } else {
+        in_shape.clone()
+    };
+    let mut sink = match (&args.output, reduce) {
         (None, false) => None,
-        (dest, reduction) => Some(Sink::create(
+        (dest, _) => Some(Sink::create(
             dest.as_deref(),
             args.format,
             out_dtype,
-            if reduction {
-                kernel.acc_len(&params)
-            } else {
-                n
-            },
+            &out_shape,
         )?),
     };
 
     let show_bar = !args.quiet && !args.json && std::io::stderr().is_terminal();
     let bar = show_bar.then(|| {
         let bar = indicatif::ProgressBar::with_draw_target(
-            Some(n as u64),
+            Some(job.n as u64),
             indicatif::ProgressDrawTarget::stderr(),
         );
         if let Ok(style) = indicatif::ProgressStyle::with_template(
@@ -159,10 +167,7 @@ pub(super) fn run(args: RunArgs) -> Result<(), CliError> {
     }
 
     let result = match &sink {
-        Some(sink) if kernel.is_reduction() => Some(match sink.values() {
-            Acc::U64(v) => serde_json::json!(v),
-            Acc::F64(v) => serde_json::json!(v),
-        }),
+        Some(sink) if reduce => Some(json_values(sink.values())),
         _ => None,
     };
     if let Some(sink) = sink {
@@ -176,8 +181,11 @@ pub(super) fn run(args: RunArgs) -> Result<(), CliError> {
     };
     if args.json {
         let mut obj = serde_json::json!({
-            "kernel": kernel.name,
+            "kernel": kernel.name(),
             "items": n,
+            "dtype": in_dtype.map(Dtype::name),
+            "shape": in_shape,
+            "output_dtype": out_dtype.name(),
             "backend": args.backend.name(),
             "workers": workers,
             "elapsed_s": elapsed,
@@ -189,8 +197,15 @@ pub(super) fn run(args: RunArgs) -> Result<(), CliError> {
         }
         println!("{obj}");
     } else if !args.quiet {
-        println!("kernel:   {}", kernel.name);
+        println!("kernel:   {}", kernel.name());
         println!("items:    {n}");
+        if let Some(d) = in_dtype {
+            println!("dtype:    {d}");
+        }
+        if in_shape.len() > 1 {
+            println!("shape:    {in_shape:?}");
+        }
+        println!("output:   {out_dtype}{}", if reduce { " accumulator" } else { "" });
         println!("backend:  {}", args.backend);
         println!("workers:  {workers}");
         println!("elapsed:  {elapsed:.6} s");
@@ -200,8 +215,25 @@ pub(super) fn run(args: RunArgs) -> Result<(), CliError> {
             println!("result:   {r}");
         }
         if let Some(out) = &args.output {
-            println!("output:   {}", out.display());
+            println!("written:  {}", out.display());
         }
     }
     Ok(())
+}
+
+/// A reduction's accumulator as a JSON array.
+fn json_values(v: Slice<'_>) -> serde_json::Value {
+    match v {
+        Slice::Bool(v) => serde_json::json!(v),
+        Slice::I8(v) => serde_json::json!(v),
+        Slice::I16(v) => serde_json::json!(v),
+        Slice::I32(v) => serde_json::json!(v),
+        Slice::I64(v) => serde_json::json!(v),
+        Slice::U8(v) => serde_json::json!(v),
+        Slice::U16(v) => serde_json::json!(v),
+        Slice::U32(v) => serde_json::json!(v),
+        Slice::U64(v) => serde_json::json!(v),
+        Slice::F32(v) => serde_json::json!(v),
+        Slice::F64(v) => serde_json::json!(v),
+    }
 }

@@ -1,6 +1,6 @@
 //! `shmproc info` and `shmproc clean`: this user's segments in /dev/shm.
 
-use crate::segment;
+use shmproc::segment;
 
 fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
