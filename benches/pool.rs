@@ -16,8 +16,8 @@
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
-use shmproc_kernels::{power_u64, power_u64_slice};
 use shmproc::{Pool, SharedArray, StartMethod};
+use shmproc_kernels::{power_u64, power_u64_slice};
 
 const TIMES: u32 = 4;
 const WORKERS: usize = 2;

@@ -421,8 +421,7 @@ fn dtype_the_kernel_does_not_take() {
         "threads",
     ]);
     assert!(
-        e.contains("kernel saxpy takes f32 or f64 input, not u64 input")
-            && e.contains("--dtype"),
+        e.contains("kernel saxpy takes f32 or f64 input, not u64 input") && e.contains("--dtype"),
         "{e}"
     );
     let e = fails(&[

@@ -119,10 +119,7 @@ fn inputs<'a>(
     local: Range<usize>,
 ) -> (Option<Slice<'a>>, Option<Slice<'a>>) {
     match src {
-        Src::Slices(x, y) => (
-            x.map(|x| x.slice(local.clone())),
-            y.map(|y| y.slice(local)),
-        ),
+        Src::Slices(x, y) => (x.map(|x| x.slice(local.clone())), y.map(|y| y.slice(local))),
         Src::Iota(d) => {
             let x = iota_into(buf, d, elems);
             (Some(x), (kernel.signature().inputs == 2).then_some(x))
@@ -370,7 +367,10 @@ mod tests {
         assert!(matches!(e, KernelError::LengthMismatch { .. }), "{e}");
         assert!(out.iter().all(|&x| x == 7));
         // An empty chunk is still checked.
-        assert_eq!(run_one(&Power, &p, 0..0, 1, Src::Iota(Dtype::U64), None), Ok(0));
+        assert_eq!(
+            run_one(&Power, &p, 0..0, 1, Src::Iota(Dtype::U64), None),
+            Ok(0)
+        );
         let e = run_one(
             &Power,
             &p,

@@ -150,7 +150,8 @@ pub enum RunError {
 
 /// The entry point of the process backends for one kernel type: the same
 /// run, with the worker-side functions monomorphised for that type.
-type ProcessRun = fn(&Job<'_>, Option<SliceMut<'_>>, &RunOptions<'_>, ProcessMode) -> Result<u64, RunError>;
+type ProcessRun =
+    fn(&Job<'_>, Option<SliceMut<'_>>, &RunOptions<'_>, ProcessMode) -> Result<u64, RunError>;
 
 /// A kernel as the backends run it: the kernel, its serialized value (what
 /// a worker process rebuilds it from) and the process backends' entry point
@@ -368,7 +369,10 @@ impl<'a> Job<'a> {
         let e = r.start * self.row_len..r.end * self.row_len;
         match self.iota {
             Some(d) => Src::Iota(d),
-            None => Src::Slices(self.x.map(|x| x.slice(e.clone())), self.y.map(|y| y.slice(e))),
+            None => Src::Slices(
+                self.x.map(|x| x.slice(e.clone())),
+                self.y.map(|y| y.slice(e)),
+            ),
         }
     }
 }
@@ -621,7 +625,11 @@ pub fn run_checksum(
     output.fill_zero();
     let all = partials.as_slice();
     for i in 0..ranges.len() {
-        combine(k, output.reborrow(), all.slice(i * acc_len..(i + 1) * acc_len))?;
+        combine(
+            k,
+            output.reborrow(),
+            all.slice(i * acc_len..(i + 1) * acc_len),
+        )?;
     }
     Ok(output.as_slice().checksum())
 }
@@ -637,8 +645,12 @@ fn run_map(
     let chunk = validate(job, output.as_ref(), opts)?;
     let ranges: Vec<Range<usize>> = chunk_ranges(job.n, chunk).collect();
     match backend {
-        Backend::Processes => return (job.kernel.processes)(job, output, opts, ProcessMode::Shared),
-        Backend::ProcessesCopy => return (job.kernel.processes)(job, output, opts, ProcessMode::Copy),
+        Backend::Processes => {
+            return (job.kernel.processes)(job, output, opts, ProcessMode::Shared)
+        }
+        Backend::ProcessesCopy => {
+            return (job.kernel.processes)(job, output, opts, ProcessMode::Copy)
+        }
         _ => {}
     }
     let row_len = job.row_len;
@@ -802,7 +814,6 @@ pub enum ProcessMode {
     /// Each task carries a copy of its input chunk (the pickling baseline).
     Copy,
 }
-
 
 mod chunk;
 mod process;

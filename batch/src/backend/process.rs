@@ -390,7 +390,10 @@ fn kernel_of<K: DeserializeOwned>(wire: &[u8]) -> Result<K, String> {
     postcard::from_bytes(wire).map_err(|e| format!("the kernel does not decode: {e}"))
 }
 
-fn attach(h: &Option<(Dtype, ArrayHandle)>, elems: &Range<usize>) -> Result<Option<AnyView>, String> {
+fn attach(
+    h: &Option<(Dtype, ArrayHandle)>,
+    elems: &Range<usize>,
+) -> Result<Option<AnyView>, String> {
     let Some((d, h)) = h else { return Ok(None) };
     let a = AnyView::attach(*d, h).map_err(|e| e.to_string())?;
     if elems.start > elems.end || elems.end > a.len() {

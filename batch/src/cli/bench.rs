@@ -2,8 +2,8 @@
 //! with the results checked equal to the sequential run before anything is
 //! printed.
 
-use super::svg::{speedup_plot, Panel, Series};
 use super::files::raw_default;
+use super::svg::{speedup_plot, Panel, Series};
 use super::{BenchArgs, CliError};
 use crate::backend::{self, Backend, Job, KernelRef, RunError, RunOptions, SharedValues};
 use crate::Registry;
@@ -73,7 +73,16 @@ fn random_values(g: &mut SplitMix64, dtype: Dtype, n: usize) -> Values {
             }
         };
     }
-    ints!(I8(i8), I16(i16), I32(i32), I64(i64), U8(u8), U16(u16), U32(u32), U64(u64))
+    ints!(
+        I8(i8),
+        I16(i16),
+        I32(i32),
+        I64(i64),
+        U8(u8),
+        U16(u16),
+        U32(u32),
+        U64(u64)
+    )
 }
 
 /// Inputs of one kernel: the job's arrays and the output's initial contents.
@@ -168,7 +177,9 @@ impl<'k> Workload<'k> {
             progress: None,
         };
         let job = match (&self.x, &self.y) {
-            (Some(x), Some(y)) => Job::pair(self.kernel, self.params.clone(), x.as_slice(), y.as_slice()),
+            (Some(x), Some(y)) => {
+                Job::pair(self.kernel, self.params.clone(), x.as_slice(), y.as_slice())
+            }
             (Some(x), None) => Job::new(self.kernel, self.params.clone(), x.as_slice()),
             (None, _) => Job::generated(self.kernel, self.params.clone(), self.n),
         };
@@ -228,7 +239,10 @@ fn params_for(kr: &KernelRef, pairs: &[String]) -> Result<Params, CliError> {
     let names: Vec<_> = kr.kernel().params().iter().map(|p| p.name).collect();
     let mine: Vec<&String> = pairs
         .iter()
-        .filter(|p| p.split_once('=').is_some_and(|(k, _)| names.contains(&k.trim())))
+        .filter(|p| {
+            p.split_once('=')
+                .is_some_and(|(k, _)| names.contains(&k.trim()))
+        })
         .collect();
     Ok(kr.params(mine)?)
 }
@@ -271,7 +285,9 @@ pub(super) fn bench(args: BenchArgs, registry: &Registry) -> Result<(), CliError
     // Every --param must belong to at least one of the kernels.
     for pair in &args.params {
         let Some((name, _)) = pair.split_once('=') else {
-            return Err(CliError::usage(format!("--param {pair:?}: expected name=value")));
+            return Err(CliError::usage(format!(
+                "--param {pair:?}: expected name=value"
+            )));
         };
         let name = name.trim();
         if !kernels

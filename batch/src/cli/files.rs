@@ -205,7 +205,18 @@ fn values_from_le(dtype: Dtype, bytes: &[u8]) -> Values {
             }
         };
     }
-    decode!(I8(i8), I16(i16), I32(i32), I64(i64), U8(u8), U16(u16), U32(u32), U64(u64), F32(f32), F64(f64))
+    decode!(
+        I8(i8),
+        I16(i16),
+        I32(i32),
+        I64(i64),
+        U8(u8),
+        U16(u16),
+        U32(u32),
+        U64(u64),
+        F32(f32),
+        F64(f64)
+    )
 }
 
 /// The element type text input gets without `--dtype`: a file whose every
@@ -262,7 +273,18 @@ pub(super) fn parse_text(text: &str, dtype: Option<Dtype>) -> Result<Values, Str
             }
         };
     }
-    parse!(I8(i8), I16(i16), I32(i32), I64(i64), U8(u8), U16(u16), U32(u32), U64(u64), F32(f32), F64(f64))
+    parse!(
+        I8(i8),
+        I16(i16),
+        I32(i32),
+        I64(i64),
+        U8(u8),
+        U16(u16),
+        U32(u32),
+        U64(u64),
+        F32(f32),
+        F64(f64)
+    )
 }
 
 fn describe(d: Dtype) -> String {
@@ -277,7 +299,9 @@ fn describe(d: Dtype) -> String {
 /// read back exactly, bools as 0 or 1.
 fn write_text(w: &mut impl Write, values: Slice<'_>) -> std::io::Result<()> {
     match values {
-        Slice::Bool(v) => v.iter().try_for_each(|x| writeln!(w, "{}", u8::from(*x != 0))),
+        Slice::Bool(v) => v
+            .iter()
+            .try_for_each(|x| writeln!(w, "{}", u8::from(*x != 0))),
         Slice::F32(v) => v.iter().try_for_each(|x| writeln!(w, "{x:?}")),
         Slice::F64(v) => v.iter().try_for_each(|x| writeln!(w, "{x:?}")),
         Slice::I8(v) => v.iter().try_for_each(|x| writeln!(w, "{x}")),
@@ -438,7 +462,10 @@ mod tests {
             parse_text("1\n2.5\n", None),
             Ok(Values::F64(vec![1.0, 2.5]))
         );
-        assert_eq!(parse_text("1\n1e3\n", None), Ok(Values::F64(vec![1.0, 1000.0])));
+        assert_eq!(
+            parse_text("1\n1e3\n", None),
+            Ok(Values::F64(vec![1.0, 1000.0]))
+        );
         assert_eq!(
             parse_text("1\n2\n", Some(Dtype::F32)),
             Ok(Values::F32(vec![1.0, 2.0]))
@@ -470,9 +497,18 @@ mod tests {
 
     #[test]
     fn little_endian_decoding_of_every_dtype() {
-        assert_eq!(values_from_le(Dtype::I16, &[0xff, 0xff, 2, 0]), Values::I16(vec![-1, 2]));
-        assert_eq!(values_from_le(Dtype::F32, &1.5f32.to_le_bytes()), Values::F32(vec![1.5]));
-        assert_eq!(values_from_le(Dtype::Bool, &[0, 2]), Values::Bool(vec![0, 2]));
+        assert_eq!(
+            values_from_le(Dtype::I16, &[0xff, 0xff, 2, 0]),
+            Values::I16(vec![-1, 2])
+        );
+        assert_eq!(
+            values_from_le(Dtype::F32, &1.5f32.to_le_bytes()),
+            Values::F32(vec![1.5])
+        );
+        assert_eq!(
+            values_from_le(Dtype::Bool, &[0, 2]),
+            Values::Bool(vec![0, 2])
+        );
     }
 
     #[test]

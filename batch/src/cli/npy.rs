@@ -68,9 +68,11 @@ pub(super) fn parse(bytes: &[u8]) -> Result<NpyHeader, String> {
     let shape = dict.shape.ok_or("malformed .npy header: no 'shape'")?;
     let dtype = parse_descr(&descr)?;
     if fortran {
-        return Err("unsupported .npy array: fortran_order is True; only C order is read \
+        return Err(
+            "unsupported .npy array: fortran_order is True; only C order is read \
              (save it with np.save(path, np.ascontiguousarray(a)))"
-            .into());
+                .into(),
+        );
     }
     let len = shape
         .iter()
@@ -129,7 +131,11 @@ pub(super) fn header(dtype: Dtype, shape: &[usize]) -> Vec<u8> {
     let descr = dtype.numpy();
     let dims = match shape {
         [n] => format!("{n},"),
-        dims => dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "),
+        dims => dims
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
     };
     let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({dims}), }}");
     let build = |prefix: usize| {

@@ -52,7 +52,12 @@ pub(super) fn run(args: RunArgs, kernels: &Registry) -> Result<(), CliError> {
             let x = load(path, args.input_format, dtype_arg, kernel)?;
             // The second input takes the first's type unless it is a .npy.
             let y = match &args.input2 {
-                Some(p) => Some(load(p, args.input_format, dtype_arg.or(Some(x.dtype())), kernel)?),
+                Some(p) => Some(load(
+                    p,
+                    args.input_format,
+                    dtype_arg.or(Some(x.dtype())),
+                    kernel,
+                )?),
                 None => None,
             };
             (Some(x), y)
@@ -63,7 +68,9 @@ pub(super) fn run(args: RunArgs, kernels: &Registry) -> Result<(), CliError> {
         if !sig.accepts(x.dtype()) {
             return Err(CliError::new(format!(
                 "{}: {} (use --dtype to read the file as another type)",
-                args.input.as_deref().map_or("input".into(), |p| p.display().to_string()),
+                args.input
+                    .as_deref()
+                    .map_or("input".into(), |p| p.display().to_string()),
                 shmproc_kernels::check_inputs(kernel, Some(x.dtype()), sig.inputs)
                     .err()
                     .map_or_else(String::new, |e| e.to_string())
@@ -205,7 +212,10 @@ pub(super) fn run(args: RunArgs, kernels: &Registry) -> Result<(), CliError> {
         if in_shape.len() > 1 {
             println!("shape:    {in_shape:?}");
         }
-        println!("output:   {out_dtype}{}", if reduce { " accumulator" } else { "" });
+        println!(
+            "output:   {out_dtype}{}",
+            if reduce { " accumulator" } else { "" }
+        );
         println!("backend:  {}", args.backend);
         println!("workers:  {workers}");
         println!("elapsed:  {elapsed:.6} s");
