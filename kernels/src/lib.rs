@@ -26,12 +26,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod builtin;
+pub mod builtin;
 mod dtype;
 mod elementwise;
 mod error;
 mod generated;
-mod kernel;
+pub mod kernel;
 mod params;
 mod reduce;
 pub mod rng;
