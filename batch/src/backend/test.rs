@@ -1,71 +1,167 @@
-use super::process::{locate, shared_task, SharedTask};
 use super::*;
-use crate::kernels::{find, registry, rng::SplitMix64, Dtype, InputKind};
+use crate::Registry;
+use shmproc_kernels::rng::SplitMix64;
 use std::sync::atomic::AtomicU64;
 
-fn inputs(n: usize) -> (Vec<u64>, Vec<f64>, Vec<f64>) {
-    let mut g = SplitMix64::new(77);
-    let u = (0..n).map(|_| g.next_u64()).collect();
-    let f = (0..n).map(|_| g.next_f64() * 3.0 - 1.0).collect();
-    let f2 = (0..n).map(|_| g.next_f64()).collect();
-    (u, f, f2)
+const N: usize = 3001;
+
+fn random(g: &mut SplitMix64, dtype: Dtype, n: usize) -> Values {
+    match dtype {
+        Dtype::F64 => Values::F64((0..n).map(|_| g.next_f64() * 3.0 - 1.0).collect()),
+        Dtype::F32 => Values::F32((0..n).map(|_| (g.next_f64() * 3.0 - 1.0) as f32).collect()),
+        Dtype::Bool => Values::Bool((0..n).map(|_| (g.next_u64() % 3) as u8).collect()),
+        Dtype::I8 => Values::I8((0..n).map(|_| g.next_u64() as i8).collect()),
+        Dtype::I16 => Values::I16((0..n).map(|_| g.next_u64() as i16).collect()),
+        Dtype::I32 => Values::I32((0..n).map(|_| g.next_u64() as i32).collect()),
+        Dtype::I64 => Values::I64((0..n).map(|_| g.next_u64() as i64).collect()),
+        Dtype::U8 => Values::U8((0..n).map(|_| g.next_u64() as u8).collect()),
+        Dtype::U16 => Values::U16((0..n).map(|_| g.next_u64() as u16).collect()),
+        Dtype::U32 => Values::U32((0..n).map(|_| g.next_u64() as u32).collect()),
+        Dtype::U64 => Values::U64((0..n).map(|_| g.next_u64()).collect()),
+    }
 }
 
-/// Runs every kernel with `backend` and returns its outputs (f64 inputs for
-/// array kernels that take them, u64 for power).
-fn run_all(backend: Backend, workers: usize, chunk: Option<usize>) -> Vec<Values> {
-    let n = 3001;
-    let (u, f, f2) = inputs(n);
-    let params = Params {
-        width: 61,
-        height: 49,
-        max_iter: 100,
-        bins: 10,
-        ..Params::default()
+/// One case: a kernel, its parameters, its inputs (none for generated
+/// kernels), the prior contents of the output (in-place kernels), and the
+/// shape of the input.
+struct Case {
+    kernel: KernelRef,
+    params: Params,
+    x: Option<Values>,
+    y: Option<Values>,
+    init: Option<Values>,
+    shape: Vec<usize>,
+}
+
+fn cases() -> Vec<Case> {
+    let reg = Registry::builtins();
+    let k = |name: &str| reg.find(name).cloned().expect("a built-in kernel");
+    let mut g = SplitMix64::new(77);
+    let mut out = Vec::new();
+    let mut one = |name: &str, dtype: Dtype, params: Params, g: &mut SplitMix64| {
+        let kernel = k(name);
+        let sig = kernel.kernel().signature();
+        let x = Some(random(g, dtype, N));
+        let y = (sig.inputs == 2).then(|| random(g, dtype, N));
+        let init = (sig.kind == Kind::InPlace).then(|| random(g, dtype, N));
+        out.push(Case {
+            kernel,
+            params,
+            x,
+            y,
+            init,
+            shape: vec![N],
+        });
     };
-    let mut results = Vec::new();
-    for k in registry() {
-        let job = match k.input {
-            InputKind::Generated => Job::generated(k, params, k.natural_len(&params).unwrap_or(n)),
-            InputKind::F64Pair => Job::new(k, params, Input::F64Pair(&f, &f2)),
-            InputKind::Array(ds) if ds.contains(&Dtype::U64) => Job::new(k, params, Input::U64(&u)),
-            InputKind::Array(_) => Job::new(k, params, Input::F64(&f)),
-        };
-        let dtype = k.output_dtype(job.input.dtype()).unwrap();
-        let len = if k.is_reduction() {
-            k.acc_len(&params)
-        } else {
-            job.n
-        };
-        // saxpy updates in place: start from y = f2.
-        let mut out = if k.name == "saxpy" {
-            Values::F64(f2.clone())
-        } else {
-            Values::zeros(dtype, len)
-        };
-        let opts = RunOptions {
-            workers,
-            chunk,
-            progress: None,
-        };
-        run(backend, &job, out.as_output(), &opts)
-            .unwrap_or_else(|e| panic!("{backend} {}: {e}", k.name));
-        results.push(out);
+    let power = Params::new().with("times", 4);
+    for d in [Dtype::U8, Dtype::I32, Dtype::U64, Dtype::F32, Dtype::F64] {
+        one("power", d, power.clone(), &mut g);
     }
-    results
+    for d in [Dtype::I16, Dtype::U32, Dtype::Bool, Dtype::F32, Dtype::F64] {
+        one("sum", d, Params::new(), &mut g);
+    }
+    for d in [Dtype::I64, Dtype::F64] {
+        one("dot", d, Params::new(), &mut g);
+    }
+    let hist = Params::new()
+        .with("lo", -1)
+        .with("hi", 200)
+        .with("bins", 10);
+    for d in [Dtype::U8, Dtype::F64] {
+        one("histogram", d, hist.clone(), &mut g);
+    }
+    for d in [Dtype::F32, Dtype::F64] {
+        one("saxpy", d, Params::new().with("a", 2), &mut g);
+    }
+    // A row kernel over a 2-D input: 3001 = 3 x 1000 + 1 does not factor
+    // nicely, so use 30 rows of 100.
+    out.push(Case {
+        kernel: k("normalize_rows"),
+        params: Params::new(),
+        x: Some(random(&mut g, Dtype::F64, 3000)),
+        y: None,
+        init: None,
+        shape: vec![30, 100],
+    });
+    let mb = Params::new()
+        .with("width", 61)
+        .with("height", 49)
+        .with("max_iter", 100);
+    for (name, params) in [
+        ("mandelbrot", mb),
+        ("monte_carlo_pi", Params::new().with("seed", 42)),
+        ("count_primes", Params::new().with("start", 0)),
+    ] {
+        out.push(Case {
+            kernel: k(name),
+            params,
+            x: None,
+            y: None,
+            init: None,
+            shape: vec![if name == "mandelbrot" { 61 * 49 } else { N }],
+        });
+    }
+    out
+}
+
+/// Runs a case with `backend`; the inputs and output are in `SharedValues`
+/// when `shared` (zero copy for the process backend), else plain `Vec`s.
+fn run_case(
+    c: &Case,
+    backend: Backend,
+    workers: usize,
+    chunk: Option<usize>,
+    shared: bool,
+) -> Values {
+    let k = c.kernel.kernel();
+    let sh = |v: &Values| SharedValues::from_slice(v.as_slice()).expect("shared values");
+    let (xs, ys) = (c.x.as_ref().map(sh), c.y.as_ref().map(sh));
+    let x = if shared {
+        xs.as_ref().map(SharedValues::as_slice)
+    } else {
+        c.x.as_ref().map(Values::as_slice)
+    };
+    let y = if shared {
+        ys.as_ref().map(SharedValues::as_slice)
+    } else {
+        c.y.as_ref().map(Values::as_slice)
+    };
+    let job = match (x, y) {
+        (Some(x), Some(y)) => Job::pair(&c.kernel, c.params.clone(), x, y),
+        (Some(x), None) => Job::new(&c.kernel, c.params.clone(), x),
+        (None, _) => Job::generated(&c.kernel, c.params.clone(), c.shape[0]),
+    };
+    let job = job.shape(&c.shape).expect("shape");
+    let dtype = k.output_dtype(job.input_dtype());
+    let mut out = match &c.init {
+        Some(v) => v.clone(),
+        None => Values::zeros(dtype, output_len(&job)),
+    };
+    let opts = RunOptions {
+        workers,
+        chunk,
+        progress: None,
+    };
+    if shared {
+        let mut o = SharedValues::from_slice(out.as_slice()).expect("shared output");
+        run(backend, &job, o.as_slice_mut().expect("writable"), &opts)
+            .unwrap_or_else(|e| panic!("{} on {backend}: {e}", k.name()));
+        out = o.to_values();
+    } else {
+        run(backend, &job, out.as_slice_mut(), &opts)
+            .unwrap_or_else(|e| panic!("{} on {backend}: {e}", k.name()));
+    }
+    out
 }
 
 #[test]
-fn all_backends_agree_bitwise_for_a_fixed_chunk() {
-    for chunk in [Some(7), Some(1000), None] {
-        let want = run_all(Backend::Sequential, 1, chunk);
+fn in_process_backends_agree_bitwise_for_a_fixed_chunk() {
+    for c in cases() {
+        let want = run_case(&c, Backend::Sequential, 1, Some(97), false);
         for backend in [Backend::Threads, Backend::Rayon] {
-            for workers in [1, 2, 3] {
-                assert_eq!(
-                    run_all(backend, workers, chunk),
-                    want,
-                    "{backend} x{workers} {chunk:?}"
-                );
+            for workers in [1, 3] {
+                let got = run_case(&c, backend, workers, Some(97), false);
+                assert_eq!(got, want, "{} {backend} {workers}", c.kernel.name());
             }
         }
     }
@@ -73,32 +169,68 @@ fn all_backends_agree_bitwise_for_a_fixed_chunk() {
 
 #[test]
 fn results_match_the_plain_functions() {
-    let results = run_all(Backend::Threads, 2, Some(100));
-    let (u, f, f2) = inputs(3001);
-    let by_name = |name: &str| &results[find(name).unwrap().id as usize];
-    let power: Vec<u64> = u.iter().map(|&x| crate::kernels::power_u64(x, 4)).collect();
-    assert_eq!(by_name("power"), &Values::U64(power));
-    let Values::F64(s) = by_name("sum") else {
-        panic!("dtype")
-    };
-    let naive: f64 = f.iter().sum();
-    assert!((s[0] - naive).abs() < 1e-9, "{} vs {naive}", s[0]);
-    let Values::F64(d) = by_name("dot") else {
-        panic!("dtype")
-    };
-    assert!((d[0] - crate::kernels::dot(&f, &f2)).abs() < 1e-9);
-    let mut y = f2.clone();
-    crate::kernels::saxpy(2.0, &f, &mut y);
-    assert_eq!(by_name("saxpy"), &Values::F64(y));
-    let mut counts = vec![0; 13];
-    crate::kernels::histogram(&f, 0.0, 1.0, &mut counts);
-    assert_eq!(by_name("histogram"), &Values::U64(counts));
-    let mut img = vec![0; 61 * 49];
-    crate::kernels::mandelbrot(61, 49, 100, 0, &mut img);
-    assert_eq!(by_name("mandelbrot"), &Values::U64(img));
-    let hits = crate::kernels::monte_carlo_pi(42, 0..3001);
-    assert_eq!(by_name("monte_carlo_pi"), &Values::U64(vec![hits, 3001]));
-    assert_eq!(by_name("count_primes"), &Values::U64(vec![430])); // pi(3001) = 430
+    for c in cases() {
+        let got = run_case(&c, Backend::Rayon, 2, None, false);
+        let name = c.kernel.name();
+        match (name, c.x.as_ref(), &got) {
+            ("power", Some(Values::U64(x)), Values::U64(o)) => {
+                let want: Vec<u64> = x.iter().map(|&v| v.wrapping_pow(16)).collect();
+                assert_eq!(o, &want);
+            }
+            ("power", Some(Values::U8(x)), Values::U8(o)) => {
+                let want: Vec<u8> = x.iter().map(|&v| v.wrapping_pow(16)).collect();
+                assert_eq!(o, &want);
+            }
+            ("sum", Some(Values::I16(x)), Values::I64(o)) => {
+                assert_eq!(o[0], x.iter().map(|&v| i64::from(v)).sum::<i64>());
+            }
+            ("sum", Some(Values::U32(x)), Values::U64(o)) => {
+                assert_eq!(o[0], x.iter().map(|&v| u64::from(v)).sum::<u64>());
+            }
+            ("sum", Some(Values::Bool(x)), Values::U64(o)) => {
+                assert_eq!(o[0], x.iter().filter(|&&b| b != 0).count() as u64);
+            }
+            ("sum", Some(Values::F64(x)), Values::F64(o)) => {
+                assert!((o[0] - shmproc_kernels::sum(x)).abs() < 1e-9);
+            }
+            ("saxpy", Some(Values::F64(x)), Values::F64(o)) => {
+                let Some(Values::F64(y)) = &c.init else {
+                    panic!()
+                };
+                for i in 0..x.len() {
+                    assert_eq!(o[i], 2.0 * x[i] + y[i]);
+                }
+            }
+            ("histogram", Some(x), Values::U64(o)) => {
+                assert_eq!(o.iter().sum::<u64>(), x.len() as u64);
+            }
+            ("normalize_rows", Some(Values::F64(x)), Values::F64(o)) => {
+                let mut want = vec![0.0; x.len()];
+                shmproc_kernels::normalize_rows(x, &mut want, 100);
+                assert_eq!(o, &want);
+            }
+            ("count_primes", None, Values::U64(o)) => assert_eq!(o, &[430]), // pi(3001)
+            ("monte_carlo_pi", None, Values::U64(o)) => assert_eq!(o[1], N as u64),
+            _ => {}
+        }
+    }
+}
+
+/// Every process-backend check in one test: the pools are shared by the
+/// whole test binary, and this test shuts them down at the end.
+#[test]
+fn process_backends_agree_with_sequential() {
+    a_kernel_defined_outside_the_builtins_runs_on_worker_processes();
+    for c in cases() {
+        let want = run_case(&c, Backend::Sequential, 1, Some(211), false);
+        for backend in [Backend::Processes, Backend::ProcessesCopy] {
+            for shared in [true, false] {
+                let got = run_case(&c, backend, 2, Some(211), shared);
+                assert_eq!(got, want, "{} {backend} shared={shared}", c.kernel.name());
+            }
+        }
+    }
+    shutdown_pools();
 }
 
 #[test]
@@ -107,7 +239,8 @@ fn progress_reports_every_index_once() {
     let progress = |k: usize| {
         done.fetch_add(k as u64, Ordering::Relaxed);
     };
-    let job = Job::generated(find("monte_carlo_pi").unwrap(), Params::default(), 10_007);
+    let mc = KernelRef::new(shmproc_kernels::MonteCarloPi);
+    let job = Job::generated(&mc, mc.defaults(), 10_007);
     for backend in [Backend::Sequential, Backend::Threads, Backend::Rayon] {
         done.store(0, Ordering::Relaxed);
         let opts = RunOptions {
@@ -116,7 +249,7 @@ fn progress_reports_every_index_once() {
             progress: Some(&progress),
         };
         let mut acc = [0u64; 2];
-        run(backend, &job, Output::U64(&mut acc), &opts).unwrap();
+        run(backend, &job, SliceMut::U64(&mut acc), &opts).unwrap();
         assert_eq!(done.load(Ordering::Relaxed), 10_007, "{backend}");
         assert_eq!(acc[1], 10_007);
     }
@@ -125,48 +258,65 @@ fn progress_reports_every_index_once() {
 #[test]
 fn invalid_runs_are_rejected_before_any_work() {
     let input = [1u64, 2, 3];
-    let power = find("power").unwrap();
-    let job = Job::new(power, Params::default(), Input::U64(&input));
+    let power = KernelRef::new(shmproc_kernels::Power);
+    let job = Job::new(&power, power.defaults(), Slice::U64(&input));
     let mut out = [9u64; 3];
-    let bad = |workers, chunk| RunOptions {
+    let opts = |workers, chunk| RunOptions {
         workers,
         chunk,
         progress: None,
     };
     for backend in [Backend::Sequential, Backend::Threads, Backend::Rayon] {
-        let e = run(backend, &job, Output::U64(&mut out), &bad(0, None)).unwrap_err();
+        let e = run(backend, &job, SliceMut::U64(&mut out), &opts(0, None)).unwrap_err();
         assert!(e.to_string().contains("worker count"), "{e}");
-        let e = run(backend, &job, Output::U64(&mut out), &bad(1, Some(0))).unwrap_err();
+        let e = run(backend, &job, SliceMut::U64(&mut out), &opts(1, Some(0))).unwrap_err();
         assert!(e.to_string().contains("chunk size"), "{e}");
-        let e = run(backend, &job, Output::U64(&mut out[..2]), &bad(1, None)).unwrap_err();
+        let e = run(backend, &job, SliceMut::U64(&mut out[..2]), &opts(1, None)).unwrap_err();
         assert!(matches!(e, RunError::Invalid(_)), "{e}");
-        let e = run(backend, &job, Output::F64(&mut [0.0; 3]), &bad(1, None)).unwrap_err();
+        let e = run(backend, &job, SliceMut::F64(&mut [0.0; 3]), &opts(1, None)).unwrap_err();
         assert!(e.to_string().contains("writes u64"), "{e}");
     }
     assert_eq!(out, [9; 3]);
-    let sum = find("sum").unwrap();
+    // A type the kernel does not take.
+    let saxpy = KernelRef::new(shmproc_kernels::Saxpy);
     let e = run(
         Backend::Threads,
-        &Job::new(sum, Params::default(), Input::U64(&input)),
-        Output::F64(&mut [0.0]),
-        &bad(2, None),
+        &Job::new(&saxpy, saxpy.defaults(), Slice::U64(&input)),
+        SliceMut::U64(&mut [0; 3]),
+        &opts(2, None),
     )
     .unwrap_err();
     assert!(
         matches!(e, RunError::Kernel(KernelError::WrongDtype { .. })),
         "{e}"
     );
-    let mb = find("mandelbrot").unwrap();
-    let small = Params {
-        width: 4,
-        height: 4,
-        ..Params::default()
-    };
+    // Two inputs of different types.
+    let dot = KernelRef::new(shmproc_kernels::Dot);
+    let e = run(
+        Backend::Threads,
+        &Job::pair(
+            &dot,
+            dot.defaults(),
+            Slice::U64(&input),
+            Slice::I64(&[1, 2, 3]),
+        ),
+        SliceMut::U64(&mut [0]),
+        &opts(2, None),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("different types"), "{e}");
+    // A shape that does not hold the input.
+    assert!(Job::new(&power, power.defaults(), Slice::U64(&input))
+        .shape(&[2, 2])
+        .is_err());
+    // A generated kernel past its parameters' limit.
+    let mb = KernelRef::new(shmproc_kernels::Mandelbrot);
+    let small = mb.params(["width=4", "height=4"]).unwrap();
     let e = run(
         Backend::Rayon,
-        &Job::generated(mb, small, 17),
-        Output::U64(&mut [0; 17]),
-        &bad(2, None),
+        &Job::generated(&mb, small, 17),
+        SliceMut::U64(&mut [0; 17]),
+        &opts(2, None),
     )
     .unwrap_err();
     assert!(
@@ -175,219 +325,65 @@ fn invalid_runs_are_rejected_before_any_work() {
     );
 }
 
-/// Every process-backend check in one test: the pools are shared by the
-/// whole test binary, and this test shuts them down at the end.
-#[test]
-fn process_backends_agree_with_sequential() {
-    for chunk in [Some(7), None] {
-        let want = run_all(Backend::Sequential, 1, chunk);
-        for backend in [Backend::Processes, Backend::ProcessesCopy] {
-            for workers in [1, 2] {
-                assert_eq!(
-                    run_all(backend, workers, chunk),
-                    want,
-                    "{backend} x{workers} {chunk:?}"
-                );
-            }
-        }
-    }
-
-    // Zero copy: input and output in SharedValues are used in place.
-    let power = find("power").unwrap();
-    let x = SharedValues::from_values(&Values::U64((0..5000).collect())).unwrap();
-    let mut out = SharedValues::zeros(Dtype::U64, 5000).unwrap();
-    let job = Job::new(power, Params::default(), x.as_input());
-    let done = AtomicU64::new(0);
-    let progress = |k: usize| {
-        done.fetch_add(k as u64, Ordering::Relaxed);
-    };
-    let opts = RunOptions {
-        workers: 2,
-        chunk: Some(300),
-        progress: Some(&progress),
-    };
-    run(Backend::Processes, &job, out.as_output().unwrap(), &opts).unwrap();
-    let want: Vec<u64> = (0..5000).map(|i| crate::kernels::power_u64(i, 4)).collect();
-    assert_eq!(out.to_values(), Values::U64(want.clone()));
-    let want_power = want;
-    assert_eq!(done.load(Ordering::Relaxed), 5000);
-    assert!(locate(&[0u64; 3], false).is_none());
-    let Input::U64(xs) = x.as_input() else {
-        panic!("dtype")
-    };
-    assert!(locate(&xs[10..20], false).is_some_and(|a| a.len() == 10));
-
-    // Workers fill generated inputs.
-    let g = iota(Dtype::F64, 3000, 2).unwrap();
-    assert_eq!(
-        g.to_values(),
-        Values::F64((0..3000).map(|i| i as f64).collect())
-    );
-
-    // Errors in a worker come back as errors.
-    let k = find("histogram").unwrap();
-    let e = shared_task(SharedTask {
-        kernel: k.id as u32,
-        params: Params::default(),
-        index: 0,
-        range: 0..10,
-        x: None,
-        y: None,
-        iota: None,
-        out: None,
-    })
-    .unwrap_err();
-    assert!(e.contains("histogram"), "{e}");
-
-    // Checksums: with and without an output, generated input or the same
-    // values in an array, equal to the in-process backends'.
-    let want = checksums_of(Backend::Sequential);
-    for backend in [Backend::Processes, Backend::ProcessesCopy] {
-        assert_eq!(checksums_of(backend), want, "{backend}");
-    }
-    // Zero copy from a shared input, checksum only (no output array).
-    let sum = run_checksum(Backend::Processes, &job, None, &opts).unwrap();
-    assert_eq!(sum, want_sum(&want_power));
-
-    // An interrupt stops a run between chunks.
-    interrupt();
-    let e = run(Backend::Processes, &job, out.as_output().unwrap(), &opts).unwrap_err();
-    clear_interrupt();
-    assert!(matches!(e, RunError::Interrupted), "{e}");
-
-    let pids = pool(2).unwrap().worker_pids();
-    assert_eq!(pids.len(), 2);
-    shutdown_pools();
-    for pid in pids {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        assert!(
-            stat.is_empty() || stat.contains(") Z "),
-            "worker {pid} still runs: {stat}"
-        );
-    }
-}
-
 #[test]
 fn empty_index_space_gives_zero_accumulator() {
-    let job = Job::new(find("sum").unwrap(), Params::default(), Input::F64(&[]));
-    let mut acc = [5.0];
-    run(
-        Backend::Threads,
-        &job,
-        Output::F64(&mut acc),
-        &RunOptions::default(),
-    )
-    .unwrap();
-    assert_eq!(acc, [0.0]);
-}
-
-fn want_sum(v: &[u64]) -> u64 {
-    v.iter().fold(0u64, |a, &x| a.wrapping_add(x))
-}
-
-/// For every kernel and input type, checks with `backend` that the checksum
-/// of a run with an output, without one, and over the generated input `0..n`
-/// (with and without an output) are all the checksum of the output values
-/// (and the generated run's output the array run's); returns the checksums.
-fn checksums_of(backend: Backend) -> Vec<u64> {
-    let n = 20_011;
-    let params = Params {
-        width: 150,
-        height: 101,
-        max_iter: 60,
-        lo: 0.0,
-        hi: 15_000.0,
-        bins: 9,
-        ..Params::default()
-    };
-    let us: Vec<u64> = (0..n as u64).collect();
-    let fs: Vec<f64> = (0..n).map(|i| i as f64).collect();
-    let mut sums = Vec::new();
-    for chunk in [Some(997), None] {
-        let opts = RunOptions {
-            workers: 2,
-            chunk,
-            progress: None,
-        };
-        for k in registry() {
-            let what = format!("{backend} {} {chunk:?}", k.name);
-            if k.input == InputKind::Generated {
-                let job = Job::generated(k, params, k.natural_len(&params).unwrap_or(n));
-                let dtype = k.output_dtype(None).unwrap();
-                let len = if k.is_reduction() {
-                    k.acc_len(&params)
-                } else {
-                    job.n
-                };
-                let mut out = Values::zeros(dtype, len);
-                let with = run_checksum(backend, &job, Some(out.as_output()), &opts).unwrap();
-                let without = run_checksum(backend, &job, None, &opts).unwrap();
-                assert_eq!((with, without), (checksum(out.as_acc()), with), "{what}");
-                sums.push(with);
-                continue;
-            }
-            for dtype in [Dtype::U64, Dtype::F64] {
-                if !k.accepts(dtype) {
-                    continue;
-                }
-                let input = match (k.input, dtype) {
-                    (InputKind::F64Pair, _) => Input::F64Pair(&fs, &fs),
-                    (_, Dtype::U64) => Input::U64(&us),
-                    (_, Dtype::F64) => Input::F64(&fs),
-                };
-                let array = Job::new(k, params, input);
-                let iota = Job::iota(k, params, n, dtype);
-                let out_dtype = k.output_dtype(Some(dtype)).unwrap();
-                let len = if k.is_reduction() {
-                    k.acc_len(&params)
-                } else {
-                    n
-                };
-                let mut out = Values::zeros(out_dtype, len);
-                let with = run_checksum(backend, &array, Some(out.as_output()), &opts).unwrap();
-                assert_eq!(with, checksum(out.as_acc()), "{what} {dtype}");
-                let without = run_checksum(backend, &array, None, &opts).unwrap();
-                let mut out2 = Values::zeros(out_dtype, len);
-                let gen_with = run_checksum(backend, &iota, Some(out2.as_output()), &opts).unwrap();
-                let gen_without = run_checksum(backend, &iota, None, &opts).unwrap();
-                assert_eq!(out2, out, "{what} {dtype}: generated vs array output");
-                assert_eq!(
-                    [without, gen_with, gen_without],
-                    [with; 3],
-                    "{what} {dtype}: without output, generated, generated without output"
-                );
-                sums.push(with);
-            }
-        }
+    let sum = KernelRef::new(shmproc_kernels::Sum);
+    let job = Job::new(&sum, sum.defaults(), Slice::F64(&[]));
+    for backend in [Backend::Sequential, Backend::Threads, Backend::Rayon] {
+        let mut acc = [7.0];
+        run(
+            backend,
+            &job,
+            SliceMut::F64(&mut acc),
+            &RunOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(acc, [0.0], "{backend}");
     }
-    sums
 }
 
 #[test]
 fn checksums_agree_with_and_without_output_and_for_generated_inputs() {
-    let want = checksums_of(Backend::Sequential);
-    // power u64 + f64, sum, dot, saxpy, histogram, then the generated kernels.
-    assert_eq!(want.len(), 2 * 9);
-    assert_eq!(
-        want[0],
-        want_sum(
-            &(0..20_011u64)
-                .map(|i| crate::kernels::power_u64(i, 4))
-                .collect::<Vec<_>>()
+    let power = KernelRef::new(shmproc_kernels::Power);
+    let opts = RunOptions {
+        workers: 2,
+        chunk: Some(1000),
+        progress: None,
+    };
+    for dtype in [Dtype::U64, Dtype::I16, Dtype::F32, Dtype::F64] {
+        let n = 5003;
+        let mut iota = Values::zeros(dtype, n);
+        // The generated input, materialised.
+        run(
+            Backend::Sequential,
+            &Job::iota(&KernelRef::new(Identity), Params::new(), n, dtype),
+            iota.as_slice_mut(),
+            &opts,
         )
-    );
-    for backend in [Backend::Threads, Backend::Rayon] {
-        assert_eq!(checksums_of(backend), want, "{backend}");
+        .unwrap();
+        let job = Job::new(&power, power.defaults(), iota.as_slice());
+        let mut out = Values::zeros(dtype, n);
+        let with = run_checksum(Backend::Threads, &job, Some(out.as_slice_mut()), &opts).unwrap();
+        assert_eq!(with, out.as_slice().checksum(), "{dtype}");
+        let without = run_checksum(Backend::Rayon, &job, None, &opts).unwrap();
+        let generated = run_checksum(
+            Backend::Sequential,
+            &Job::iota(&power, power.defaults(), n, dtype),
+            None,
+            &opts,
+        )
+        .unwrap();
+        assert_eq!((without, generated), (with, with), "{dtype}");
     }
 }
 
 #[test]
 fn a_generated_input_is_checked_like_an_array() {
     let opts = RunOptions::default();
-    let sum = find("sum").unwrap();
+    let saxpy = KernelRef::new(shmproc_kernels::Saxpy);
     let e = run_checksum(
         Backend::Threads,
-        &Job::iota(sum, Params::default(), 10, Dtype::U64),
+        &Job::iota(&saxpy, saxpy.defaults(), 10, Dtype::U64),
         None,
         &opts,
     )
@@ -396,10 +392,10 @@ fn a_generated_input_is_checked_like_an_array() {
         matches!(e, RunError::Kernel(KernelError::WrongDtype { .. })),
         "{e}"
     );
-    let mb = find("mandelbrot").unwrap();
+    let mb = KernelRef::new(shmproc_kernels::Mandelbrot);
     let e = run_checksum(
         Backend::Rayon,
-        &Job::iota(mb, Params::default(), 10, Dtype::U64),
+        &Job::iota(&mb, mb.defaults(), 10, Dtype::U64),
         None,
         &opts,
     )
@@ -408,9 +404,51 @@ fn a_generated_input_is_checked_like_an_array() {
         matches!(e, RunError::Kernel(KernelError::WrongDtype { .. })),
         "{e}"
     );
-    let power = find("power").unwrap();
-    let mut both = Job::iota(power, Params::default(), 2, Dtype::U64);
-    both.input = Input::U64(&[1, 2]);
+    let power = KernelRef::new(shmproc_kernels::Power);
+    let mut both = Job::iota(&power, power.defaults(), 2, Dtype::U64);
+    both.x = Some(Slice::U64(&[1, 2]));
     let e = run_checksum(Backend::Sequential, &both, None, &opts).unwrap_err();
     assert!(matches!(e, RunError::Invalid(_)), "{e}");
+}
+
+/// A user kernel defined here: copies its input (used to materialise a
+/// generated input).
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct Identity;
+
+impl Kernel for Identity {
+    fn name(&self) -> &'static str {
+        "identity"
+    }
+    fn summary(&self) -> &'static str {
+        "copies its input"
+    }
+    fn signature(&self) -> shmproc_kernels::Signature {
+        shmproc_kernels::Signature::map(&Dtype::ALL)
+    }
+    fn run(&self, _: &Params, c: shmproc_kernels::Chunk<'_>) -> Result<(), KernelError> {
+        let x = c.x()?;
+        let mut out = c.out;
+        out.copy_from(x)
+            .map_err(|message| KernelError::Failed {
+                kernel: "identity",
+                message,
+            })
+    }
+}
+
+fn a_kernel_defined_outside_the_builtins_runs_on_worker_processes() {
+    let id = KernelRef::new(Identity);
+    let x: Vec<i16> = (0..4000).map(|i| (i * 7 - 9000) as i16).collect();
+    let job = Job::new(&id, Params::new(), Slice::I16(&x));
+    for backend in Backend::ALL {
+        let mut out = vec![0i16; x.len()];
+        let opts = RunOptions {
+            workers: 2,
+            chunk: Some(333),
+            progress: None,
+        };
+        run(backend, &job, SliceMut::I16(&mut out), &opts).unwrap();
+        assert_eq!(out, x, "{backend}");
+    }
 }

@@ -220,7 +220,7 @@ fn values_from_le(dtype: Dtype, bytes: &[u8]) -> Values {
 }
 
 /// The element type text input gets without `--dtype`: a file whose every
-/// line is an integer is integers — `u64` when none is negative, `i64`
+/// line is an integer is integers — `u64` when none has a minus sign, `i64`
 /// otherwise — and a file with any other number is `f64`.
 ///
 /// This is the whole rule: the type never depends on the kernel, so the same
@@ -231,7 +231,7 @@ pub(super) fn text_dtype(text: &str) -> Dtype {
     let mut negative = false;
     let integers = lines.all(|l| {
         let digits = l.strip_prefix(['-', '+']).unwrap_or(l);
-        negative |= l.starts_with('-') && digits.bytes().any(|b| b != b'0');
+        negative |= l.starts_with('-');
         !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
     });
     match (integers, negative) {
@@ -457,7 +457,7 @@ mod tests {
             Ok(Values::U64(vec![1, 2, 3]))
         );
         assert_eq!(parse_text("1\n-2\n", None), Ok(Values::I64(vec![1, -2])));
-        assert_eq!(parse_text("-0\n2\n", None), Ok(Values::U64(vec![0, 2])));
+        assert_eq!(parse_text("-0\n2\n", None), Ok(Values::I64(vec![0, 2])));
         assert_eq!(
             parse_text("1\n2.5\n", None),
             Ok(Values::F64(vec![1.0, 2.5]))

@@ -483,7 +483,7 @@ mod tests {
                 let valid = file(dtype, len);
                 prop_assert_eq!(parse(&valid).map(|h| (h.dtype, h.len)), Ok((dtype, len)));
                 let mut f = valid.clone();
-                let hlen = header(dtype, len).len();
+                let hlen = header(dtype, &[len]).len();
                 for (i, b) in flips {
                     f[i % hlen] ^= b;
                 }
