@@ -8,10 +8,11 @@
 //! `cargo bench --bench kernels` (sizes 100k and 1M), or
 //! `cargo bench --bench kernels -- --tiny` for a smoke run.
 
-use shmproc::backend::{run, shutdown_pools, Backend, Job, RunOptions, SharedValues};
-use shmproc::kernels::{
-    registry, rng::SplitMix64, Dtype, Input, InputKind, OutputKind, Params, Values,
+use shmproc_batch::backend::{
+    output_len, run, shutdown_pools, Backend, Job, RunOptions, SharedValues,
 };
+use shmproc_batch::Registry;
+use shmproc_kernels::{rng::SplitMix64, Dtype, Kind, Values};
 use std::time::Instant;
 
 const REPEAT: usize = 5;
@@ -29,46 +30,44 @@ fn main() {
         "{:<15} {:>9} {:<14} {:>7} {:>12} {:>8}",
         "kernel", "n", "backend", "workers", "median", "speedup"
     );
+    let registry = Registry::builtins();
     for &n in sizes {
-        for k in registry() {
-            let mut params = Params::default();
+        for kr in registry.iter() {
+            let k = kr.kernel();
+            let sig = k.signature();
+            let mut params = kr.defaults();
             let mut n = n;
             if k.natural_len(&params).is_some() {
                 let side = (n as f64).sqrt() as u32;
-                params.width = side;
-                params.height = side;
-                params.max_iter = 64;
+                params
+                    .set("width", side)
+                    .set("height", side)
+                    .set("max_iter", 64);
                 n = (side * side) as usize;
             }
             let mut g = SplitMix64::new(1);
             let x: Vec<f64> = (0..n).map(|_| g.next_f64()).collect();
             let y: Vec<f64> = (0..n).map(|_| g.next_f64()).collect();
             let u: Vec<u64> = (0..n as u64).collect();
-            let shared = |v: Values| SharedValues::from_values(&v).expect("shared input");
+            let shared = |v: Values| SharedValues::from_slice(v.as_slice()).expect("shared input");
             let (xs, ys, us) = (
                 shared(Values::F64(x)),
                 shared(Values::F64(y.clone())),
                 shared(Values::U64(u)),
             );
-            let job = match k.input {
-                InputKind::Generated => Job::generated(k, params, n),
-                InputKind::F64Pair => match (xs.as_input(), ys.as_input()) {
-                    (Input::F64(a), Input::F64(b)) => Job::new(k, params, Input::F64Pair(a, b)),
-                    _ => unreachable!("x and y are f64 arrays"),
-                },
-                InputKind::Array(ds) if ds.contains(&Dtype::U64) => {
-                    Job::new(k, params, us.as_input())
-                }
-                InputKind::Array(_) => Job::new(k, params, xs.as_input()),
+            let job = match sig.inputs {
+                0 => Job::generated(kr, params.clone(), n),
+                2 => Job::pair(kr, params.clone(), xs.as_slice(), ys.as_slice()),
+                _ if sig.accepts(Dtype::U64) => Job::new(kr, params.clone(), us.as_slice()),
+                _ => Job::new(kr, params.clone(), xs.as_slice()),
             };
-            let dtype = k.output_dtype(job.input.dtype()).expect("registry dtypes");
-            let fresh = || match k.output {
-                OutputKind::Map { in_place: true, .. } => Values::F64(y.clone()),
-                _ if k.is_reduction() => Values::zeros(dtype, k.acc_len(&params)),
-                _ => Values::zeros(dtype, n),
+            let dtype = k.output_dtype(job.input_dtype());
+            let fresh = || match sig.kind {
+                Kind::InPlace => Values::F64(y.clone()),
+                _ => Values::zeros(dtype, output_len(&job)),
             };
             let mut reference: Option<(Values, f64)> = None;
-            let mut out = SharedValues::from_values(&fresh()).expect("shared output");
+            let mut out = SharedValues::from_slice(fresh().as_slice()).expect("shared output");
             for backend in Backend::ALL {
                 let counts: Vec<usize> = if backend == Backend::Sequential {
                     vec![1]
@@ -82,9 +81,13 @@ fn main() {
                     };
                     let mut times = Vec::new();
                     for _ in 0..=REPEAT {
-                        out.copy_from(&fresh()).expect("reset the output");
+                        let init = fresh();
+                        out.as_slice_mut()
+                            .expect("writable output")
+                            .copy_from(init.as_slice())
+                            .expect("reset the output");
                         let t = Instant::now();
-                        let o = out.as_output().expect("writable output");
+                        let o = out.as_slice_mut().expect("writable output");
                         run(backend, &job, o, &opts).expect("bench run");
                         times.push(t.elapsed().as_secs_f64());
                     }
@@ -99,16 +102,17 @@ fn main() {
                         }
                         Some((r, seq)) => {
                             assert_eq!(
-                                r, &result,
+                                r,
+                                &result,
                                 "{} {backend} x{workers} differs from sequential",
-                                k.name
+                                k.name()
                             );
                             *seq
                         }
                     };
                     println!(
                         "{:<15} {:>9} {:<14} {:>7} {:>9.3} ms {:>7.2}x",
-                        k.name,
+                        k.name(),
                         n,
                         backend.name(),
                         workers,

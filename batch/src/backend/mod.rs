@@ -77,7 +77,7 @@ impl Backend {
     /// The name used on the command line.
     ///
     /// ```
-    /// use shmproc::backend::Backend;
+    /// use shmproc_batch::backend::Backend;
     /// assert_eq!(Backend::ProcessesCopy.name(), "processes-copy");
     /// assert_eq!("rayon".parse::<Backend>(), Ok(Backend::Rayon));
     /// assert!("gpu".parse::<Backend>().is_err());
@@ -254,14 +254,15 @@ pub struct Job<'a> {
 }
 
 impl<'a> Job<'a> {
-    /// A job over one input array; `n` is its length (see [`Job::shape`] for
-    /// row kernels).
+    /// A job over one input array; `n` is its length. For a row kernel
+    /// ([`Layout::Rows`]) the array is one row; [`Job::shape`] gives it rows.
     pub fn new(kernel: &'a KernelRef, params: Params, x: Slice<'a>) -> Self {
+        let rows = kernel.kernel().signature().layout == Layout::Rows && !x.is_empty();
         Self {
             kernel,
             params,
-            n: x.len(),
-            row_len: 1,
+            n: if rows { 1 } else { x.len() },
+            row_len: if rows { x.len() } else { 1 },
             x: Some(x),
             y: None,
             iota: None,
@@ -339,7 +340,7 @@ impl<'a> Job<'a> {
             let row_len = shape.last().copied().unwrap_or(1);
             let total = self.n * self.row_len;
             self.row_len = row_len.max(1);
-            self.n = if row_len == 0 { 0 } else { total / row_len };
+            self.n = total.checked_div(row_len).unwrap_or(0);
         }
         Ok(self)
     }

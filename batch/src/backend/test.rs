@@ -429,11 +429,10 @@ impl Kernel for Identity {
     fn run(&self, _: &Params, c: shmproc_kernels::Chunk<'_>) -> Result<(), KernelError> {
         let x = c.x()?;
         let mut out = c.out;
-        out.copy_from(x)
-            .map_err(|message| KernelError::Failed {
-                kernel: "identity",
-                message,
-            })
+        out.copy_from(x).map_err(|message| KernelError::Failed {
+            kernel: "identity",
+            message,
+        })
     }
 }
 
