@@ -1,5 +1,7 @@
 //! `shmproc info` and `shmproc clean` against real segments.
 
+// The library's multi-process test helpers, shared rather than copied.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::path::Path;

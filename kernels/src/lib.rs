@@ -55,6 +55,3 @@ pub use kernel::{
 };
 pub use params::{bad, ParamSpec, Params};
 pub use reduce::{dot, dot_float, hist_nan, hist_over, hist_under, histogram, sum, sum_float};
-
-#[cfg(test)]
-mod tests;

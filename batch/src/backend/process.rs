@@ -197,13 +197,7 @@ fn register(seg: &Arc<Segment>) {
 /// very bytes of `s` through its handle while the caller's borrow of `s`
 /// lasts.
 pub(super) fn locate(s: Slice<'_>, writable: bool) -> Option<AnyView> {
-    let (p, bytes) = match s {
-        Slice::Bool(x) | Slice::U8(x) => (x.as_ptr() as usize, x.len()),
-        other => {
-            let b = slice_bytes(other);
-            (b.0, b.1)
-        }
-    };
+    let (p, bytes) = slice_bytes(s);
     let r = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
     r.iter().filter_map(Weak::upgrade).find_map(|seg| {
         let base = seg.as_ptr() as usize;
