@@ -89,11 +89,18 @@ fn wait_flag(flag: &SharedView<u64>) {
     }
 }
 
-/// A chunk kernel: the chunk at 0 panics, the others sleep 60 s.
-fn panic_or_sleep(i: &[u64], o: &mut [u64], _: &()) {
+/// A chunk kernel: the chunk at 0 panics once another chunk has started
+/// (`started[0]` set, 30 s deadline), so a sleeping chunk is always running
+/// when the map fails; every other chunk sets the flag and sleeps 60 s.
+fn panic_or_sleep(i: &[u64], o: &mut [u64], started: &SharedView<u64>) {
     if i.first() == Some(&0) {
+        let end = Instant::now() + Duration::from_secs(30);
+        while started.get(0) == Some(0) && Instant::now() < end {
+            std::thread::yield_now();
+        }
         panic!("the first chunk fails");
     }
+    started.set(0, 1);
     std::thread::sleep(Duration::from_secs(60));
     o.copy_from_slice(i);
 }
@@ -424,7 +431,14 @@ fn a_failing_chunk_ends_a_zero_copy_map_with_nothing_left_running() {
     let mut output = shmproc::SharedArray::<u64>::new(64).unwrap();
     let before = pool.worker_pids();
     let t0 = Instant::now();
-    match pool.map_chunks(panic_or_sleep, &input, &mut output, (), Some(8)) {
+    let started = SharedView::<u64>::new(1).unwrap();
+    match pool.map_chunks(
+        panic_or_sleep,
+        &input,
+        &mut output,
+        started.clone(),
+        Some(8),
+    ) {
         Err(Error::TaskPanicked(p)) => {
             assert_eq!(p.message, "the first chunk fails");
             assert_eq!(p.item, Some(0));

@@ -379,15 +379,52 @@ impl Shared {
             server: Mutex::new(server),
             counters: Arc::new(Counters::default()),
         });
-        for w in 0..shared.config.processes {
-            let child = match shared.spawn_worker(w) {
-                Ok(c) => c,
+        // Spawned workers start side by side: each start is an exec and a
+        // handshake (about 2 ms), and a pool of n waited for them in turn.
+        // Fork and fork-server starts stay in turn: a fork wants a
+        // single-threaded parent, and the server answers one request at a time.
+        let n = shared.config.processes;
+        let started: Vec<Result<Child>> = if shared.config.method == StartMethod::Spawn && n > 1 {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (0..n)
+                    .map(|w| {
+                        let sh = &shared;
+                        std::thread::Builder::new()
+                            .name("shmproc-pool-start".into())
+                            .spawn_scoped(s, move || sh.spawn_worker(w))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .enumerate()
+                    .map(|(w, h)| match h {
+                        Ok(h) => h.join().unwrap_or_else(|_| {
+                            Err(Error::InvalidState(format!(
+                                "the thread starting pool worker {w} panicked"
+                            )))
+                        }),
+                        // No thread: start this one from here.
+                        Err(_) => shared.spawn_worker(w),
+                    })
+                    .collect()
+            })
+        } else {
+            (0..n).map(|w| shared.spawn_worker(w)).collect()
+        };
+        let mut first_error = None;
+        for (w, r) in started.into_iter().enumerate() {
+            match r {
+                Ok(child) => lock(&shared.inner).workers[w] = Some(child),
                 Err(e) => {
-                    shared.terminate();
-                    return Err(e);
+                    first_error.get_or_insert(e);
                 }
-            };
-            lock(&shared.inner).workers[w] = Some(child);
+            }
+        }
+        if let Some(e) = first_error {
+            shared.terminate();
+            return Err(e);
+        }
+        for w in 0..n {
             shared.let_serve(w);
         }
         let s2 = Arc::clone(&shared);
