@@ -35,6 +35,8 @@ pub mod kernel;
 mod params;
 mod reduce;
 pub mod rng;
+#[cfg(test)]
+mod tests;
 
 pub use builtin::{
     builtins, CountPrimes, Dot, Histogram, Mandelbrot, MonteCarloPi, NormalizeRows, Power, Saxpy,

@@ -369,7 +369,7 @@ impl Sink {
             });
         }
         let header = match format {
-            Format::Npy => npy::header(dtype, shape),
+            Format::Npy => npy::header(dtype, shape).map_err(CliError::new)?,
             _ => Vec::new(),
         };
         let bytes = len

@@ -1,19 +1,21 @@
-//! A small, strict reader and writer of `.npy` headers (format versions 1.0,
-//! 2.0 and 3.0) for little-endian C-order arrays of any shape and of every
-//! [`Dtype`] (`|b1`, `|i1` to `<i8`, `|u1` to `<u8`, `<f4`, `<f8`).
-//! Big-endian data, Fortran order and other dtypes are rejected with a message
-//! that says what was found and what to do.
+//! `.npy` headers, read and written through the `npyz` crate, for
+//! little-endian C-order arrays of any shape and of every [`Dtype`] (`|b1`,
+//! `|i1` to `<i8`, `|u1` to `<u8`, `<f4`, `<f8`). Big-endian data, Fortran
+//! order and other dtypes are rejected with a message that says what was
+//! found and what to do.
 //!
-//! Layout: the magic `\x93NUMPY`, major and minor version bytes, the header
-//! length (u16 LE for 1.0, u32 LE for 2.0/3.0), then a Python dict literal
-//! such as `{'descr': '<u8', 'fortran_order': False, 'shape': (10,), }` padded
-//! with spaces and a final newline so that the data starts at a multiple of 64.
+//! What is ours is the zero-copy part around it: the data is never read
+//! through `npyz` but mapped (see `files.rs`), so this module only finds
+//! where the data starts and checks that the file holds exactly the
+//! elements the header announces. The framing (magic, version, header
+//! length) is checked here before `npyz` sees the header, so that a header
+//! length larger than the file is an error and not an allocation of that
+//! size.
 
+use npyz::{DType, Endianness, Order, TypeStr, WriterBuilder};
 use shmproc_kernels::Dtype;
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
-/// The data offset is padded to a multiple of this (as numpy does).
-const ALIGN: usize = 64;
 
 /// What a header says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,29 +29,26 @@ pub(super) struct NpyHeader {
     pub(super) data_offset: usize,
 }
 
-/// Parses the header at the start of `bytes` (the whole file or at least its
-/// header) and checks that the file holds exactly `len` elements after it.
-pub(super) fn parse(bytes: &[u8]) -> Result<NpyHeader, String> {
-    if bytes.len() < 10 || &bytes[..6] != MAGIC {
-        return Err(if bytes.len() < 6 || &bytes[..6] != MAGIC {
-            "not a .npy file (bad magic)".to_owned()
-        } else {
-            "truncated .npy header".to_owned()
-        });
+/// The byte offset where the header of `bytes` ends, from the magic,
+/// version and header length (versions 1.0, 2.0 and 3.0).
+fn header_end(bytes: &[u8]) -> Result<usize, String> {
+    if bytes.len() < 6 || &bytes[..6] != MAGIC {
+        return Err("not a .npy file (bad magic)".to_owned());
     }
-    let (major, minor) = (bytes[6], bytes[7]);
-    let (hlen, start): (usize, usize) = match major {
-        1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
-        2 | 3 => {
-            if bytes.len() < 12 {
-                return Err("truncated .npy header".to_owned());
-            }
-            let l = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-            (l as usize, 12)
-        }
+    let (major, minor) = match bytes.get(6..8) {
+        Some(&[major, minor]) => (major, minor),
+        _ => return Err("truncated .npy header".to_owned()),
+    };
+    let (len_bytes, start): (usize, usize) = match major {
+        1 => (2, 10),
+        2 | 3 => (4, 12),
         _ => return Err(format!("unsupported .npy format version {major}.{minor}")),
     };
-    let end = start
+    let hlen = bytes
+        .get(8..8 + len_bytes)
+        .map(|b| b.iter().rev().fold(0usize, |a, &x| a << 8 | usize::from(x)))
+        .ok_or("truncated .npy header")?;
+    start
         .checked_add(hlen)
         .filter(|&e| e <= bytes.len())
         .ok_or_else(|| {
@@ -57,31 +56,49 @@ pub(super) fn parse(bytes: &[u8]) -> Result<NpyHeader, String> {
                 "truncated .npy header: it announces {hlen} bytes but the file has {}",
                 bytes.len().saturating_sub(start)
             )
-        })?;
-    let text = std::str::from_utf8(&bytes[start..end])
-        .map_err(|_| "malformed .npy header: not text".to_owned())?;
-    let dict = parse_dict(text).map_err(|e| format!("malformed .npy header: {e}"))?;
-    let descr = dict.descr.ok_or("malformed .npy header: no 'descr'")?;
-    let fortran = dict
-        .fortran_order
-        .ok_or("malformed .npy header: no 'fortran_order'")?;
-    let shape = dict.shape.ok_or("malformed .npy header: no 'shape'")?;
-    let dtype = parse_descr(&descr)?;
-    if fortran {
+        })
+}
+
+/// Parses the header at the start of `bytes` (the whole file) and checks
+/// that the file holds exactly the elements it announces after it.
+pub(super) fn parse(bytes: &[u8]) -> Result<NpyHeader, String> {
+    let end = header_end(bytes)?;
+    let header = read_header(&bytes[..end])?;
+    let dtype = match header.dtype() {
+        DType::Plain(ty) => dtype_of(&ty)?,
+        other => {
+            return Err(format!(
+                "unsupported .npy dtype {}: a structured dtype; only bool, i8 to i64, u8 to u64, \
+                 f32 and f64 are read",
+                other.descr()
+            ))
+        }
+    };
+    if header.order() == Order::Fortran {
         return Err(
             "unsupported .npy array: fortran_order is True; only C order is read \
              (save it with np.save(path, np.ascontiguousarray(a)))"
                 .into(),
         );
     }
+    let shape = header
+        .shape()
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<Result<Vec<usize>, _>>()
+        .map_err(|_| {
+            format!(
+                "malformed .npy header: shape {:?} is too large",
+                header.shape()
+            )
+        })?;
+    let too_large = || format!("malformed .npy header: shape {shape:?} is too large");
     let len = shape
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| format!("malformed .npy header: shape {shape:?} is too large"))?;
+        .ok_or_else(too_large)?;
+    let want = len.checked_mul(dtype.size()).ok_or_else(too_large)?;
     let data = bytes.len() - end;
-    let want = len
-        .checked_mul(dtype.size())
-        .ok_or_else(|| format!("malformed .npy header: shape {shape:?} is too large"))?;
     if data != want {
         return Err(format!(
             "{} .npy data: the header says {len} elements ({want} bytes) but {data} bytes follow",
@@ -100,196 +117,68 @@ pub(super) fn parse(bytes: &[u8]) -> Result<NpyHeader, String> {
     })
 }
 
+/// `npyz`'s reading of a header whose framing [`header_end`] checked.
+fn read_header(mut header: &[u8]) -> Result<npyz::NpyHeader, String> {
+    // npyz 0.9.1 multiplies the dimensions without a check (a panic in a
+    // debug build for a shape whose product overflows); such a header is
+    // malformed, whatever the build.
+    let read = std::panic::catch_unwind(move || npyz::NpyHeader::from_reader(&mut header));
+    match read {
+        Ok(Ok(h)) => Ok(h),
+        Ok(Err(e)) => Err(format!("malformed .npy header: {e}")),
+        Err(_) => Err("malformed .npy header: the shape's product overflows".to_owned()),
+    }
+}
+
 /// The [`Dtype`] of a numpy type string such as `<f4` or `|u1`.
-fn parse_descr(descr: &str) -> Result<Dtype, String> {
-    let mut c = descr.chars();
-    let (order, kind) = (c.next(), c.next());
-    let size: Option<usize> = c.as_str().parse().ok();
-    let (Some(order), Some(kind), Some(size)) = (order, kind, size) else {
+fn dtype_of(ty: &TypeStr) -> Result<Dtype, String> {
+    let size = usize::try_from(ty.size_field()).unwrap_or(usize::MAX);
+    let kind = ty.type_char().to_str().chars().next().unwrap_or('?');
+    let dtype = ty
+        .num_bytes()
+        .filter(|&n| n == size)
+        .and_then(|_| Dtype::from_numpy_kind(kind, size));
+    let Some(dtype) = dtype else {
         return Err(format!(
-            "unsupported .npy dtype {descr:?}: not a plain numeric type"
+            "unsupported .npy dtype \"{ty}\": only bool, i8 to i64, u8 to u64, f32 and f64 are read"
         ));
     };
-    let Some(dtype) = Dtype::from_numpy_kind(kind, size) else {
+    if ty.endianness() == Endianness::Big && size > 1 {
         return Err(format!(
-            "unsupported .npy dtype {descr:?}: only bool, i8 to i64, u8 to u64, f32 and f64 are read"
-        ));
-    };
-    match order {
-        '<' | '|' | '=' => Ok(dtype),
-        '>' if size == 1 => Ok(dtype),
-        '>' => Err(format!(
-            "unsupported .npy dtype {descr:?}: big-endian data is not read; convert it with \
+            "unsupported .npy dtype \"{ty}\": big-endian data is not read; convert it with \
              np.save(path, a.astype(a.dtype.newbyteorder('<')))"
-        )),
-        _ => Err(format!("unsupported .npy dtype {descr:?}")),
+        ));
     }
+    Ok(dtype)
 }
 
-/// The header for an array of `dtype` and `shape`: version 1.0 when it fits, else 2.0.
-pub(super) fn header(dtype: Dtype, shape: &[usize]) -> Vec<u8> {
-    let descr = dtype.numpy();
-    let dims = match shape {
-        [n] => format!("{n},"),
-        dims => dims
-            .iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-    };
-    let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({dims}), }}");
-    let build = |prefix: usize| {
-        // dict + spaces + '\n', total (prefix + hlen) a multiple of ALIGN.
-        let hlen = (prefix + dict.len() + 1).div_ceil(ALIGN) * ALIGN - prefix;
-        let mut text = dict.clone().into_bytes();
-        text.resize(hlen - 1, b' ');
-        text.push(b'\n');
-        text
-    };
-    let text = build(10);
-    let mut out = MAGIC.to_vec();
-    if let Ok(h) = u16::try_from(text.len()) {
-        out.extend([1, 0]);
-        out.extend(h.to_le_bytes());
-        out.extend(text);
-    } else {
-        let text = build(12);
-        out.extend([2, 0]);
-        out.extend((text.len() as u32).to_le_bytes());
-        out.extend(text);
-    }
-    out
-}
-
-#[derive(Debug, Default)]
-struct Dict {
-    descr: Option<String>,
-    fortran_order: Option<bool>,
-    shape: Option<Vec<usize>>,
-}
-
-/// Parses the dict literal numpy writes (string keys; string, bool or
-/// int-tuple values), tolerating any whitespace and a trailing comma.
-fn parse_dict(text: &str) -> Result<Dict, String> {
-    let mut p = Lexer {
-        s: text.as_bytes(),
-        i: 0,
-    };
-    let mut dict = Dict::default();
-    p.expect(b'{')?;
-    loop {
-        p.skip_ws();
-        if p.eat(b'}') {
-            break;
-        }
-        let key = p.string()?;
-        p.expect(b':')?;
-        p.skip_ws();
-        match key.as_str() {
-            "descr" => dict.descr = Some(p.string()?),
-            "fortran_order" => dict.fortran_order = Some(p.boolean()?),
-            "shape" => dict.shape = Some(p.tuple()?),
-            other => return Err(format!("unexpected key {other:?}")),
-        }
-        p.skip_ws();
-        if !p.eat(b',') {
-            p.expect(b'}')?;
-            break;
-        }
-    }
-    p.skip_ws();
-    if p.i != p.s.len() {
-        return Err("text after the dict".to_owned());
-    }
-    Ok(dict)
-}
-
-struct Lexer<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl Lexer<'_> {
-    fn skip_ws(&mut self) {
-        while self.s.get(self.i).is_some_and(|c| c.is_ascii_whitespace()) {
-            self.i += 1;
-        }
-    }
-
-    fn eat(&mut self, c: u8) -> bool {
-        self.skip_ws();
-        if self.s.get(self.i) == Some(&c) {
-            self.i += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn expect(&mut self, c: u8) -> Result<(), String> {
-        if self.eat(c) {
-            Ok(())
-        } else {
-            Err(format!("expected '{}' at byte {}", c as char, self.i))
-        }
-    }
-
-    fn string(&mut self) -> Result<String, String> {
-        self.skip_ws();
-        let quote = match self.s.get(self.i) {
-            Some(&q @ (b'\'' | b'"')) => q,
-            _ => return Err(format!("expected a string at byte {}", self.i)),
-        };
-        let start = self.i + 1;
-        let len = self.s[start..]
-            .iter()
-            .position(|&c| c == quote)
-            .ok_or("unterminated string")?;
-        self.i = start + len + 1;
-        Ok(String::from_utf8_lossy(&self.s[start..start + len]).into_owned())
-    }
-
-    fn boolean(&mut self) -> Result<bool, String> {
-        for (word, v) in [(&b"True"[..], true), (&b"False"[..], false)] {
-            if self.s[self.i..].starts_with(word) {
-                self.i += word.len();
-                return Ok(v);
-            }
-        }
-        Err(format!("expected True or False at byte {}", self.i))
-    }
-
-    fn tuple(&mut self) -> Result<Vec<usize>, String> {
-        self.expect(b'(')?;
-        let mut items = Vec::new();
-        loop {
-            if self.eat(b')') {
-                return Ok(items);
-            }
-            self.skip_ws();
-            let start = self.i;
-            while self.s.get(self.i).is_some_and(u8::is_ascii_digit) {
-                self.i += 1;
-            }
-            let digits = std::str::from_utf8(&self.s[start..self.i]).unwrap_or("");
-            let v = digits
-                .parse()
-                .map_err(|_| format!("expected a dimension at byte {start}"))?;
-            items.push(v);
-            if !self.eat(b',') {
-                self.expect(b')')?;
-                return Ok(items);
-            }
-        }
-    }
+/// The header for a C-order array of `dtype` and `shape` (written by `npyz`:
+/// version 1.0 when it fits, the data offset a multiple of 64 as numpy's).
+pub(super) fn header(dtype: Dtype, shape: &[usize]) -> Result<Vec<u8>, String> {
+    let ty: TypeStr = dtype
+        .numpy()
+        .parse()
+        .map_err(|e| format!("the numpy type of {dtype} ({}): {e}", dtype.numpy()))?;
+    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let mut out = Vec::new();
+    npyz::WriteOptions::new_header_only()
+        .dtype(DType::Plain(ty))
+        .shape(&shape)
+        .writer(&mut out)
+        .write_header_only()
+        .map_err(|e| format!("writing a .npy header: {e}"))?;
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The data offset `npyz` aligns to, as numpy does.
+    const ALIGN: usize = 64;
+
     fn file(dtype: Dtype, len: usize) -> Vec<u8> {
-        let mut f = header(dtype, &[len]);
+        let mut f = header(dtype, &[len]).unwrap();
         f.resize(f.len() + len * dtype.size(), 0);
         f
     }
@@ -300,7 +189,7 @@ mod tests {
             let h = parse(&file(dtype, len)).unwrap();
             assert_eq!((h.dtype, h.len, h.data_offset % ALIGN), (dtype, len, 0));
         }
-        let big = header(Dtype::U64, &[123_456_789_012]);
+        let big = header(Dtype::U64, &[123_456_789_012]).unwrap();
         assert_eq!(big.len() % ALIGN, 0);
         assert_eq!(big.last(), Some(&b'\n'));
         let f = file(Dtype::F64, 3);
@@ -310,7 +199,7 @@ mod tests {
                 dtype: Dtype::F64,
                 len: 3,
                 shape: vec![3],
-                data_offset: 128 // as numpy writes it
+                data_offset: 128 // as numpy writes it too
             })
         );
     }
@@ -320,7 +209,7 @@ mod tests {
         for dtype in Dtype::ALL {
             for shape in [vec![5], vec![2, 3], vec![2, 1, 4], vec![0, 3], vec![]] {
                 let len: usize = shape.iter().product();
-                let mut f = header(dtype, &shape);
+                let mut f = header(dtype, &shape).unwrap();
                 assert_eq!(f.len() % ALIGN, 0);
                 f.resize(f.len() + len * dtype.size(), 0);
                 let h = parse(&f).unwrap();
@@ -408,7 +297,10 @@ mod tests {
         );
         assert!(e.contains("oversized"), "{e}");
         let e = with("{'descr': '<f8', 'shape': (3,), }", 24);
-        assert!(e.contains("no 'fortran_order'"), "{e}");
+        assert!(
+            e.contains("malformed") && e.contains("'fortran_order'"),
+            "{e}"
+        );
         let e = with("{'descr': '<f8' 'shape'", 0);
         assert!(e.contains("malformed"), "{e}");
         assert!(parse(b"PK\x03\x04zipfile")
@@ -483,7 +375,7 @@ mod tests {
                 let valid = file(dtype, len);
                 prop_assert_eq!(parse(&valid).map(|h| (h.dtype, h.len)), Ok((dtype, len)));
                 let mut f = valid.clone();
-                let hlen = header(dtype, &[len]).len();
+                let hlen = header(dtype, &[len]).unwrap().len();
                 for (i, b) in flips {
                     f[i % hlen] ^= b;
                 }
