@@ -81,7 +81,7 @@ fn child_consumer() {
     while let Some(m) = q.get().unwrap() {
         check(&m);
         let p = m.0 as usize;
-        assert!(last[p].map_or(true, |l| m.1 > l), "FIFO per producer");
+        assert!(last[p].is_none_or(|l| m.1 > l), "FIFO per producer");
         last[p] = Some(m.1);
         count += 1;
         sum += (m.0 as u64 + 1) * 1_000_000 + m.1 as u64;
@@ -381,7 +381,7 @@ fn a_consumer_killed_mid_get_never_wedges_producers() {
         match q.get_timeout(Duration::from_secs(5)) {
             Ok(m) => {
                 check(&m);
-                assert!(last.map_or(true, |l| m.1 > l));
+                assert!(last.is_none_or(|l| m.1 > l));
                 last = Some(m.1);
                 got += 1;
             }

@@ -269,7 +269,7 @@ fn killer(
         if live.is_empty() || stop.load(Ordering::SeqCst) {
             continue;
         }
-        if next_rand(&mut rng) % 2 == 0 {
+        if next_rand(&mut rng).is_multiple_of(2) {
             let one = live[(next_rand(&mut rng) % live.len() as u64) as usize];
             live = vec![one];
         }

@@ -5,13 +5,19 @@
 //! each run, untimed. Each result is asserted equal to the sequential one
 //! before its time is printed.
 //!
+//! Before the table: the machine's read bandwidth (one reader per worker,
+//! see `shmproc_batch::compare::read_bandwidth`). After each kernel's rows,
+//! when python3 with numpy is there: numpy's single-threaded time for the
+//! same kernel, size and dtype, and `/numpy` (this time / numpy's) on every
+//! row.
+//!
 //! `cargo bench --bench kernels` (sizes 100k and 1M), or
 //! `cargo bench --bench kernels -- --tiny` for a smoke run.
 
 use shmproc_batch::backend::{
     output_len, run, shutdown_pools, Backend, Job, RunOptions, SharedValues,
 };
-use shmproc_batch::Registry;
+use shmproc_batch::{compare, Registry};
 use shmproc_kernels::{rng::SplitMix64, Dtype, Kind, Values};
 use std::time::Instant;
 
@@ -26,9 +32,26 @@ fn main() {
         &[100_000, 1_000_000]
     };
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let probe = if tiny { 8 << 20 } else { compare::PROBE_BYTES };
+    let bw: Vec<String> = (1..=cpus)
+        .map(|w| {
+            let b = compare::read_bandwidth(w, probe, 5).expect("bandwidth probe");
+            format!("{:.1} GB/s with {w}", b / 1e9)
+        })
+        .collect();
     println!(
-        "{:<15} {:>9} {:<14} {:>7} {:>12} {:>8}",
-        "kernel", "n", "backend", "workers", "median", "speedup"
+        "read bandwidth ({} MiB, best of 5): {}",
+        probe >> 20,
+        bw.join(", ")
+    );
+    let numpy = compare::numpy_version();
+    match &numpy {
+        Ok(v) => println!("numpy {v}, one thread; /numpy = this time / numpy's"),
+        Err(e) => println!("no numpy column: {e}"),
+    }
+    println!(
+        "{:<15} {:>9} {:<14} {:>7} {:>12} {:>8} {:>8}",
+        "kernel", "n", "backend", "workers", "median", "speedup", "/numpy"
     );
     let registry = Registry::builtins();
     for &n in sizes {
@@ -65,6 +88,17 @@ fn main() {
             let fresh = || match sig.kind {
                 Kind::InPlace => Values::F64(y.clone()),
                 _ => Values::zeros(dtype, output_len(&job)),
+            };
+            let numpy_s = match (&numpy, job.input_dtype()) {
+                (Ok(_), Some(d)) => {
+                    let pairs: Vec<(&str, String)> = k
+                        .params()
+                        .iter()
+                        .map(|p| (p.name, params.get(p.name).unwrap_or_default().to_owned()))
+                        .collect();
+                    compare::numpy_time(k.name(), n, d, &pairs, REPEAT).expect("numpy run")
+                }
+                _ => None,
             };
             let mut reference: Option<(Values, f64)> = None;
             let mut out = SharedValues::from_slice(fresh().as_slice()).expect("shared output");
@@ -111,15 +145,26 @@ fn main() {
                         }
                     };
                     println!(
-                        "{:<15} {:>9} {:<14} {:>7} {:>9.3} ms {:>7.2}x",
+                        "{:<15} {:>9} {:<14} {:>7} {:>9.3} ms {:>7.2}x {:>8}",
                         k.name(),
                         n,
                         backend.name(),
                         workers,
                         median * 1e3,
-                        seq / median
+                        seq / median,
+                        numpy_s.map_or("-".to_owned(), |t| format!("{:.2}x", median / t))
                     );
                 }
+            }
+            if let Some(t) = numpy_s {
+                println!(
+                    "{:<15} {:>9} {:<14} {:>7} {:>9.3} ms",
+                    k.name(),
+                    n,
+                    "numpy",
+                    1,
+                    t * 1e3
+                );
             }
         }
     }

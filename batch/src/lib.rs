@@ -41,6 +41,7 @@
 
 pub mod backend;
 mod cli;
+pub mod compare;
 #[allow(unsafe_code)]
 mod signal;
 

@@ -134,3 +134,167 @@ fn bad_arguments_fail_with_one_line() {
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
     }
 }
+
+#[test]
+fn every_point_has_its_bandwidth_share_and_the_probe_is_printed() {
+    let o = shmproc(&[
+        "bench",
+        "--kernel",
+        "sum,saxpy,mandelbrot",
+        "--n",
+        "5000",
+        "--workers",
+        "1,2",
+        "--repeat",
+        "1",
+        "--backend",
+        "rayon,processes",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    let bw = v["read_bandwidth"].as_array().unwrap();
+    let workers: Vec<u64> = bw.iter().map(|b| b["workers"].as_u64().unwrap()).collect();
+    assert_eq!(workers, [1, 2]);
+    assert!(
+        bw.iter().all(|b| b["bytes_per_s"].as_f64().unwrap() > 1e8),
+        "{bw:?}"
+    );
+    assert!(["portable", "avx2", "avx512"].contains(&v["simd"].as_str().unwrap()));
+    for r in v["results"].as_array().unwrap() {
+        let rate = r["bytes_per_s"].as_f64().unwrap();
+        let share = r["of_bandwidth"].as_f64();
+        match r["kernel"].as_str().unwrap() {
+            // 5000 f64 read, or 5000 read and 5000 read and written.
+            "sum" | "saxpy" => {
+                let bytes = if r["kernel"] == "sum" {
+                    5000.0 * 8.0
+                } else {
+                    3.0 * 5000.0 * 8.0
+                };
+                let want = bytes / r["median_s"].as_f64().unwrap();
+                assert!((rate - want).abs() <= 1e-6 * want, "{r}");
+                assert!(share.unwrap() > 0.0, "{r}");
+            }
+            // Generated: its u64 output written.
+            _ => assert!(rate > 0.0 && share.is_some(), "{r}"),
+        }
+        assert!(r["vs_numpy"].is_null(), "no numpy without --vs-numpy: {r}");
+    }
+    let table = shmproc(&[
+        "bench",
+        "--kernel",
+        "sum",
+        "--n",
+        "1000",
+        "--workers",
+        "1",
+        "--repeat",
+        "1",
+    ]);
+    let out = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("read bandwidth (u64 sum over 256 MiB")),
+        "{out}"
+    );
+    assert!(out.contains("%bw") && out.contains("GB/s"), "{out}");
+}
+
+/// Needs python3 with numpy, as `cli_numpy.rs` does (`.ci/run` installs it).
+#[test]
+fn vs_numpy_times_numpy_on_the_kernels_it_has() {
+    let o = shmproc(&[
+        "bench",
+        "--kernel",
+        "power,sum,dot,saxpy,histogram,normalize_rows,mandelbrot",
+        "--n",
+        "20000",
+        "--workers",
+        "1",
+        "--repeat",
+        "3",
+        "--backend",
+        "processes",
+        "--dtype",
+        "f32",
+        "--vs-numpy",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert!(v["numpy_version"]
+        .as_str()
+        .unwrap()
+        .starts_with(char::is_numeric));
+    let np = v["numpy"].as_array().unwrap();
+    for k in ["power", "sum", "dot", "saxpy", "histogram"] {
+        let p = np
+            .iter()
+            .find(|p| p["kernel"] == k)
+            .unwrap_or_else(|| panic!("no numpy {k}"));
+        assert_eq!(p["dtype"], "f32");
+        assert_eq!(p["n"], 20000);
+        assert!(p["median_s"].as_f64().unwrap() > 0.0, "{p}");
+    }
+    let rows = np.iter().find(|p| p["kernel"] == "normalize_rows").unwrap();
+    assert!(rows["median_s"].is_null(), "no numpy equivalent: {rows}");
+    assert!(
+        np.iter().all(|p| p["kernel"] != "mandelbrot"),
+        "generated: no input to give numpy"
+    );
+    for r in v["results"].as_array().unwrap() {
+        let has =
+            ["power", "sum", "dot", "saxpy", "histogram"].contains(&r["kernel"].as_str().unwrap());
+        assert_eq!(r["vs_numpy"].as_f64().is_some(), has, "{r}");
+    }
+    let t = shmproc(&[
+        "bench",
+        "--kernel",
+        "sum",
+        "--n",
+        "1000",
+        "--workers",
+        "1",
+        "--repeat",
+        "1",
+        "--vs-numpy",
+    ]);
+    let out = String::from_utf8_lossy(&t.stdout);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("numpy ") && l.contains("one thread")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("numpy") && l.contains("items/s")),
+        "{out}"
+    );
+}
+
+#[test]
+fn vs_numpy_without_python_is_a_clear_error() {
+    let o = Command::new(env!("CARGO_BIN_EXE_shmproc"))
+        .args([
+            "bench",
+            "--kernel",
+            "sum",
+            "--n",
+            "100",
+            "--repeat",
+            "1",
+            "--vs-numpy",
+        ])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("python3") && err.contains("numpy"), "{err}");
+    assert!(
+        o.stdout.is_empty(),
+        "nothing timed: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}

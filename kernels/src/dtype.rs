@@ -407,7 +407,8 @@ macro_rules! erased {
             /// assert_ne!(Slice::F32(&[0.0]).checksum(), Slice::F32(&[-0.0]).checksum());
             /// ```
             pub fn checksum(&self) -> u64 {
-                match *self { $(Slice::$v(s) => s.iter().fold(0u64, |a, &x| a.wrapping_add(Checksum::bits(x))),)* }
+                let level = crate::simd::Level::current();
+                match *self { $(Slice::$v(s) => checksum_at(level, s),)* }
             }
         }
 
@@ -493,18 +494,27 @@ trait Checksum: Copy {
     fn bits(self) -> u64;
 }
 
+#[inline(always)]
+fn checksum_body<T: Checksum>(s: &[T]) -> u64 {
+    s.iter().fold(0u64, |a, &x| a.wrapping_add(x.bits()))
+}
+
+crate::simd::multiversion!(fn checksum_at<T: Checksum>(s: &[T]) -> u64 => checksum_body);
+
 macro_rules! checksum_int {
-    ($($t:ty),*) => {$(impl Checksum for $t { fn bits(self) -> u64 { self as u64 } })*};
+    ($($t:ty),*) => {$(impl Checksum for $t { #[inline(always)] fn bits(self) -> u64 { self as u64 } })*};
 }
 checksum_int!(i8, i16, i32, i64, u8, u16, u32, u64);
 
 impl Checksum for f32 {
+    #[inline(always)]
     fn bits(self) -> u64 {
         u64::from(self.to_bits())
     }
 }
 
 impl Checksum for f64 {
+    #[inline(always)]
     fn bits(self) -> u64 {
         self.to_bits()
     }

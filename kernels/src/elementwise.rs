@@ -1,6 +1,12 @@
 //! Elementwise kernels: one output per input element.
 
+use crate::simd::{multiversion, Level};
 use crate::Num;
+
+/// Elements squared together in a block: the squarings run over a block held
+/// in registers, so the compiler vectorizes across elements (a loop over
+/// `times` inside the loop over elements would not vectorize).
+const BLOCK: usize = 64;
 
 /// Repeated squaring of one value of any numeric type: `x -> x * x`, `times`
 /// times, wrapping for integers.
@@ -19,16 +25,59 @@ pub fn power<T: Num>(mut x: T, times: u32) -> T {
     x
 }
 
-/// Applies [`power`] to every element of `input`, writing into `output`.
+/// Applies [`power`] to every element of `input`, writing into `output`,
+/// with the vector instructions of [`Level::current`] (the same results on
+/// every level: each element is squared `times` times in its own type).
 ///
 /// # Panics
 /// If the slices differ in length.
 pub fn power_slice<T: Num>(input: &[T], output: &mut [T], times: u32) {
     assert_eq!(input.len(), output.len(), "input and output lengths differ");
-    for (o, &x) in output.iter_mut().zip(input) {
+    power_slice_at(Level::current(), input, output, times);
+}
+
+#[inline(always)]
+fn power_body<T: Num>(input: &[T], output: &mut [T], times: u32) {
+    let mut blocks = output.chunks_exact_mut(BLOCK);
+    for (o, x) in (&mut blocks).zip(input.chunks_exact(BLOCK)) {
+        let mut v = [T::ZERO; BLOCK];
+        v.copy_from_slice(x);
+        for _ in 0..times {
+            for e in &mut v {
+                *e = e.mul(*e);
+            }
+        }
+        o.copy_from_slice(&v);
+    }
+    let done = input.len() - blocks.into_remainder().len();
+    for (o, &x) in output[done..].iter_mut().zip(&input[done..]) {
         *o = power(x, times);
     }
 }
+
+multiversion!(pub(crate) fn power_slice_at<T: Num>(input: &[T], output: &mut [T], times: u32) => power_body);
+
+/// Fills `x` with the generated input `first, first + 1, ...` converted to
+/// `T` (`i as T`, wrapping for narrow integers; the indices wrap at 2^64), with the vector
+/// instructions of [`Level::current`].
+///
+/// ```
+/// let mut x = [0u8; 3];
+/// shmproc_kernels::iota(&mut x, 255);
+/// assert_eq!(x, [255, 0, 1]);
+/// ```
+pub fn iota<T: Num>(x: &mut [T], first: u64) {
+    iota_at(Level::current(), x, first);
+}
+
+#[inline(always)]
+fn iota_body<T: Num>(x: &mut [T], first: u64) {
+    for (v, k) in x.iter_mut().zip(0u64..) {
+        *v = T::from_index(first.wrapping_add(k));
+    }
+}
+
+multiversion!(pub(crate) fn iota_at<T: Num>(x: &mut [T], first: u64) => iota_body);
 
 /// `y = a * x + y` in `f32`, elementwise, without fused multiply-add.
 ///
@@ -42,10 +91,17 @@ pub fn power_slice<T: Num>(input: &[T], output: &mut [T], times: u32) {
 /// If the slices differ in length.
 pub fn saxpy_f32(a: f32, x: &[f32], y: &mut [f32]) {
     assert_eq!(x.len(), y.len(), "x and y lengths differ");
+    saxpy_f32_at(Level::current(), a, x, y);
+}
+
+#[inline(always)]
+fn saxpy_f32_body(a: f32, x: &[f32], y: &mut [f32]) {
     for (yi, &xi) in y.iter_mut().zip(x) {
         *yi += a * xi;
     }
 }
+
+multiversion!(pub(crate) fn saxpy_f32_at(a: f32, x: &[f32], y: &mut [f32]) => saxpy_f32_body);
 
 /// Scales every row of `rows` (consecutive runs of `row_len` elements) to unit
 /// Euclidean norm, writing into `out`; the norm is computed in `f64`. A row of
@@ -66,7 +122,7 @@ pub fn normalize_rows<T: Num>(rows: &[T], out: &mut [T], row_len: usize) {
         return;
     }
     assert!(
-        row_len > 0 && rows.len() % row_len == 0,
+        row_len > 0 && rows.len().is_multiple_of(row_len),
         "length is not a whole number of rows"
     );
     for (r, o) in rows
@@ -127,10 +183,7 @@ pub fn power_f64(mut x: f64, times: u32) -> f64 {
 /// # Panics
 /// If the slices differ in length.
 pub fn power_u64_slice(input: &[u64], output: &mut [u64], times: u32) {
-    assert_eq!(input.len(), output.len(), "input and output lengths differ");
-    for (o, &x) in output.iter_mut().zip(input) {
-        *o = power_u64(x, times);
-    }
+    power_slice(input, output, times);
 }
 
 /// Applies [`power_f64`] to every element of `input`, writing into `output`.
@@ -144,10 +197,7 @@ pub fn power_u64_slice(input: &[u64], output: &mut [u64], times: u32) {
 /// # Panics
 /// If the slices differ in length.
 pub fn power_f64_slice(input: &[f64], output: &mut [f64], times: u32) {
-    assert_eq!(input.len(), output.len(), "input and output lengths differ");
-    for (o, &x) in output.iter_mut().zip(input) {
-        *o = power_f64(x, times);
-    }
+    power_slice(input, output, times);
 }
 
 /// `y = a * x + y`, elementwise, without fused multiply-add (so the result is the
@@ -163,10 +213,17 @@ pub fn power_f64_slice(input: &[f64], output: &mut [f64], times: u32) {
 /// If the slices differ in length.
 pub fn saxpy(a: f64, x: &[f64], y: &mut [f64]) {
     assert_eq!(x.len(), y.len(), "x and y lengths differ");
+    saxpy_at(Level::current(), a, x, y);
+}
+
+#[inline(always)]
+fn saxpy_body(a: f64, x: &[f64], y: &mut [f64]) {
     for (yi, &xi) in y.iter_mut().zip(x) {
         *yi += a * xi;
     }
 }
+
+multiversion!(pub(crate) fn saxpy_at(a: f64, x: &[f64], y: &mut [f64]) => saxpy_body);
 
 #[cfg(test)]
 mod tests {

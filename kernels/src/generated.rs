@@ -110,7 +110,7 @@ pub fn monte_carlo_pi(seed: u64, range: Range<u64>) -> u64 {
 /// Integer square root: the largest `r` with `r * r <= n`.
 fn isqrt(n: u64) -> u64 {
     let mut r = (n as f64).sqrt() as u64;
-    while r.checked_mul(r).map_or(true, |sq| sq > n) {
+    while r.checked_mul(r).is_none_or(|sq| sq > n) {
         r -= 1;
     }
     while (r + 1).checked_mul(r + 1).is_some_and(|sq| sq <= n) {
@@ -261,7 +261,10 @@ mod tests {
     }
 
     fn is_prime_naive(n: u64) -> bool {
-        n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+        n >= 2
+            && (2..)
+                .take_while(|d| d * d <= n)
+                .all(|d| !n.is_multiple_of(d))
     }
 
     #[test]
@@ -303,7 +306,7 @@ mod tests {
             999_999_999_999,
         ] {
             let r = isqrt(n);
-            assert!(r * r <= n && (r + 1).checked_mul(r + 1).map_or(true, |s| s > n));
+            assert!(r * r <= n && (r + 1).checked_mul(r + 1).is_none_or(|s| s > n));
         }
     }
 }

@@ -363,7 +363,7 @@ pub fn check_inputs(
     count: usize,
 ) -> Result<(), KernelError> {
     let sig = kernel.signature();
-    let ok = count == sig.inputs && input.map_or(true, |d| sig.accepts(d));
+    let ok = count == sig.inputs && input.is_none_or(|d| sig.accepts(d));
     if ok && (count == 0) == input.is_none() {
         return Ok(());
     }

@@ -23,7 +23,7 @@
 //! assert_eq!(out, [1, 65536, 43046721]);
 //! # Ok::<(), shmproc_kernels::KernelError>(())
 //! ```
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod builtin;
@@ -35,6 +35,9 @@ pub mod kernel;
 mod params;
 mod reduce;
 pub mod rng;
+pub mod simd;
+#[cfg(test)]
+mod simd_tests;
 #[cfg(test)]
 mod tests;
 
@@ -44,8 +47,8 @@ pub use builtin::{
 };
 pub use dtype::{Dtype, Element, Num, Slice, SliceMut, Values};
 pub use elementwise::{
-    normalize_rows, power, power_f64, power_f64_slice, power_slice, power_u64, power_u64_slice,
-    saxpy, saxpy_f32,
+    iota, normalize_rows, power, power_f64, power_f64_slice, power_slice, power_u64,
+    power_u64_slice, saxpy, saxpy_f32,
 };
 pub use error::KernelError;
 pub use generated::{

@@ -2,33 +2,17 @@
 
 use crate::Num;
 
-/// Compensated (Neumaier) running sum.
-#[derive(Debug, Clone, Copy, Default)]
-struct Neumaier {
-    sum: f64,
-    comp: f64,
-}
+use crate::simd::{accumulate, multiversion, Lanes, Level, LANES};
+use crate::Slice;
 
-impl Neumaier {
-    #[inline]
-    fn add(&mut self, x: f64) {
-        let t = self.sum + x;
-        if self.sum.abs() >= x.abs() {
-            self.comp += (self.sum - t) + x;
-        } else {
-            self.comp += (x - t) + self.sum;
-        }
-        self.sum = t;
-    }
-
-    #[inline]
-    fn value(self) -> f64 {
-        self.sum + self.comp
-    }
-}
-
-/// Compensated (Neumaier) sum of `x`: the error does not grow with the length,
-/// and the result depends only on the order of `x`.
+/// Compensated sum of `x`: the error does not grow with the length, and the
+/// result depends only on the order of `x` (the same bits on every CPU).
+///
+/// Summation order: element `i` is added into lane `i % 16` of 16 running
+/// sums, each compensated (the exact rounding error of every addition,
+/// Knuth's TwoSum, accumulates beside it); then the 16 sums are added in lane
+/// order, compensated, and the 16 error terms in lane order, and the two
+/// results added. An infinity, NaN or overflow gives what a plain sum gives.
 ///
 /// ```
 /// let x = [1e16, 1.0, -1e16, 1.0];
@@ -39,34 +23,57 @@ pub fn sum(x: &[f64]) -> f64 {
     sum_float(x)
 }
 
-/// Compensated (Neumaier) sum of any numeric values, in `f64` (each value is
-/// converted exactly for `f32` and integers up to 2^53).
+/// Compensated sum of any numeric values, in `f64` (each value is converted
+/// exactly for `f32` and integers up to 2^53), in the order [`sum`] states.
 ///
 /// ```
 /// assert_eq!(shmproc_kernels::sum_float(&[0.5f32, 0.25]), 0.75);
 /// ```
 pub fn sum_float<T: Num>(x: &[T]) -> f64 {
-    let mut acc = Neumaier::default();
-    for &v in x {
-        acc.add(v.to_f64());
-    }
-    acc.value()
+    sum_float_at(Level::current(), x)
 }
 
-/// Compensated dot product of any numeric values, in `f64`.
+pub(crate) fn sum_float_at<T: Num>(level: Level, x: &[T]) -> f64 {
+    let mut lanes = Lanes::new();
+    match T::slice(x) {
+        Slice::F64(x) => accumulate(level, x, None, &mut lanes),
+        Slice::F32(x) => accumulate(level, x, None, &mut lanes),
+        _ => {
+            for (i, v) in x.iter().enumerate() {
+                lanes.add(i % LANES, v.to_f64());
+            }
+        }
+    }
+    lanes.total()
+}
+
+/// Compensated dot product of any numeric values, in `f64`: the products
+/// `x[i] * y[i]` (each rounded once in `f64`; exact for `f32` inputs) summed
+/// in the order [`sum`] states.
 ///
 /// # Panics
 /// If the slices differ in length.
 pub fn dot_float<T: Num>(x: &[T], y: &[T]) -> f64 {
-    assert_eq!(x.len(), y.len(), "x and y lengths differ");
-    let mut acc = Neumaier::default();
-    for (&a, &b) in x.iter().zip(y) {
-        acc.add(a.to_f64() * b.to_f64());
-    }
-    acc.value()
+    dot_float_at(Level::current(), x, y)
 }
 
-/// Compensated dot product `sum(x[i] * y[i])`.
+pub(crate) fn dot_float_at<T: Num>(level: Level, x: &[T], y: &[T]) -> f64 {
+    assert_eq!(x.len(), y.len(), "x and y lengths differ");
+    let mut lanes = Lanes::new();
+    match (T::slice(x), T::slice(y)) {
+        (Slice::F64(x), Slice::F64(y)) => accumulate(level, x, Some(y), &mut lanes),
+        (Slice::F32(x), Slice::F32(y)) => accumulate(level, x, Some(y), &mut lanes),
+        _ => {
+            for (i, (a, b)) in x.iter().zip(y).enumerate() {
+                lanes.add(i % LANES, a.to_f64() * b.to_f64());
+            }
+        }
+    }
+    lanes.total()
+}
+
+/// Compensated dot product `sum(x[i] * y[i])`, in the order [`dot_float`]
+/// states.
 ///
 /// ```
 /// assert_eq!(shmproc_kernels::dot(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]), 32.0);
@@ -118,23 +125,77 @@ pub fn histogram<T: Num>(x: &[T], lo: f64, hi: f64, counts: &mut [u64]) {
         lo.is_finite() && hi.is_finite() && lo < hi,
         "histogram range must be finite with lo < hi"
     );
-    let bins = counts.len() - 3;
+    histogram_at(Level::current(), x, lo, hi, counts);
+}
+
+/// Sub-histograms the counting alternates between, when the histogram is
+/// small enough to keep that many copies in cache: consecutive values in one
+/// bin then do not wait on each other's increments.
+const SUB: usize = 4;
+
+/// Elements whose slots are computed together (a loop the compiler
+/// vectorizes) before they are counted.
+const HIST_BLOCK: usize = 64;
+
+#[inline(always)]
+fn histogram_body<T: Num>(x: &[T], lo: f64, hi: f64, counts: &mut [u64]) {
+    let slots = counts.len();
+    let bins = slots - 3;
     let scale = bins as f64 / (hi - lo);
-    for v in x {
+    let last = (bins - 1) as f64;
+    let (over, under, nan) = (
+        hist_over(bins) as u32,
+        hist_under(bins) as u32,
+        hist_nan(bins) as u32,
+    );
+    let slot = |v: T| -> u32 {
         let v = v.to_f64();
-        let slot = if v.is_nan() {
-            hist_nan(bins)
-        } else if v < lo {
-            hist_under(bins)
-        } else if v >= hi {
-            hist_over(bins)
+        // v in [lo, hi): t >= 0; rounding may give `bins` for v just below
+        // hi, hence the min. The integer part of t (below 2^16) is read off
+        // the bits of t + 2^52 instead of a cast, and the rest is written as
+        // selects, so that the whole of it vectorizes.
+        let t = ((v - lo) * scale).max(0.0).min(last).floor();
+        let k = (t + 4_503_599_627_370_496.0).to_bits() as u32;
+        let s = if v >= hi { over } else { k };
+        let s = if v < lo { under } else { s };
+        if v.is_nan() {
+            nan
         } else {
-            // v in [lo, hi): t >= 0; rounding may give `bins` for v just below hi.
-            (((v - lo) * scale) as usize).min(bins - 1)
-        };
-        counts[slot] += 1;
+            s
+        }
+    };
+    let sub = if slots <= 4096 { SUB } else { 1 };
+    let mut copies = vec![0u64; slots * (sub - 1)];
+    let mut idx = [0u32; HIST_BLOCK];
+    let mut blocks = x.chunks_exact(HIST_BLOCK);
+    for b in &mut blocks {
+        for (i, &v) in idx.iter_mut().zip(b) {
+            *i = slot(v);
+        }
+        if sub == 1 {
+            for &i in &idx {
+                counts[i as usize] += 1;
+            }
+        } else {
+            for q in idx.chunks_exact(SUB) {
+                counts[q[0] as usize] += 1;
+                copies[q[1] as usize] += 1;
+                copies[slots + q[2] as usize] += 1;
+                copies[2 * slots + q[3] as usize] += 1;
+            }
+        }
+    }
+    for &v in blocks.remainder() {
+        counts[slot(v) as usize] += 1;
+    }
+    for c in copies.chunks_exact(slots) {
+        for (a, b) in counts.iter_mut().zip(c) {
+            *a += b;
+        }
     }
 }
+
+multiversion!(pub(crate) fn histogram_at<T: Num>(x: &[T], lo: f64, hi: f64, counts: &mut [u64]) => histogram_body);
 
 #[cfg(test)]
 mod tests {

@@ -119,7 +119,7 @@ impl<T: Pod> Message for Pods<T> {
 
     fn decode(bytes: &mut Vec<u8>) -> Result<Self> {
         let size = std::mem::size_of::<T>();
-        if size == 0 || bytes.len() % size != 0 {
+        if size == 0 || !bytes.len().is_multiple_of(size) {
             return Err(Error::Codec(format!(
                 "{} bytes are not a whole number of {}",
                 bytes.len(),

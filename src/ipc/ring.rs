@@ -148,7 +148,7 @@ pub(crate) struct RingBlock {
     join: Pad<JoinSide>,
 }
 
-const _: () = assert!(std::mem::size_of::<RingBlock>() % 64 == 0);
+const _: () = assert!(std::mem::size_of::<RingBlock>().is_multiple_of(64));
 const _: () = assert!(std::mem::align_of::<RingBlock>() == 64);
 
 // SAFETY: repr(C) all the way down; the tag (an AtomicU32) is the first field

@@ -123,7 +123,7 @@ pub(crate) struct SlotHeader {
 }
 
 pub(crate) const SLOT_SIZE: usize = std::mem::size_of::<SlotHeader>() + INLINE;
-const _: () = assert!(SLOT_SIZE % 64 == 0);
+const _: () = assert!(SLOT_SIZE.is_multiple_of(64));
 const _: () = assert!(std::mem::size_of::<Header>() == 192);
 
 /// A mapped control segment with its layout resolved.

@@ -708,7 +708,7 @@ impl Segment {
         let fits = offset
             .checked_add(len)
             .is_some_and(|end| end <= size && offset >= floor);
-        let aligned = align.is_power_of_two() && offset % align as u64 == 0;
+        let aligned = align.is_power_of_two() && offset.is_multiple_of(align as u64);
         if !fits || !aligned {
             return Err(Error::OutOfBounds {
                 what,

@@ -365,3 +365,57 @@ fn atomic_elements_of_every_width() {
     let e = SharedView::<i64>::from_slice(&[i64::MIN]).unwrap();
     assert_eq!(e.get(0), Some(i64::MIN));
 }
+
+/// The `THPeligible` line of the mapping that holds `addr`, in this
+/// process's /proc/self/smaps.
+fn thp_eligible(addr: usize) -> Option<bool> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+    let mut inside = false;
+    for line in smaps.lines() {
+        if let Some((range, _)) = line.split_once(' ') {
+            if let Some((a, b)) = range.split_once('-') {
+                if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+                {
+                    inside = a <= addr && addr < b;
+                    continue;
+                }
+            }
+        }
+        if inside {
+            if let Some(v) = line.strip_prefix("THPeligible:") {
+                return Some(v.trim() == "1");
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn large_segments_ask_for_huge_pages_and_work_where_the_kernel_refuses_them() {
+    // The shared-memory THP setting decides; `never` and `deny` refuse the
+    // advice (the fallback: 4 KiB pages), the others honour it.
+    let setting = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/shmem_enabled")
+        .unwrap_or_default();
+    let chosen = setting
+        .split_whitespace()
+        .find(|w| w.starts_with('['))
+        .map(|w| w.trim_matches(|c| c == '[' || c == ']').to_owned());
+    for seg in [
+        Segment::builder().memfd().create(8 << 20).unwrap(),
+        Segment::create(8 << 20).unwrap(),
+    ] {
+        let seg = Arc::new(seg);
+        let n = (8 << 20) / 8 - 1024;
+        let a = SharedView::<u64>::new_in(&seg, n).unwrap();
+        a.copy_from_slice(&(0..n as u64).collect::<Vec<_>>());
+        let other = Arc::new(Segment::open_handle(&seg.handle()).unwrap());
+        let b = SharedView::<u64>::attach_in(Arc::clone(&other), &a.handle()).unwrap();
+        assert_eq!(b.to_vec(), (0..n as u64).collect::<Vec<_>>());
+        let eligible = thp_eligible(seg.as_ptr() as usize);
+        match chosen.as_deref() {
+            Some("never") | Some("deny") => assert_eq!(eligible, Some(false), "{setting}"),
+            Some(_) if eligible.is_some() => assert_eq!(eligible, Some(true), "{setting}"),
+            _ => {} // no THP in this kernel: nothing to check beyond the data
+        }
+    }
+}

@@ -13,7 +13,7 @@
 //! generated input the whole chunk's input is generated into scratch.
 
 use shmproc_kernels::{
-    run_chunk, Chunk, Dtype, Kernel, KernelError, Kind, Num, Params, Slice, SliceMut, Values,
+    iota, run_chunk, Chunk, Dtype, Kernel, KernelError, Kind, Params, Slice, SliceMut, Values,
 };
 use std::cell::RefCell;
 use std::ops::Range;
@@ -79,12 +79,6 @@ fn sized(buf: &mut Values, dtype: Dtype, len: usize) -> SliceMut<'_> {
     buf.as_slice_mut().into_range(0..len)
 }
 
-fn fill_iota<T: Num>(x: &mut [T], first: usize) {
-    for (v, i) in x.iter_mut().zip(first as u64..) {
-        *v = T::from_index(i);
-    }
-}
-
 /// Elements `r` of the generated input `0, 1, 2, ...` as `dtype` values
 /// (`bool`: index `i` is true when odd).
 fn iota_into(buf: &mut Values, dtype: Dtype, r: Range<usize>) -> Slice<'_> {
@@ -95,16 +89,16 @@ fn iota_into(buf: &mut Values, dtype: Dtype, r: Range<usize>) -> Slice<'_> {
                 *v = (i & 1) as u8;
             }
         }
-        SliceMut::I8(x) => fill_iota(x, r.start),
-        SliceMut::I16(x) => fill_iota(x, r.start),
-        SliceMut::I32(x) => fill_iota(x, r.start),
-        SliceMut::I64(x) => fill_iota(x, r.start),
-        SliceMut::U8(x) => fill_iota(x, r.start),
-        SliceMut::U16(x) => fill_iota(x, r.start),
-        SliceMut::U32(x) => fill_iota(x, r.start),
-        SliceMut::U64(x) => fill_iota(x, r.start),
-        SliceMut::F32(x) => fill_iota(x, r.start),
-        SliceMut::F64(x) => fill_iota(x, r.start),
+        SliceMut::I8(x) => iota(x, r.start as u64),
+        SliceMut::I16(x) => iota(x, r.start as u64),
+        SliceMut::I32(x) => iota(x, r.start as u64),
+        SliceMut::I64(x) => iota(x, r.start as u64),
+        SliceMut::U8(x) => iota(x, r.start as u64),
+        SliceMut::U16(x) => iota(x, r.start as u64),
+        SliceMut::U32(x) => iota(x, r.start as u64),
+        SliceMut::U64(x) => iota(x, r.start as u64),
+        SliceMut::F32(x) => iota(x, r.start as u64),
+        SliceMut::F64(x) => iota(x, r.start as u64),
     }
     buf.as_slice().slice(0..r.len())
 }

@@ -6,7 +6,7 @@ use super::files::raw_default;
 use super::svg::{speedup_plot, Panel, Series};
 use super::{BenchArgs, CliError};
 use crate::backend::{self, Backend, Job, KernelRef, RunError, RunOptions, SharedValues};
-use crate::Registry;
+use crate::{compare, Registry};
 use shmproc_kernels::{rng::SplitMix64, Dtype, Kind, Params, Slice, Values};
 use std::time::Instant;
 
@@ -32,6 +32,30 @@ struct Point {
     speedup: f64,
     /// This median / rayon's median at the same worker count.
     vs_rayon: Option<f64>,
+    /// Bytes read and written per second (inputs read, a map's output
+    /// written, an in-place output read and written).
+    bytes_per_s: f64,
+    /// `bytes_per_s` over the probed read bandwidth at this worker count.
+    of_bandwidth: Option<f64>,
+    /// This median / numpy's median (`--vs-numpy`, when numpy has the kernel).
+    vs_numpy: Option<f64>,
+}
+
+/// numpy's time for one kernel (`--vs-numpy`).
+#[derive(Debug, Clone, serde::Serialize)]
+struct NumpyPoint {
+    kernel: &'static str,
+    n: usize,
+    dtype: String,
+    /// Median seconds, one thread; `None` when numpy has no equivalent.
+    median_s: Option<f64>,
+}
+
+/// The probed read bandwidth at one worker count.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Bandwidth {
+    workers: usize,
+    bytes_per_s: f64,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -97,6 +121,10 @@ struct Workload<'k> {
     y: Option<SharedValues>,
     out_init: Values,
     out: SharedValues,
+    /// Element type of the inputs (`None`: generated kernel).
+    in_dtype: Option<Dtype>,
+    /// Bytes one run moves (see [`compare::bytes_moved`]).
+    bytes: usize,
 }
 
 impl<'k> Workload<'k> {
@@ -145,6 +173,11 @@ impl<'k> Workload<'k> {
             Kind::Reduce => Values::zeros(out_dtype, kernel.acc_len(&params)),
             Kind::Map => Values::zeros(out_dtype, n),
         };
+        let bytes = compare::bytes_moved(
+            &[x.as_ref(), y.as_ref()],
+            (sig.kind != Kind::Reduce).then_some(&out_init),
+            sig.kind == Kind::InPlace,
+        );
         let shm = |v: &Values| {
             SharedValues::from_slice(v.as_slice())
                 .map_err(|e| CliError::new(format!("cannot allocate shared memory: {e}")))
@@ -156,7 +189,9 @@ impl<'k> Workload<'k> {
             x: x.as_ref().map(shm).transpose()?,
             y: y.as_ref().map(shm).transpose()?,
             out: shm(&out_init)?,
+            in_dtype: x.as_ref().map(Values::dtype),
             out_init,
+            bytes,
         })
     }
 
@@ -250,7 +285,7 @@ fn params_for(kr: &KernelRef, pairs: &[String]) -> Result<Params, CliError> {
 fn median(times: &mut [f64]) -> f64 {
     times.sort_by(f64::total_cmp);
     let m = times.len() / 2;
-    if times.len() % 2 == 0 {
+    if times.len().is_multiple_of(2) {
         (times[m - 1] + times[m]) / 2.0
     } else {
         times[m]
@@ -310,7 +345,24 @@ pub(super) fn bench(args: BenchArgs, registry: &Registry) -> Result<(), CliError
     workers.sort_unstable();
     workers.dedup();
 
+    let numpy = if args.vs_numpy {
+        Some(compare::numpy_version().map_err(CliError::new)?)
+    } else {
+        None
+    };
+    let mut bandwidth: Vec<Bandwidth> = Vec::new();
+    for nw in std::iter::once(1).chain(workers.iter().copied()) {
+        if bandwidth.iter().all(|b| b.workers != nw) {
+            let bytes_per_s =
+                compare::read_bandwidth(nw, compare::PROBE_BYTES, 5).map_err(CliError::new)?;
+            bandwidth.push(Bandwidth {
+                workers: nw,
+                bytes_per_s,
+            });
+        }
+    }
     let mut points: Vec<Point> = Vec::new();
+    let mut numpy_points: Vec<NumpyPoint> = Vec::new();
     for &kr in &kernels {
         let kernel = kr.kernel();
         let params = params_for(kr, &args.params)?;
@@ -354,6 +406,9 @@ pub(super) fn bench(args: BenchArgs, registry: &Registry) -> Result<(), CliError
                     items_per_s: if med > 0.0 { w.n as f64 / med } else { 0.0 },
                     speedup: 0.0,
                     vs_rayon: None,
+                    bytes_per_s: if med > 0.0 { w.bytes as f64 / med } else { 0.0 },
+                    of_bandwidth: None,
+                    vs_numpy: None,
                 });
             }
         }
@@ -366,8 +421,38 @@ pub(super) fn bench(args: BenchArgs, registry: &Registry) -> Result<(), CliError
             .filter(|p| p.backend == "rayon")
             .map(|p| (p.workers, p.median_s))
             .collect();
+        let numpy_s = match (&numpy, w.in_dtype) {
+            (Some(_), Some(dtype)) => {
+                let pairs: Vec<(&str, String)> = kernel
+                    .params()
+                    .iter()
+                    .map(|spec| {
+                        (
+                            spec.name,
+                            w.params.get(spec.name).unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect();
+                let t = compare::numpy_time(kernel.name(), w.n, dtype, &pairs, args.repeat)
+                    .map_err(CliError::new)?;
+                numpy_points.push(NumpyPoint {
+                    kernel: kernel.name(),
+                    n: w.n,
+                    dtype: dtype.to_string(),
+                    median_s: t,
+                });
+                t
+            }
+            _ => None,
+        };
         for p in &mut kernel_points {
             p.speedup = seq / p.median_s;
+            p.vs_numpy = numpy_s.map(|t| p.median_s / t);
+            p.of_bandwidth = bandwidth
+                .iter()
+                .find(|b| b.workers == p.workers)
+                .filter(|_| p.bytes_per_s > 0.0)
+                .map(|b| p.bytes_per_s / b.bytes_per_s);
             p.vs_rayon = rayon
                 .iter()
                 .find(|(nw, _)| *nw == p.workers)
@@ -382,11 +467,21 @@ pub(super) fn bench(args: BenchArgs, registry: &Registry) -> Result<(), CliError
             "machine": m,
             "repeat": args.repeat,
             "chunk": args.chunk,
+            "simd": shmproc_kernels::simd::Level::current().name(),
+            "read_bandwidth": bandwidth,
+            "numpy_version": numpy,
+            "numpy": numpy_points,
             "results": points,
         });
         println!("{obj}");
     } else {
-        print_tables(&m, &kernels, &points, args.repeat);
+        let env = Env {
+            repeat: args.repeat,
+            bandwidth: &bandwidth,
+            numpy: numpy.as_deref(),
+            numpy_points: &numpy_points,
+        };
+        print_tables(&m, &kernels, &points, &env);
     }
     if let Some(path) = &args.plot {
         let panels: Vec<Panel> = kernels
@@ -422,23 +517,61 @@ pub(super) fn bench(args: BenchArgs, registry: &Registry) -> Result<(), CliError
     Ok(())
 }
 
-fn print_tables(m: &Machine, kernels: &[&KernelRef], points: &[Point], repeat: usize) {
+/// What the tables print besides the points.
+struct Env<'a> {
+    repeat: usize,
+    bandwidth: &'a [Bandwidth],
+    numpy: Option<&'a str>,
+    numpy_points: &'a [NumpyPoint],
+}
+
+fn print_tables(m: &Machine, kernels: &[&KernelRef], points: &[Point], env: &Env<'_>) {
     println!(
-        "machine: {} ({} CPUs) | {} | commit {} | median of {repeat} runs after 1 warm-up",
-        m.cpu, m.cores, m.rustc, m.commit
+        "machine: {} ({} CPUs) | {} | commit {} | simd {} | median of {} runs after 1 warm-up",
+        m.cpu,
+        m.cores,
+        m.rustc,
+        m.commit,
+        shmproc_kernels::simd::Level::current(),
+        env.repeat
     );
+    let bw: Vec<String> = env
+        .bandwidth
+        .iter()
+        .map(|b| format!("{} GB/s with {}", fmt_gbs(b.bytes_per_s), b.workers))
+        .collect();
+    println!(
+        "read bandwidth (u64 sum over {} MiB of shared memory, best of 5): {}",
+        compare::PROBE_BYTES >> 20,
+        bw.join(", ")
+    );
+    if let Some(v) = env.numpy {
+        println!("numpy {v}, one thread (OPENBLAS_NUM_THREADS=1), same size and dtype; /numpy = this time / numpy's");
+    }
     for k in kernels {
         let rows: Vec<&Point> = points.iter().filter(|p| p.kernel == k.name()).collect();
         let Some(first) = rows.first() else { continue };
         println!();
         println!("{} (n = {})", k.name(), first.n);
         println!(
-            "{:<16} {:>7} {:>11} {:>11} {:>11} {:>11} {:>11} {:>8} {:>8}",
-            "backend", "workers", "median", "min", "max", "first", "items/s", "speedup", "/rayon"
+            "{:<16} {:>7} {:>11} {:>11} {:>11} {:>11} {:>11} {:>8} {:>8} {:>7} {:>5} {:>7}",
+            "backend",
+            "workers",
+            "median",
+            "min",
+            "max",
+            "first",
+            "items/s",
+            "speedup",
+            "/rayon",
+            "GB/s",
+            "%bw",
+            "/numpy"
         );
+        let ratio = |r: Option<f64>| r.map_or("-".to_owned(), |r| format!("{r:.2}x"));
         for p in rows {
             println!(
-                "{:<16} {:>7} {:>11} {:>11} {:>11} {:>11} {:>11.3e} {:>7.2}x {:>8}",
+                "{:<16} {:>7} {:>11} {:>11} {:>11} {:>11} {:>11.3e} {:>7.2}x {:>8} {:>7} {:>5} {:>7}",
                 p.backend,
                 p.workers,
                 fmt_time(p.median_s),
@@ -447,10 +580,33 @@ fn print_tables(m: &Machine, kernels: &[&KernelRef], points: &[Point], repeat: u
                 fmt_time(p.first_s),
                 p.items_per_s,
                 p.speedup,
-                p.vs_rayon.map_or("-".to_owned(), |r| format!("{r:.2}x"))
+                ratio(p.vs_rayon),
+                if p.bytes_per_s > 0.0 { fmt_gbs(p.bytes_per_s) } else { "-".to_owned() },
+                p.of_bandwidth.map_or("-".to_owned(), |f| format!("{:.0}%", f * 100.0)),
+                ratio(p.vs_numpy),
             );
         }
+        if let Some(np) = env.numpy_points.iter().find(|p| p.kernel == k.name()) {
+            match np.median_s {
+                Some(t) => println!(
+                    "{:<16} {:>7} {:>11}   ({}, {:.3e} items/s)",
+                    "numpy",
+                    1,
+                    fmt_time(t),
+                    np.dtype,
+                    np.n as f64 / t
+                ),
+                None => println!(
+                    "{:<16} {:>7} {:>11}   (no single numpy equivalent)",
+                    "numpy", 1, "-"
+                ),
+            }
+        }
     }
+}
+
+fn fmt_gbs(bytes_per_s: f64) -> String {
+    format!("{:.1}", bytes_per_s / 1e9)
 }
 
 #[cfg(test)]

@@ -163,7 +163,7 @@ pub(super) fn load(
     };
     let len: usize = shape.iter().product();
     let bytes = &map[offset..offset + len * dtype.size()];
-    if (bytes.as_ptr() as usize) % dtype.size() != 0 {
+    if !(bytes.as_ptr() as usize).is_multiple_of(dtype.size()) {
         // Misaligned data (a header length that is not a multiple of the
         // element size): copy.
         let values = values_from_le(dtype, bytes);

@@ -138,6 +138,10 @@ struct BenchArgs {
     /// Write an SVG plot of speed-up against workers.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
+    /// Also time numpy on each kernel it has (same size and dtype, one
+    /// thread, in a python3 subprocess) and print /numpy ratios.
+    #[arg(long)]
+    vs_numpy: bool,
 }
 
 /// Runs the command line with these kernels and returns the process exit

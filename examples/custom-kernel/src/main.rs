@@ -25,7 +25,7 @@ struct Collatz;
 fn collatz_steps(mut n: u64, max_steps: u64) -> u64 {
     let mut steps = 0;
     while n > 1 && steps < max_steps {
-        n = if n % 2 == 0 {
+        n = if n.is_multiple_of(2) {
             n / 2
         } else {
             n.wrapping_mul(3).wrapping_add(1)
