@@ -885,3 +885,68 @@ fn ctrl_c_leaves_no_segment_no_output_and_no_worker() {
         assert!(!alive(w), "worker {w} outlived the run");
     }
 }
+
+/// `SHMPROC_SIMD` caps the vector instructions the kernels use; every cap
+/// must give the same bits: the same checksum, the same reduction result
+/// and the same output file, on the zero-copy process backend.
+#[test]
+fn every_simd_level_gives_the_same_results_end_to_end() {
+    let (_dir, d) = tmp();
+    let cases: &[&[&str]] = &[
+        &["power", "--dtype", "u64"],
+        &["power", "--dtype", "i16"],
+        &["power", "--dtype", "f32"],
+        &["power", "--dtype", "f64"],
+        &["sum", "--dtype", "f64"],
+        &["sum", "--dtype", "f32"],
+        &["sum", "--dtype", "i8"],
+        &["dot", "--dtype", "f64"],
+        &["dot", "--dtype", "f32"],
+        &["dot", "--dtype", "u32"],
+        &["saxpy", "--dtype", "f64"],
+        &["saxpy", "--dtype", "f32"],
+        &[
+            "histogram",
+            "--dtype",
+            "f64",
+            "--param",
+            "hi=100000",
+            "--param",
+            "bins=7",
+        ],
+        &["mandelbrot"],
+    ];
+    for case in cases {
+        let mut outputs: Vec<(serde_json::Value, Vec<u8>)> = Vec::new();
+        for level in ["portable", "avx2", "avx512"] {
+            let out = d.join(format!("{}-{level}.npy", case.join("-")));
+            let mut args = vec!["run"];
+            args.extend_from_slice(case);
+            args.extend(["--n", "100003", "--backend", "processes", "--json"]);
+            let is_map = !["sum", "dot", "histogram"].contains(&case[0]);
+            if is_map {
+                args.extend(["--output", path_str(&out)]);
+            }
+            let o = Command::new(env!("CARGO_BIN_EXE_shmproc"))
+                .args(&args)
+                .env("SHMPROC_SIMD", level)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{args:?} at {level}: {}", stderr(&o));
+            let mut v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            let obj = v.as_object_mut().unwrap();
+            obj.remove("elapsed_s");
+            obj.remove("items_per_s");
+            let bytes = if is_map {
+                std::fs::read(&out).unwrap()
+            } else {
+                Vec::new()
+            };
+            outputs.push((v, bytes));
+        }
+        for o in &outputs[1..] {
+            assert_eq!(o.0, outputs[0].0, "{case:?}");
+            assert!(o.1 == outputs[0].1, "{case:?}: output files differ");
+        }
+    }
+}

@@ -126,46 +126,6 @@ fn acc_dtype(d: Option<Dtype>) -> Dtype {
     }
 }
 
-macro_rules! int_fold {
-    ($x:expr, $acc:ty, |$a:ident, $v:ident| $step:expr) => {
-        match $x {
-            Slice::I8(s) => s.iter().fold(0 as $acc, |$a, &$v| {
-                let $v = $v as $acc;
-                $step
-            }),
-            Slice::I16(s) => s.iter().fold(0 as $acc, |$a, &$v| {
-                let $v = $v as $acc;
-                $step
-            }),
-            Slice::I32(s) => s.iter().fold(0 as $acc, |$a, &$v| {
-                let $v = $v as $acc;
-                $step
-            }),
-            Slice::I64(s) => s.iter().fold(0 as $acc, |$a, &$v| {
-                let $v = $v as $acc;
-                $step
-            }),
-            Slice::U8(s) => s.iter().fold(0 as $acc, |$a, &$v| {
-                let $v = $v as $acc;
-                $step
-            }),
-            Slice::U16(s) => s.iter().fold(0 as $acc, |$a, &$v| {
-                let $v = $v as $acc;
-                $step
-            }),
-            Slice::U32(s) => s.iter().fold(0 as $acc, |$a, &$v| {
-                let $v = $v as $acc;
-                $step
-            }),
-            Slice::U64(s) => s.iter().fold(0 as $acc, |$a, &$v| {
-                let $v = $v as $acc;
-                $step
-            }),
-            _ => 0 as $acc,
-        }
-    };
-}
-
 impl Kernel for Sum {
     fn name(&self) -> &'static str {
         "sum"
@@ -187,12 +147,10 @@ impl Kernel for Sum {
             (Slice::Bool(x), SliceMut::U64(acc)) => {
                 acc[0] = x.iter().filter(|&&b| b != 0).count() as u64
             }
-            (x, SliceMut::I64(acc)) if x.dtype().is_signed() => {
-                acc[0] = int_fold!(x, i64, |a, v| a.wrapping_add(v))
-            }
-            (x, SliceMut::U64(acc)) if x.dtype().is_integer() => {
-                acc[0] = int_fold!(x, u64, |a, v| a.wrapping_add(v))
-            }
+            // The checksum of integers is their wrapping sum, each value
+            // sign- or zero-extended to 64 bits: the i64 / u64 wrapping sum.
+            (x, SliceMut::I64(acc)) if x.dtype().is_signed() => acc[0] = x.checksum() as i64,
+            (x, SliceMut::U64(acc)) if x.dtype().is_integer() => acc[0] = x.checksum(),
             (x, out) => {
                 return Err(KernelError::WrongDtype {
                     kernel: "sum",
@@ -220,13 +178,11 @@ impl Kernel for Dot {
     }
     fn run(&self, _: &Params, c: Chunk<'_>) -> Result<(), KernelError> {
         let (x, y) = (c.x()?, c.y()?);
+        let level = crate::simd::Level::current();
         macro_rules! int_dot {
-            ($acc:ty, $($v:ident),*) => {
+            ($($v:ident),*) => {
                 match (x, y) {
-                    $((Slice::$v(x), Slice::$v(y)) => x
-                        .iter()
-                        .zip(y)
-                        .fold(0 as $acc, |a, (&p, &q)| a.wrapping_add((p as $acc).wrapping_mul(q as $acc))),)*
+                    $((Slice::$v(x), Slice::$v(y)) => crate::dtype::wrapping_dot_at(level, x, y),)*
                     _ => 0,
                 }
             };
@@ -234,8 +190,8 @@ impl Kernel for Dot {
         match (x, y, c.out) {
             (Slice::F32(x), Slice::F32(y), SliceMut::F64(acc)) => acc[0] = dot_float(x, y),
             (Slice::F64(x), Slice::F64(y), SliceMut::F64(acc)) => acc[0] = dot_float(x, y),
-            (_, _, SliceMut::I64(acc)) => acc[0] = int_dot!(i64, I8, I16, I32, I64),
-            (_, _, SliceMut::U64(acc)) => acc[0] = int_dot!(u64, U8, U16, U32, U64),
+            (_, _, SliceMut::I64(acc)) => acc[0] = int_dot!(I8, I16, I32, I64) as i64,
+            (_, _, SliceMut::U64(acc)) => acc[0] = int_dot!(U8, U16, U32, U64),
             (x, _, out) => {
                 return Err(KernelError::WrongDtype {
                     kernel: "dot",

@@ -489,8 +489,10 @@ erased! {
     Bool(u8), I8(i8), I16(i16), I32(i32), I64(i64), U8(u8), U16(u16), U32(u32), U64(u64), F32(f32), F64(f64),
 }
 
-/// How a value enters a checksum.
-trait Checksum: Copy {
+/// How a value enters a checksum: integers sign- or zero-extended to 64
+/// bits (so wrapping sums and products of these are the `i64` / `u64`
+/// wrapping results), floats as their IEEE-754 bits.
+pub(crate) trait Checksum: Copy {
     fn bits(self) -> u64;
 }
 
@@ -499,7 +501,20 @@ fn checksum_body<T: Checksum>(s: &[T]) -> u64 {
     s.iter().fold(0u64, |a, &x| a.wrapping_add(x.bits()))
 }
 
-crate::simd::multiversion!(fn checksum_at<T: Checksum>(s: &[T]) -> u64 => checksum_body);
+crate::simd::multiversion!(pub(crate) fn checksum_at<T: Checksum>(s: &[T]) -> u64 => checksum_body);
+
+#[inline(always)]
+fn wrapping_dot_body<T: Checksum>(x: &[T], y: &[T]) -> u64 {
+    x.iter().zip(y).fold(0u64, |a, (&p, &q)| {
+        a.wrapping_add(p.bits().wrapping_mul(q.bits()))
+    })
+}
+
+crate::simd::multiversion!(
+    /// Wrapping sum of the products of the 64-bit extensions of `x[i]` and
+    /// `y[i]` (for integers: the `i64` / `u64` wrapping dot product).
+    pub(crate) fn wrapping_dot_at<T: Checksum>(x: &[T], y: &[T]) -> u64 => wrapping_dot_body
+);
 
 macro_rules! checksum_int {
     ($($t:ty),*) => {$(impl Checksum for $t { #[inline(always)] fn bits(self) -> u64 { self as u64 } })*};

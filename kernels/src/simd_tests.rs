@@ -1,6 +1,7 @@
 //! The vector paths against the portable one, bit for bit, and the
 //! compensated reductions against an exact sum.
 
+use crate::dtype::{checksum_at, wrapping_dot_at};
 use crate::elementwise::{iota_at, power_slice_at, saxpy_at, saxpy_f32_at};
 use crate::reduce::{dot_float_at, histogram_at, sum_float_at};
 use crate::rng::SplitMix64;
@@ -49,6 +50,9 @@ fn reductions_give_the_same_bits_on_every_level() {
             let x32: Vec<f32> = floats(seed as u64 + 200, n, spread);
             let y32: Vec<f32> = floats(seed as u64 + 300, n, spread);
             let xi: Vec<i32> = ints(seed as u64, n);
+            let yi: Vec<i32> = ints(seed as u64 + 400, n);
+            let (xu, yu): (Vec<u64>, Vec<u64>) =
+                (ints(seed as u64 + 500, n), ints(seed as u64 + 600, n));
             let p = Level::available()[0];
             let want = (
                 sum_float_at(p, &x64).to_bits(),
@@ -56,7 +60,16 @@ fn reductions_give_the_same_bits_on_every_level() {
                 sum_float_at(p, &x32).to_bits(),
                 dot_float_at(p, &x32, &y32).to_bits(),
                 sum_float_at(p, &xi).to_bits(),
+                wrapping_dot_at(p, &xi, &yi),
+                wrapping_dot_at(p, &xu, &yu),
+                checksum_at(p, &xu),
+                checksum_at(p, &x64),
             );
+            // The integer dot is the i64 wrapping dot product.
+            let naive = xi.iter().zip(&yi).fold(0i64, |a, (&p, &q)| {
+                a.wrapping_add(i64::from(p).wrapping_mul(i64::from(q)))
+            });
+            assert_eq!(want.5 as i64, naive);
             for l in levels() {
                 let got = (
                     sum_float_at(l, &x64).to_bits(),
@@ -64,6 +77,10 @@ fn reductions_give_the_same_bits_on_every_level() {
                     sum_float_at(l, &x32).to_bits(),
                     dot_float_at(l, &x32, &y32).to_bits(),
                     sum_float_at(l, &xi).to_bits(),
+                    wrapping_dot_at(l, &xi, &yi),
+                    wrapping_dot_at(l, &xu, &yu),
+                    checksum_at(l, &xu),
+                    checksum_at(l, &x64),
                 );
                 assert_eq!(got, want, "{l} n={n} spread={spread}");
             }
