@@ -501,7 +501,7 @@ fn checksum_body<T: Checksum>(s: &[T]) -> u64 {
     s.iter().fold(0u64, |a, &x| a.wrapping_add(x.bits()))
 }
 
-crate::simd::multiversion!(pub(crate) fn checksum_at<T: Checksum>(s: &[T]) -> u64 => checksum_body);
+crate::multiversion!(pub(crate) fn checksum_at<T: Checksum>(s: &[T]) -> u64 => checksum_body);
 
 #[inline(always)]
 fn wrapping_dot_body<T: Checksum>(x: &[T], y: &[T]) -> u64 {
@@ -510,7 +510,7 @@ fn wrapping_dot_body<T: Checksum>(x: &[T], y: &[T]) -> u64 {
     })
 }
 
-crate::simd::multiversion!(
+crate::multiversion!(
     /// Wrapping sum of the products of the 64-bit extensions of `x[i]` and
     /// `y[i]` (for integers: the `i64` / `u64` wrapping dot product).
     pub(crate) fn wrapping_dot_at<T: Checksum>(x: &[T], y: &[T]) -> u64 => wrapping_dot_body

@@ -1,6 +1,7 @@
 //! Elementwise kernels: one output per input element.
 
-use crate::simd::{multiversion, Level};
+use crate::multiversion;
+use crate::simd::Level;
 use crate::Num;
 
 /// Elements squared together in a block: the squarings run over a block held

@@ -2,7 +2,8 @@
 
 use crate::Num;
 
-use crate::simd::{accumulate, multiversion, Lanes, Level, LANES};
+use crate::multiversion;
+use crate::simd::{accumulate, Lanes, Level, LANES};
 use crate::Slice;
 
 /// Compensated sum of `x`: the error does not grow with the length, and the

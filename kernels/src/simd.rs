@@ -35,8 +35,12 @@ pub const LANES: usize = 16;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Level(Isa);
 
+/// The instruction sets behind a [`Level`]; public only for
+/// [`multiversion!`](crate::multiversion), which matches on it. Holding an
+/// `Isa` proves nothing: only a `Level` does.
+#[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum Isa {
+pub enum Isa {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Avx2,
@@ -98,7 +102,9 @@ impl Level {
         }
     }
 
-    pub(crate) fn isa(self) -> Isa {
+    /// The instruction set (for [`multiversion!`](crate::multiversion)).
+    #[doc(hidden)]
+    pub fn isa(self) -> Isa {
         self.0
     }
 }
@@ -125,7 +131,32 @@ fn avx512() -> bool {
 
 /// Defines `$name(level, args) -> ret`, which runs the `#[inline(always)]`
 /// function `$body(args)` compiled for `level`: AVX-512, AVX2 or the
-/// baseline target. The body is the same code in all three.
+/// baseline target. The body is the same code in all three, so it computes
+/// the same results as long as it does not depend on the vector width
+/// itself (plain Rust never does: the compiler neither reassociates
+/// floating-point operations nor fuses them).
+///
+/// This is how the built-in kernels reach vector speed, and a user's kernel
+/// can do the same: write the loop as a generic `#[inline(always)]`
+/// function (without the attribute the body is called, not compiled for
+/// the level), and call the generated function with [`Level::current`].
+///
+/// ```
+/// use shmproc_kernels::{multiversion, simd::Level, Num};
+///
+/// #[inline(always)]
+/// fn triple_body<T: Num>(x: &[T], out: &mut [T]) {
+///     for (o, &v) in out.iter_mut().zip(x) {
+///         *o = v.add(v).add(v);
+///     }
+/// }
+/// multiversion!(fn triple<T: Num>(x: &[T], out: &mut [T]) => triple_body);
+///
+/// let mut out = [0u64; 3];
+/// triple(Level::current(), &[1, 2, 3], &mut out);
+/// assert_eq!(out, [3, 6, 9]);
+/// ```
+#[macro_export]
 macro_rules! multiversion {
     ($(#[$m:meta])* $vis:vis fn $name:ident $(<$($g:ident : $bound:path),*>)?
         ($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:ident) => {
@@ -153,7 +184,6 @@ macro_rules! multiversion {
         }
     };
 }
-pub(crate) use multiversion;
 
 /// [`LANES`] compensated running sums: lane `k` holds a sum `s[k]` and the
 /// accumulated rounding errors `c[k]` of its additions.

@@ -462,6 +462,12 @@ impl Shared {
         rec.state
             .store(super::control::W_STARTING, Ordering::Relaxed);
         rec.msg_len.store(0, Ordering::Relaxed);
+        // The gate is shut again for a replacement: the dead worker it
+        // replaces had it open, and a replacement must claim nothing before
+        // `let_serve` (it did, and a pool's statistics could then miss a
+        // worker that had already run a task). The child is created after
+        // this store, so it reads it.
+        rec.go.store(0, Ordering::Relaxed);
         let payload = postcard::to_stdvec(&boot)?;
         let server = lock(&self.server).clone();
         let child = match server {
