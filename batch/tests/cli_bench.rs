@@ -298,3 +298,39 @@ fn vs_numpy_without_python_is_a_clear_error() {
         String::from_utf8_lossy(&o.stdout)
     );
 }
+
+#[test]
+fn shmproc_simd_caps_the_level_the_kernels_use() {
+    let level = |cap: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_shmproc"));
+        c.args([
+            "bench",
+            "--kernel",
+            "sum",
+            "--n",
+            "100",
+            "--workers",
+            "1",
+            "--repeat",
+            "1",
+        ])
+        .args(["--backend", "sequential", "--json"]);
+        if let Some(cap) = cap {
+            c.env("SHMPROC_SIMD", cap);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["simd"].as_str().unwrap().to_owned()
+    };
+    let best = level(None);
+    assert_eq!(level(Some("portable")), "portable");
+    // A cap above what the CPU has gives what it has; an unknown one is ignored.
+    assert_eq!(level(Some("avx512")), best);
+    assert_eq!(level(Some("sse9")), best);
+    let avx2 = level(Some("avx2"));
+    assert!(
+        avx2 == "avx2" || (best == "portable" && avx2 == "portable"),
+        "{avx2} / {best}"
+    );
+}

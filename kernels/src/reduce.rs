@@ -146,6 +146,10 @@ const SMALL: usize = 259;
 /// vectorizes) before they are counted.
 const HIST_BLOCK: usize = 64;
 
+/// 2^52: adding it to a value in [0, 2^52) leaves that value rounded to an
+/// integer in the low mantissa bits.
+const MAGIC: f64 = 4_503_599_627_370_496.0;
+
 #[inline(always)]
 fn histogram_body<T: Num>(x: &[T], lo: f64, hi: f64, counts: &mut [u64]) {
     let slots = counts.len();
@@ -161,10 +165,13 @@ fn histogram_body<T: Num>(x: &[T], lo: f64, hi: f64, counts: &mut [u64]) {
         let v = v.to_f64();
         // v in [lo, hi): t >= 0; rounding may give `bins` for v just below
         // hi, hence the min. The integer part of t (below 2^16) is read off
-        // the bits of t + 2^52 instead of a cast, and the rest is written as
-        // selects, so that the whole of it vectorizes.
-        let t = ((v - lo) * scale).max(0.0).min(last).floor();
-        let k = (t + 4_503_599_627_370_496.0).to_bits() as u32;
+        // the bits of t + 2^52 (rounded to nearest, then one less if that
+        // rounded up) instead of a cast, and the rest is written as selects,
+        // so that the whole of it vectorizes.
+        // (No `floor`: without SSE4.1, the baseline's, it is a call.)
+        let t = ((v - lo) * scale).max(0.0).min(last);
+        let r = t + MAGIC; // t rounded to an integer, in the low bits
+        let k = (r.to_bits() as u32).wrapping_sub(u32::from(r - MAGIC > t));
         let s = if v >= hi { over } else { k };
         let s = if v < lo { under } else { s };
         if v.is_nan() {
