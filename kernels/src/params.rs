@@ -61,13 +61,15 @@ impl Params {
     ///
     /// # Errors
     /// [`KernelError::UnknownParam`] for a name not in `specs` (the message
-    /// lists the known ones), [`KernelError::BadParam`] for a pair without `=`.
+    /// lists the known ones), [`KernelError::BadParam`] for a pair without `=`
+    /// or a name given twice.
     pub fn resolve<I, S>(specs: &[ParamSpec], pairs: I) -> Result<Self, KernelError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
         let mut p = Params::defaults(specs);
+        let mut given = std::collections::HashSet::new();
         for pair in pairs {
             let pair = pair.as_ref();
             let (name, value) = pair
@@ -84,6 +86,9 @@ impl Params {
                         known.join(", ")
                     },
                 });
+            }
+            if !given.insert(name.to_owned()) {
+                return Err(bad(name, value.trim(), "given twice"));
             }
             p.values.insert(name.to_owned(), value.trim().to_owned());
         }

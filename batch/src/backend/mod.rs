@@ -818,6 +818,7 @@ pub enum ProcessMode {
 
 mod chunk;
 mod process;
+pub(crate) use process::kill_workers;
 pub use process::{clear_interrupt, interrupt, is_interrupted, shutdown_pools, SharedValues};
 
 #[cfg(test)]

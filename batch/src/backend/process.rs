@@ -28,8 +28,9 @@
 //! pool costs milliseconds); [`shutdown_pools`] stops them (the CLI calls it
 //! before it exits). Chunks are handed out lazily, a few per worker in flight,
 //! so uneven kernels balance, the parent can report progress per finished
-//! chunk, and an interrupt ([`interrupt`], or SIGINT in the CLI) stops the run
-//! between chunks.
+//! chunk, and an interrupt ([`interrupt`]) stops the run between chunks. (The
+//! CLI does not wait for chunks: on a stop signal it kills the workers and
+//! exits, see `crate::signal`.)
 
 #![allow(unsafe_code)] // views of shared arrays, under the task protocol below
 
@@ -49,10 +50,10 @@ use std::sync::{Arc, Mutex, Weak};
 
 static POOLS: Mutex<Vec<(usize, Arc<Pool>)>> = Mutex::new(Vec::new());
 
-/// Pool workers ignore SIGINT: a terminal's Ctrl-C reaches the whole process
-/// group, and the parent decides how to stop (between chunks).
+/// Pool workers ignore the terminal's signals: a terminal's Ctrl-C reaches
+/// the whole process group, and the parent decides how to stop.
 fn worker_init(_: ()) {
-    crate::signal::ignore_sigint();
+    crate::signal::ignore_terminal_signals();
 }
 
 /// The pool of `workers` processes, started on first use.
@@ -84,6 +85,55 @@ pub fn shutdown_pools() {
     }
 }
 
+/// Kills the workers of every pool the backends started, at once (SIGKILL,
+/// no chunk is waited for), then terminates the pools so that none is
+/// replaced, waiting at most 100 ms for that. Returns the pids killed. For
+/// the CLI's stop path ([`crate::signal::stop`]); the process exits next.
+pub(crate) fn kill_workers() -> Vec<u32> {
+    let pools: Vec<Arc<Pool>> = {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(50);
+        loop {
+            match POOLS.try_lock() {
+                Ok(g) => break g.iter().map(|(_, p)| Arc::clone(p)).collect(),
+                Err(std::sync::TryLockError::Poisoned(p)) => {
+                    break p.into_inner().iter().map(|(_, p)| Arc::clone(p)).collect()
+                }
+                Err(std::sync::TryLockError::WouldBlock)
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::yield_now()
+                }
+                Err(std::sync::TryLockError::WouldBlock) => break Vec::new(),
+            }
+        }
+    };
+    let mut killed = Vec::new();
+    for p in &pools {
+        for pid in p.worker_pids() {
+            if let Ok(pid_t) = libc::pid_t::try_from(pid) {
+                // SAFETY: kill(2) has no memory-safety preconditions; the pid
+                // is a worker of our own pool, not yet reaped (the pool reaps
+                // its workers and is still alive).
+                unsafe {
+                    libc::kill(pid_t, libc::SIGKILL);
+                }
+                killed.push(pid);
+            }
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let terminating = std::thread::Builder::new().spawn(move || {
+        for p in pools {
+            p.terminate();
+        }
+        let _ = tx.send(());
+    });
+    if terminating.is_ok() {
+        let _ = rx.recv_timeout(std::time::Duration::from_millis(100));
+    }
+    killed
+}
+
 // ---- interruption -----------------------------------------------------------
 
 static INTERRUPT: AtomicBool = AtomicBool::new(false);
@@ -99,7 +149,7 @@ pub fn clear_interrupt() {
     INTERRUPT.store(false, Ordering::SeqCst);
 }
 
-/// Whether [`interrupt`] was called or SIGINT arrived (after the CLI installed
+/// Whether [`interrupt`] was called or a stop signal arrived (after the CLI installed
 /// its handler).
 pub fn is_interrupted() -> bool {
     INTERRUPT.load(Ordering::SeqCst) || crate::signal::interrupted()
@@ -277,6 +327,12 @@ impl SharedValues {
     /// Element type.
     pub fn dtype(&self) -> Dtype {
         self.view.dtype()
+    }
+
+    /// The current size of the file or segment behind the values (a mapped
+    /// input that shrank is smaller than when it was mapped).
+    pub(crate) fn segment_file_len(&self) -> Option<u64> {
+        self.view.segment().file().metadata().ok().map(|m| m.len())
     }
 
     /// Number of elements.

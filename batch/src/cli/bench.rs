@@ -306,6 +306,9 @@ pub(super) fn bench(args: BenchArgs, registry: &Registry) -> Result<(), CliError
     if args.repeat == 0 {
         return Err(CliError::usage("--repeat must be at least 1"));
     }
+    if args.chunk == Some(0) {
+        return Err(CliError::usage("--chunk must be at least 1"));
+    }
     if args.workers.contains(&0) {
         return Err(CliError::usage("--workers values must be at least 1"));
     }

@@ -1,9 +1,11 @@
 //! Input and output files of `shmproc run`: `.npy`, raw little-endian, text.
 //!
-//! Binary inputs are memory-mapped and read in place; binary outputs are a
-//! memory-mapped temporary file in the destination's directory, renamed over
-//! the destination only when the run succeeded, so a failed run leaves no
-//! partial output. Text is parsed into (or formatted from) memory.
+//! Inputs must be regular files; binary ones are memory-mapped and read in
+//! place. Binary outputs are a memory-mapped temporary file in the
+//! destination's directory ([`TempOutput`]: unnamed where the filesystem
+//! allows), put in place only when the run succeeded, so a failed or killed
+//! run leaves no partial output. Text is parsed into (or formatted from)
+//! memory.
 //!
 //! # The contract of mapped files
 //!
@@ -11,21 +13,25 @@
 //! place, through shared mappings that every worker process maps too. Like
 //! every memory-mapped program (and memmap2's `unsafe` mapping functions), it
 //! relies on nobody else changing the files while a run lasts: another program
-//! that writes an input during a run makes the results meaningless, and one
-//! that truncates it breaks the run. The output is a temporary file that only
-//! this run knows until it is renamed into place.
+//! that writes an input during a run makes the results meaningless. One that
+//! truncates it ends the run with an error: a fault in a mapped input is
+//! caught ([`crate::signal::Watched`]) in this process, a worker that faults
+//! dies and its run fails, and every run checks at the end that its inputs
+//! kept their size. The output is a temporary file that only this run knows
+//! until it is put into place.
 
 #![allow(unsafe_code)] // the two SharedValues::from_region calls, under the contract above
 
+use super::tempout::TempOutput;
 use super::{mapped, npy, CliError};
 use crate::backend::SharedValues;
+use crate::signal::Watched;
 use shmproc::Segment;
 use shmproc_kernels::{Dtype, Kernel, Slice, SliceMut, Values};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tempfile::NamedTempFile;
 
 /// File format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -66,6 +72,9 @@ pub(super) struct Loaded {
     data: Data,
     /// The shape (C order); 1-D for raw and text files.
     pub(super) shape: Vec<usize>,
+    /// A mapped file: its path, its size when mapped, and the watch on its
+    /// mapping (dropped with it).
+    source: Option<(PathBuf, u64, Watched)>,
 }
 
 #[derive(Debug)]
@@ -81,6 +90,19 @@ impl Loaded {
         Loaded {
             shape: vec![v.len()],
             data: Data::Owned(v),
+            source: None,
+        }
+    }
+
+    /// An error if the mapped file shrank since it was mapped (the run's
+    /// numbers are then not the file's).
+    pub(super) fn check_intact(&self) -> Result<(), CliError> {
+        let (Some((path, size, _)), Data::Shared(v)) = (&self.source, &self.data) else {
+            return Ok(());
+        };
+        match v.segment_file_len() {
+            Some(now) if now >= *size => Ok(()),
+            _ => Err(CliError::new(crate::signal::shrank_message(path, *size))),
         }
     }
 
@@ -127,14 +149,29 @@ pub(super) fn load(
         ));
     }
     let format = format.unwrap_or_else(|| Format::from_path(path));
+    let mut file = open_input(path)?;
     if format == Format::Text {
-        let text = std::fs::read_to_string(path).map_err(|e| io_err("cannot read", path, e))?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut file, &mut text)
+            .map_err(|e| io_err("cannot read", path, e))?;
         return parse_text(&text, dtype)
             .map(Loaded::owned)
             .map_err(|e| CliError::new(format!("{}: {e}", path.display())));
     }
-    let file = File::open(path).map_err(|e| io_err("cannot open", path, e))?;
+    let size = file
+        .metadata()
+        .map_err(|e| io_err("cannot stat", path, e))?
+        .len();
+    if size == 0 {
+        return Err(CliError::new(format!(
+            "{}: the file is empty",
+            path.display()
+        )));
+    }
     let map = mapped::map_read(&file).map_err(|e| io_err("cannot map", path, e))?;
+    // Reading the header (or copying misaligned data) may fault if the file
+    // shrinks meanwhile: watched too.
+    let watch = Watched::new(map.as_ptr(), map.len(), path.to_owned(), size);
     let (offset, shape, dtype) = match format {
         Format::Npy => {
             let h =
@@ -167,23 +204,112 @@ pub(super) fn load(
         // Misaligned data (a header length that is not a multiple of the
         // element size): copy.
         let values = values_from_le(dtype, bytes);
+        drop(watch);
         return Ok(Loaded {
             data: Data::Owned(values),
             shape,
+            source: None,
         });
     }
+    drop(watch);
     drop(map);
     // The data as a shared segment: worker processes map the same file.
     let seg = Segment::map_file(&absolute(path)?, false)
         .map_err(|e| CliError::new(format!("cannot map {}: {e}", path.display())))?;
+    let watch = Watched::new(seg.as_ptr(), seg.len(), path.to_owned(), size);
     // SAFETY: the contract of mapped files (module docs): nothing else writes
-    // the input during the run; this process only reads it.
+    // the input during the run (a truncation is caught: `watch`); this
+    // process only reads it.
     let values = unsafe { SharedValues::from_region(Arc::new(seg), offset, len, dtype) }
         .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
     Ok(Loaded {
         data: Data::Shared(values),
         shape,
+        source: Some((path.to_owned(), size, watch)),
     })
+}
+
+/// What a file type is called in messages.
+fn file_kind(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Opens an input, which must be a regular file (never blocking on a FIFO:
+/// it is opened non-blocking, then checked).
+fn open_input(path: &Path) -> Result<File, CliError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| io_err("cannot open", path, e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| io_err("cannot stat", path, e))?;
+    if !meta.is_file() {
+        return Err(CliError::new(format!(
+            "{} is {}; --input takes regular files only",
+            path.display(),
+            file_kind(meta.file_type())
+        )));
+    }
+    Ok(file)
+}
+
+/// Refuses an output path that exists and is not a regular file (a device,
+/// FIFO, socket or directory would be replaced by the rename; a symbolic link
+/// would be replaced while its target stays as it was).
+fn check_output(dest: &Path) -> Result<(), CliError> {
+    match std::fs::symlink_metadata(dest) {
+        Ok(m) if m.file_type().is_symlink() => Err(CliError::new(format!(
+            "--output {} is a symbolic link; shmproc does not write through links (give the target's path)",
+            dest.display()
+        ))),
+        Ok(m) if !m.is_file() => Err(CliError::new(format!(
+            "--output {} exists and is {}; shmproc only replaces regular files",
+            dest.display(),
+            file_kind(m.file_type())
+        ))),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("cannot stat", dest, e)),
+    }
+}
+
+/// Reserves `len` bytes of `file` on disk (so a full disk is an error now,
+/// not a SIGBUS while workers write their chunks), or only sizes it where
+/// the filesystem cannot reserve.
+fn reserve(file: &File, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    if len == 0 {
+        return Ok(());
+    }
+    let off = libc::off_t::try_from(len).map_err(std::io::Error::other)?;
+    // SAFETY: fallocate(2) on a descriptor we own; no memory is passed.
+    let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, off) };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL) => file.set_len(len),
+        _ => Err(e),
+    }
 }
 
 /// Little-endian `bytes` as values of `dtype` (a copy).
@@ -302,8 +428,16 @@ fn write_text(w: &mut impl Write, values: Slice<'_>) -> std::io::Result<()> {
         Slice::Bool(v) => v
             .iter()
             .try_for_each(|x| writeln!(w, "{}", u8::from(*x != 0))),
-        Slice::F32(v) => v.iter().try_for_each(|x| writeln!(w, "{x:?}")),
-        Slice::F64(v) => v.iter().try_for_each(|x| writeln!(w, "{x:?}")),
+        Slice::F32(v) => v.iter().try_for_each(|x| {
+            if x.is_finite() {
+                writeln!(w, "{x:?}")
+            } else {
+                writeln!(w, "{}", super::run::float_text(f64::from(*x)))
+            }
+        }),
+        Slice::F64(v) => v
+            .iter()
+            .try_for_each(|x| writeln!(w, "{}", super::run::float_text(*x))),
         Slice::I8(v) => v.iter().try_for_each(|x| writeln!(w, "{x}")),
         Slice::I16(v) => v.iter().try_for_each(|x| writeln!(w, "{x}")),
         Slice::I32(v) => v.iter().try_for_each(|x| writeln!(w, "{x}")),
@@ -323,13 +457,13 @@ pub(super) enum Sink {
     /// A shared map of a temporary binary file (worker processes map it too),
     /// renamed to `dest` on success.
     Mapped {
-        tmp: NamedTempFile,
+        tmp: TempOutput,
         data: SharedValues,
         dest: PathBuf,
     },
     /// Values in memory, written as text to the temporary file on success.
     Text {
-        tmp: NamedTempFile,
+        tmp: TempOutput,
         values: Values,
         dest: PathBuf,
     },
@@ -353,14 +487,13 @@ impl Sink {
             return Ok(Sink::Memory(Values::zeros(dtype, len)));
         };
         let format = format.unwrap_or_else(|| Format::from_path(dest));
+        check_output(dest)?;
         let dir = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        let tmp = tempfile::Builder::new()
-            .prefix(".shmproc-out-")
-            .tempfile_in(dir)
-            .map_err(|e| io_err("cannot create the output in", dir, e))?;
+        let tmp =
+            TempOutput::create(dir).map_err(|e| io_err("cannot create the output in", dir, e))?;
         if format == Format::Text {
             return Ok(Sink::Text {
                 tmp,
@@ -376,14 +509,18 @@ impl Sink {
             .checked_mul(dtype.size())
             .and_then(|b| b.checked_add(header.len()))
             .ok_or_else(|| CliError::new("output too large"))?;
-        tmp.as_file()
-            .set_len(bytes as u64)
-            .map_err(|e| io_err("cannot size the output", dest, e))?;
+        reserve(tmp.file(), bytes as u64).map_err(|e| {
+            io_err(
+                &format!("cannot reserve {bytes} bytes for the output"),
+                dest,
+                e,
+            )
+        })?;
         use std::os::unix::fs::FileExt;
-        tmp.as_file()
+        tmp.file()
             .write_all_at(&header, 0)
             .map_err(|e| io_err("cannot write", dest, e))?;
-        let seg = Segment::map_file(&absolute(tmp.path())?, true)
+        let seg = Segment::map_file(&tmp.path(), true)
             .map_err(|e| CliError::new(format!("cannot map the output {}: {e}", dest.display())))?;
         // The npy header is a multiple of 64 bytes: the data is aligned.
         // SAFETY: a temporary file this run just created under a fresh name,
@@ -425,7 +562,7 @@ impl Sink {
                 (tmp, dest)
             }
             Sink::Text { tmp, values, dest } => {
-                let mut w = BufWriter::new(tmp.as_file());
+                let mut w = BufWriter::new(tmp.file());
                 write_text(&mut w, values.as_slice())
                     .and_then(|()| w.flush())
                     .map_err(|e| io_err("cannot write", &dest, e))?;
@@ -434,14 +571,16 @@ impl Sink {
             }
         };
         use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
+        tmp.file()
             .set_permissions(std::fs::Permissions::from_mode(0o644))
             .map_err(|e| io_err("cannot set permissions of", &dest, e))?;
-        tmp.as_file()
+        tmp.file()
             .sync_all()
             .map_err(|e| io_err("cannot write", &dest, e))?;
+        // What is at the destination may have changed during the run.
+        check_output(&dest)?;
         tmp.persist(&dest)
-            .map_err(|e| io_err("cannot rename the output to", &dest, e.error))?;
+            .map_err(|e| io_err("cannot put the output in place at", &dest, e))?;
         Ok(())
     }
 }

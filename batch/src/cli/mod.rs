@@ -9,6 +9,7 @@ mod npy;
 mod run;
 mod segments;
 mod svg;
+mod tempout;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -17,14 +18,15 @@ use std::path::PathBuf;
 const EXIT_FAILURE: i32 = 1;
 /// Exit code of a command line that does not parse.
 const EXIT_USAGE: i32 = 2;
-/// Exit code after Ctrl-C (128 + SIGINT, as shells report it).
-const EXIT_INTERRUPTED: i32 = 130;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "shmproc",
     version,
-    about = "Map numeric kernels over files with worker processes on shared memory, and compare backends"
+    about = "Map numeric kernels over files with worker processes on shared memory, and compare backends",
+    after_help = "Exit status: 0 success; 1 run-time error (bad input, I/O, a kernel or worker failure); \
+2 usage error (bad options); 128+N after signal N (SIGINT, SIGTERM, SIGHUP and SIGQUIT stop a run at once and \
+remove its workers, temporary output and segments). Errors are one line on stderr."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -41,7 +43,7 @@ enum Command {
     Kernels,
     /// List this user's shmproc segments in /dev/shm (name, size, creator, alive or stale).
     Info,
-    /// Remove shmproc segments whose creator process is dead.
+    /// Remove shmproc segments whose creator process is dead, and the temporary outputs of dead runs.
     Clean {
         /// Only list what would be removed.
         #[arg(long)]
@@ -99,6 +101,10 @@ struct RunArgs {
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Without a terminal, print a progress line to stderr every 2 seconds
+    /// (on a terminal the bar shows progress anyway).
+    #[arg(long)]
+    progress: bool,
 }
 
 /// Arguments of `shmproc bench`.
@@ -170,10 +176,12 @@ pub(crate) fn main(kernels: &crate::Registry) -> i32 {
         }
     };
     if matches!(cli.command, Command::Run(_) | Command::Bench(_)) {
-        // Ctrl-C sets a flag; runs stop between chunks and clean up (temporary
-        // output removed, workers stopped, segments unlinked) before exiting.
-        if let Err(e) = crate::signal::catch_sigint() {
-            eprintln!("shmproc: warning: cannot handle SIGINT: {e}");
+        // SIGINT, SIGTERM, SIGHUP and SIGQUIT stop the run at once: workers
+        // killed, temporary output and segments removed, exit 128 + N (see
+        // `signal`).
+        if let Err(e) = crate::signal::install() {
+            eprintln!("shmproc: error: cannot install the signal handlers: {e}");
+            return EXIT_FAILURE;
         }
     }
     let result = match cli.command {
@@ -186,10 +194,14 @@ pub(crate) fn main(kernels: &crate::Registry) -> i32 {
         Command::Info => return segments::info(),
         Command::Clean { dry_run } => return segments::clean(dry_run),
     };
+    // A signal (or a shrunk input) that arrived while the command ran ends
+    // it the same way whatever the command returned.
+    if let Some(stop) = crate::signal::pending() {
+        crate::signal::stop(stop);
+    }
     crate::backend::shutdown_pools();
-    if crate::backend::is_interrupted() {
-        eprintln!("shmproc: interrupted");
-        return EXIT_INTERRUPTED;
+    if let Some(stop) = crate::signal::pending() {
+        crate::signal::stop(stop);
     }
     match result {
         Ok(()) => 0,

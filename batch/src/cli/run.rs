@@ -17,7 +17,39 @@ pub(super) fn run(args: RunArgs, kernels: &Registry) -> Result<(), CliError> {
     let sig = kernel.signature();
     let mut pairs = args.params.clone();
     if let Some(t) = args.times {
+        if pairs
+            .iter()
+            .any(|p| p.split_once('=').is_some_and(|(n, _)| n.trim() == "times"))
+        {
+            return Err(CliError::usage(
+                "--times and --param times=... both given; give the number of squarings once",
+            ));
+        }
         pairs.push(format!("times={t}"));
+    }
+    if args.workers == Some(0) {
+        return Err(CliError::usage("--workers must be at least 1"));
+    }
+    if args.chunk == Some(0) {
+        return Err(CliError::usage("--chunk must be at least 1"));
+    }
+    if args.input.is_none() {
+        if args.input2.is_some() {
+            return Err(CliError::usage("--input2 needs --input (the first input)"));
+        }
+        if args.input_format.is_some() {
+            return Err(CliError::usage("--input-format needs --input"));
+        }
+    }
+    if args.format.is_some() && args.output.is_none() {
+        return Err(CliError::usage(
+            "--format needs --output (it is the output's format)",
+        ));
+    }
+    if args.n.is_some() && args.input.is_some() {
+        return Err(CliError::usage(
+            "--n and --input both given: the input file decides the size; drop --n",
+        ));
     }
     let params = kr.params(&pairs)?;
     kernel.check(&params)?;
@@ -138,24 +170,32 @@ pub(super) fn run(args: RunArgs, kernels: &Registry) -> Result<(), CliError> {
         )?),
     };
 
-    let show_bar = !args.quiet && !args.json && std::io::stderr().is_terminal();
+    // Progress: a bar on a terminal (drawn from the start, with elapsed time,
+    // items, rate and ETA), or with --progress and no terminal, a line on
+    // stderr every PROGRESS_EVERY.
+    let tty = std::io::stderr().is_terminal();
+    let show_bar = tty && !args.quiet && !args.json;
     let bar = show_bar.then(|| {
         let bar = indicatif::ProgressBar::with_draw_target(
             Some(job.n as u64),
             indicatif::ProgressDrawTarget::stderr(),
         );
         if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} items {per_sec} eta {eta}",
+            "{elapsed_precise} {bar:40} {human_pos}/{human_len} items {per_sec} eta {eta}",
         ) {
             bar.set_style(style);
         }
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
         bar
     });
+    let done = std::sync::atomic::AtomicU64::new(0);
     let progress = |k: usize| {
+        done.fetch_add(k as u64, std::sync::atomic::Ordering::Relaxed);
         if let Some(bar) = &bar {
             bar.inc(k as u64);
         }
     };
+    let (stop_lines, lines_stopped) = std::sync::mpsc::channel::<()>();
     let opts = RunOptions {
         workers,
         chunk: args.chunk,
@@ -163,18 +203,32 @@ pub(super) fn run(args: RunArgs, kernels: &Registry) -> Result<(), CliError> {
     };
     let started = Instant::now();
     let output = sink.as_mut().map(Sink::output).transpose()?;
-    let sum = backend::run_checksum(args.backend, &job, output, &opts)?;
+    let total = job.n as u64;
+    let sum = std::thread::scope(|scope| {
+        if args.progress && !show_bar {
+            let done = &done;
+            scope.spawn(move || progress_lines(done, total, started, &lines_stopped));
+        }
+        let sum = backend::run_checksum(args.backend, &job, output, &opts);
+        drop(stop_lines);
+        sum
+    });
     let elapsed = started.elapsed().as_secs_f64();
-    if backend::is_interrupted() {
-        // Dropping the sink removes the temporary output file.
-        return Err(backend::RunError::Interrupted.into());
+    if let Some(stop) = crate::signal::pending() {
+        crate::signal::stop(stop);
     }
+    // An input that shrank explains any failure (a worker that faulted on
+    // it), and voids a success.
+    for input in [&x, &y].into_iter().flatten() {
+        input.check_intact()?;
+    }
+    let sum = sum?;
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
 
     let result = match &sink {
-        Some(sink) if reduce => Some(json_values(sink.values())),
+        Some(sink) if reduce => Some((json_values(sink.values()), text_values(sink.values()))),
         _ => None,
     };
     if let Some(sink) = sink {
@@ -199,7 +253,7 @@ pub(super) fn run(args: RunArgs, kernels: &Registry) -> Result<(), CliError> {
             "items_per_s": items_per_s,
             "checksum": sum,
         });
-        if let (Some(r), Some(map)) = (result, obj.as_object_mut()) {
+        if let (Some((r, _)), Some(map)) = (result, obj.as_object_mut()) {
             map.insert("result".into(), r);
         }
         println!("{obj}");
@@ -221,7 +275,7 @@ pub(super) fn run(args: RunArgs, kernels: &Registry) -> Result<(), CliError> {
         println!("elapsed:  {elapsed:.6} s");
         println!("items/s:  {items_per_s:.4e}");
         println!("checksum: {sum}");
-        if let Some(r) = result {
+        if let Some((_, r)) = result {
             println!("result:   {r}");
         }
         if let Some(out) = &args.output {
@@ -231,8 +285,61 @@ pub(super) fn run(args: RunArgs, kernels: &Registry) -> Result<(), CliError> {
     Ok(())
 }
 
-/// A reduction's accumulator as a JSON array.
+/// How often `--progress` prints a line without a terminal.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Prints a progress line every [`PROGRESS_EVERY`] until `stopped` hangs up.
+fn progress_lines(
+    done: &std::sync::atomic::AtomicU64,
+    total: u64,
+    started: Instant,
+    stopped: &std::sync::mpsc::Receiver<()>,
+) {
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(PROGRESS_EVERY)
+    {
+        let d = done.load(std::sync::atomic::Ordering::Relaxed);
+        let secs = started.elapsed().as_secs_f64();
+        let rate = d as f64 / secs.max(1e-9);
+        let eta = if d > 0 && rate > 0.0 {
+            format!("{:.0} s", (total - d.min(total)) as f64 / rate)
+        } else {
+            "unknown (no chunk finished yet)".to_owned()
+        };
+        eprintln!(
+            "shmproc: progress: {d}/{total} items ({:.1}%), {secs:.0} s, {rate:.3e} items/s, eta {eta}",
+            if total > 0 { 100.0 * d as f64 / total as f64 } else { 100.0 }
+        );
+    }
+}
+
+/// A float as numpy prints it when it is not finite (`nan`, `inf`, `-inf`),
+/// else so that it reads back exactly.
+pub(super) fn float_text(x: f64) -> String {
+    if x.is_nan() {
+        "nan".into()
+    } else if x.is_infinite() {
+        if x > 0.0 { "inf" } else { "-inf" }.into()
+    } else {
+        format!("{x:?}")
+    }
+}
+
+/// A reduction's accumulator as a JSON array: finite floats as numbers,
+/// NaN and infinities as the strings `"nan"`, `"inf"`, `"-inf"` (JSON has no
+/// numbers for them).
 fn json_values(v: Slice<'_>) -> serde_json::Value {
+    fn floats<T: Copy + Into<f64>>(v: &[T]) -> serde_json::Value {
+        v.iter()
+            .map(|&x| {
+                let x: f64 = x.into();
+                if x.is_finite() {
+                    serde_json::json!(x)
+                } else {
+                    serde_json::json!(float_text(x))
+                }
+            })
+            .collect()
+    }
     match v {
         Slice::Bool(v) => serde_json::json!(v),
         Slice::I8(v) => serde_json::json!(v),
@@ -243,7 +350,35 @@ fn json_values(v: Slice<'_>) -> serde_json::Value {
         Slice::U16(v) => serde_json::json!(v),
         Slice::U32(v) => serde_json::json!(v),
         Slice::U64(v) => serde_json::json!(v),
-        Slice::F32(v) => serde_json::json!(v),
-        Slice::F64(v) => serde_json::json!(v),
+        Slice::F32(v) => floats(v),
+        Slice::F64(v) => floats(v),
+    }
+}
+
+/// A reduction's accumulator for the text summary: `[a, b, ...]`, floats as
+/// [`float_text`] writes them (an f32 as its shortest f32 text).
+fn text_values(v: Slice<'_>) -> String {
+    fn join<T>(v: &[T], f: impl Fn(&T) -> String) -> String {
+        let items: Vec<String> = v.iter().map(f).collect();
+        format!("[{}]", items.join(", "))
+    }
+    match v {
+        Slice::Bool(v) => join(v, |x| u8::from(*x != 0).to_string()),
+        Slice::I8(v) => join(v, ToString::to_string),
+        Slice::I16(v) => join(v, ToString::to_string),
+        Slice::I32(v) => join(v, ToString::to_string),
+        Slice::I64(v) => join(v, ToString::to_string),
+        Slice::U8(v) => join(v, ToString::to_string),
+        Slice::U16(v) => join(v, ToString::to_string),
+        Slice::U32(v) => join(v, ToString::to_string),
+        Slice::U64(v) => join(v, ToString::to_string),
+        Slice::F32(v) => join(v, |x| {
+            if x.is_finite() {
+                format!("{x:?}")
+            } else {
+                float_text(f64::from(*x))
+            }
+        }),
+        Slice::F64(v) => join(v, |x| float_text(*x)),
     }
 }
