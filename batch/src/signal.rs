@@ -21,12 +21,15 @@
 //! caller does the work and every later one waits for the exit:
 //!
 //! 1. SIGKILL every pool worker of this process (chunks are not waited for:
-//!    that is what makes the exit prompt however long a chunk runs);
+//!    that is what makes the exit prompt however long a chunk runs), on a
+//!    helper thread given at most 100 ms (a thread parked by the SIGBUS
+//!    handler may hold a pool lock; workers it cannot reach die with this
+//!    process through their liveness pipe);
 //! 2. remove every file registered with [`remove_on_stop`] (a named
 //!    temporary output and its marker; an unnamed `O_TMPFILE` output needs
 //!    nothing, the kernel frees it at exit);
 //! 3. unlink every `/dev/shm` segment this process created;
-//! 4. wait (at most 100 ms) until the killed workers no longer run;
+//! 4. wait (at most 50 ms) until the killed workers no longer run;
 //! 5. print one line on stderr and `_exit` with 128 + N after signal N, or 1
 //!    after a shrunk input.
 //!
@@ -273,7 +276,21 @@ pub(crate) fn stop(reason: Stop) -> ! {
             std::thread::park();
         }
     }
-    let killed = crate::backend::kill_workers();
+    // On a helper thread, with a bound: a thread parked in the SIGBUS handler
+    // may hold a pool lock that listing the workers needs. Workers not killed
+    // here die with this process anyway (their liveness pipe).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let helper = std::thread::Builder::new()
+        .name("shmproc-stop".into())
+        .spawn(move || {
+            let _ = tx.send(crate::backend::kill_workers());
+        });
+    let killed = match helper {
+        Ok(_) => rx
+            .recv_timeout(Duration::from_millis(100))
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
     let files: Vec<PathBuf> = match REMOVE.try_lock() {
         Ok(g) => g.clone(),
         Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().clone(),
@@ -288,7 +305,7 @@ pub(crate) fn stop(reason: Stop) -> ! {
             let _ = shmproc::segment::unlink(&s.name);
         }
     }
-    let deadline = Instant::now() + Duration::from_millis(100);
+    let deadline = Instant::now() + Duration::from_millis(50);
     while killed.iter().any(|&p| runs(p)) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));
     }

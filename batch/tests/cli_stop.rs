@@ -8,7 +8,7 @@
 
 mod cli_common;
 
-use cli_common::{alive, children_of, listing, mkfifo, npy_header, shm_of};
+use cli_common::{alive, children_of, cpu_ticks, listing, mkfifo, npy_header, shm_of};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -256,24 +256,6 @@ fn a_signal_stops_a_bench() {
     assert_eq!(shm_of(pid), Vec::<String>::new());
 }
 
-/// User + system CPU ticks of `pid`.
-fn cpu_ticks(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let f: Vec<u64> = s
-                .rsplit(')')
-                .next()?
-                .split_whitespace()
-                .skip(11)
-                .take(2)
-                .filter_map(|v| v.parse().ok())
-                .collect();
-            Some(f.iter().sum())
-        })
-        .unwrap_or(0)
-}
-
 // ---- SIGKILL and `shmproc clean` ---------------------------------------------
 
 #[test]
@@ -499,7 +481,9 @@ fn an_input_that_shrinks_during_the_run_is_one_error_on_every_backend() {
                 "--input",
                 s(&input),
                 "--times",
-                "200000",
+                "20000",
+                "--chunk",
+                "4096",
                 "--workers",
                 "2",
                 "--backend",

@@ -87,7 +87,7 @@ pub fn shutdown_pools() {
 
 /// Kills the workers of every pool the backends started, at once (SIGKILL,
 /// no chunk is waited for), then terminates the pools so that none is
-/// replaced, waiting at most 100 ms for that. Returns the pids killed. For
+/// replaced, waiting at most 50 ms for that. Returns the pids killed. For
 /// the CLI's stop path ([`crate::signal::stop`]); the process exits next.
 pub(crate) fn kill_workers() -> Vec<u32> {
     let pools: Vec<Arc<Pool>> = {
@@ -129,7 +129,7 @@ pub(crate) fn kill_workers() -> Vec<u32> {
         let _ = tx.send(());
     });
     if terminating.is_ok() {
-        let _ = rx.recv_timeout(std::time::Duration::from_millis(100));
+        let _ = rx.recv_timeout(std::time::Duration::from_millis(50));
     }
     killed
 }

@@ -77,3 +77,21 @@ pub fn mkfifo(path: &Path) {
     let r = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
     assert_eq!(r, 0, "mkfifo {path:?}");
 }
+
+/// User + system CPU ticks of `pid`.
+pub fn cpu_ticks(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let f: Vec<u64> = s
+                .rsplit(')')
+                .next()?
+                .split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            Some(f.iter().sum())
+        })
+        .unwrap_or(0)
+}
