@@ -800,18 +800,28 @@ fn a_worker_killed_mid_run_does_not_change_the_result() {
     ];
     let (mut child, mut seen) = start_with_workers(&args, 2);
     let pid = child.id();
-    // The worker is running a chunk once it has used CPU time.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while cpu_ticks(seen[0]) < 3 {
-        assert!(std::time::Instant::now() < deadline, "the worker never ran");
+    // A worker is running a chunk once it has used CPU time: kill that one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let busy = loop {
+        if let Some(w) = children_of(pid).into_iter().find(|&w| cpu_ticks(w) >= 3) {
+            break w;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before a worker was seen running"
+        );
+        assert!(std::time::Instant::now() < deadline, "no worker ever ran");
         std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    if !seen.contains(&busy) {
+        seen.push(busy);
     }
     let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
     assert!(
         child.try_wait().unwrap().is_none(),
         "the run ended before the kill"
     );
-    signal(seen[0], "-KILL");
+    signal(busy, "-KILL");
     let status = wait_collecting(&mut child, &mut seen, 120);
     let out = child.wait_with_output().unwrap();
     let mut rest = String::new();
