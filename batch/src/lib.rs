@@ -149,6 +149,14 @@ impl App {
     /// exit status, without exiting.
     pub fn run(&self) -> i32 {
         shmproc::init();
+        if std::env::args_os().nth(1).as_deref()
+            == Some(std::ffi::OsStr::new("__shmproc_worker_entry"))
+        {
+            // Started as a pool worker but `init` returned: its parent is
+            // gone (a run stopped while it replaced a worker). Leave quietly
+            // rather than parse a worker's argv as a command line.
+            return 1;
+        }
         cli::main(&self.registry)
     }
 
