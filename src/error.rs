@@ -79,8 +79,9 @@ pub enum Error {
         /// Size of the object on disk.
         actual: u64,
     },
-    /// A handle names a type other than the one it is attached as.
-    #[error("type mismatch: handle is for {found}, attached as {expected}")]
+    /// A handle names a type other than the one it is attached as, or a
+    /// message was sent as another type than the one received.
+    #[error("type mismatch: expected {expected}, found {found}")]
     TypeMismatch {
         /// What the caller asked for.
         expected: String,
@@ -161,8 +162,12 @@ pub enum Error {
     Codec(String),
 
     // ---- processes ------------------------------------------------------------
-    /// A spawned child ran `main` instead of becoming a worker.
-    #[error("the child did not become a worker: call shmproc::init() first in main")]
+    /// A spawned child ended without answering the start handshake (its
+    /// program has no shmproc worker entry).
+    #[error(
+        "the child ended before it became a worker (its program has no shmproc worker entry; \
+         is shmproc linked into the program that was re-executed?)"
+    )]
     InitMissing,
     /// Fork was asked for in a process that has more than one thread.
     #[error(

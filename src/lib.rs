@@ -43,11 +43,6 @@ pub use process::{
 };
 pub use segment::{Segment, SharedArray, SharedView};
 
-// The library's own unit tests spawn children: the re-exec'd test binary must
-// become a worker.
-#[cfg(test)]
-crate::worker_test_entry!();
-
 /// The README's code, compiled by `cargo test` (so it stays true).
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -235,3 +235,60 @@ fn big_messages_round_trip_through_a_pipe() {
     a.close().unwrap();
     assert!(kid.wait(LONG).success());
 }
+
+// ---- typed messages ---------------------------------------------------------
+
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Point {
+    x: u8,
+    y: u8,
+}
+
+#[test]
+fn receiving_another_type_is_an_error_naming_both_types() {
+    let (a, b) = Pipe::new(true).unwrap();
+    // A struct whose encoding would decode as a String ("\u{4}"-like bytes).
+    a.send(&Point { x: 1, y: 4 }).unwrap();
+    match b.recv::<String>() {
+        Err(Error::TypeMismatch { expected, found }) => {
+            assert!(expected.contains("alloc::string::String"), "{expected}");
+            assert!(found.contains("ipc_pipe::Point"), "{found}");
+        }
+        other => panic!("expected a type mismatch, got {other:?}"),
+    }
+    // The message was consumed; the next one of the right type is received.
+    a.send(&Point { x: 2, y: 3 }).unwrap();
+    assert_eq!(b.recv::<Point>().unwrap(), Point { x: 2, y: 3 });
+    // Same size, other type: still an error, never a wrong value.
+    a.send(&7u32).unwrap();
+    let e = b.recv::<i32>().unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("expected a message of type i32, found a message of type u32"),
+        "{e}"
+    );
+    // Raw bytes are not a typed message, and recv_bytes takes any message.
+    a.send_bytes(b"raw").unwrap();
+    let e = b.recv::<Vec<u8>>().unwrap_err();
+    assert!(e.to_string().contains("send_bytes"), "{e}");
+    a.send(&Pods(vec![1u16, 2])).unwrap();
+    assert_eq!(b.recv_bytes().unwrap(), [1, 0, 2, 0]);
+    a.send_bytes(b"raw").unwrap();
+    assert_eq!(b.recv_bytes().unwrap(), b"raw");
+}
+
+#[test]
+fn streamed_messages_carry_their_type_too() {
+    // Bigger than the ring: the message and its tag travel as a stream.
+    let (a, b) = Pipe::with_capacity(true, 4096).unwrap();
+    let big: Vec<u64> = (0..10_000).collect();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            a.send(&Pods(big.clone())).unwrap();
+            a.send(&big).unwrap();
+        });
+        assert_eq!(b.recv::<Pods<u64>>().unwrap().0, big);
+        let e = b.recv::<Pods<u64>>().unwrap_err();
+        assert!(matches!(e, Error::TypeMismatch { .. }), "{e}");
+    });
+}

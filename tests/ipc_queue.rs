@@ -394,3 +394,15 @@ fn a_consumer_killed_mid_get_never_wedges_producers() {
     assert_eq!(last, Some(n - 1), "the last message arrives");
     assert_eq!(q.qsize(), 0);
 }
+
+#[test]
+fn attaching_as_another_type_names_both_types() {
+    let q = shmproc::Queue::<u64>::new().unwrap();
+    match shmproc::Queue::<String>::attach(&q.handle()) {
+        Err(shmproc::Error::TypeMismatch { expected, found }) => {
+            assert_eq!(expected, "a queue of alloc::string::String");
+            assert_eq!(found, "a queue of u64");
+        }
+        other => panic!("expected a type mismatch, got {other:?}"),
+    }
+}

@@ -14,8 +14,6 @@ use shmproc::segment::{self, Segment, SegmentHandle};
 use shmproc::sync::{Barrier, Event, LockError, Mutex, Semaphore};
 use shmproc::{Error, Pool, SharedView};
 
-shmproc::worker_test_entry!();
-
 const LONG: Duration = Duration::from_secs(120);
 
 /// One of each primitive, as a child holds them.

@@ -10,8 +10,6 @@ use std::time::{Duration, Instant};
 use common::{child_input, pid_gone, spawn_child, wait_gone, watchdog};
 use shmproc::{Error, Pool, SharedArray, StartMethod};
 
-shmproc::worker_test_entry!();
-
 const LIMIT: Duration = Duration::from_secs(120);
 
 fn power(x: u64) -> u64 {

@@ -11,8 +11,6 @@ use common::{wait_gone, watchdog};
 use shmproc::pool::TaskOptions;
 use shmproc::{Error, Pool, SharedView};
 
-shmproc::worker_test_entry!();
-
 const LIMIT: Duration = Duration::from_secs(120);
 
 /// SIGKILLs the calling process (a worker) for real.

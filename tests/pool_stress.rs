@@ -33,8 +33,6 @@ use common::{assert_no_leftovers, wait_gone, watchdog};
 use shmproc::segment::ArrayHandle;
 use shmproc::{Error, Pool, SharedArray, SharedView};
 
-shmproc::worker_test_entry!();
-
 /// Tasks per run.
 const TASKS: usize = 20_000;
 /// Squarings per task (about 50 µs of CPU, so that kills land mid-task).

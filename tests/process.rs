@@ -16,8 +16,6 @@ use shmproc::process::{
 };
 use shmproc::Error;
 
-shmproc::worker_test_entry!();
-
 const LIMIT: Duration = Duration::from_secs(60);
 const ROLE_ENV: &str = "SHMPROC_TEST_ROLE";
 
@@ -763,31 +761,49 @@ fn exit_terminates_daemons_and_joins_others() {
 }
 
 #[test]
-fn forgotten_init_is_init_missing() {
-    let _w = watchdog("forgotten_init_is_init_missing", LIMIT);
-    let exe = common::example("forgot_init");
-    let out = run_with_limit(&mut Command::new(exe), LIMIT);
+fn workers_never_run_main() {
+    let _w = watchdog("workers_never_run_main", LIMIT);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("log");
+    let exe = common::example("no_init");
+    let out = run_with_limit(Command::new(exe).arg(&log), LIMIT);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
+    // main's print, argument parsing and file write happened once, in the
+    // parent, although two pool workers and a process were spawned.
+    assert_eq!(stdout.matches("no_init main starts").count(), 1, "{stdout}");
     assert!(
-        stdout.contains("start failed: InitMissing"),
+        stdout.contains(&format!("{:?}", [log.display().to_string()])),
+        "{stdout}"
+    );
+    assert_eq!(std::fs::read_to_string(&log).expect("log"), "main ran\n");
+    assert!(stdout.contains("[1, 4, 9, 16]"), "{stdout}");
+    assert!(stdout.contains("hello from Process-"), "{stdout}");
+    assert!(
+        !stdout.contains("running 1 test") && stderr.is_empty(),
         "{stdout}\n{stderr}"
     );
-    assert!(
-        stdout.contains("call shmproc::init() first in main"),
-        "{stdout}"
-    );
-    // The child said why it stopped, and spawned nothing.
-    assert!(
-        stderr.contains("shmproc::init() was not called"),
-        "{stderr}"
-    );
+}
+
+/// This test binary has no `worker_test_entry!()`: a spawned child of a test
+/// binary becomes a worker before libtest's main, so it lists no extra test
+/// and prints nothing of libtest's.
+#[test]
+fn test_binaries_need_no_entry() {
+    let _w = watchdog("test_binaries_need_no_entry", LIMIT);
+    let pool = shmproc::Pool::new(2).expect("pool");
     assert_eq!(
-        stdout.matches("forgot_init main starts").count(),
-        2,
-        "{stdout}"
+        pool.map(|x: u32| x + 1, 0..4u32).expect("map"),
+        [1, 2, 3, 4]
     );
+    drop(pool);
+    let out = Command::new(std::env::current_exe().expect("exe"))
+        .args(["--list", "--format", "terse"])
+        .output()
+        .expect("list");
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(!list.contains("__shmproc_worker_entry"), "{list}");
 }
 
 // ---- start() returns once the child has attached its arguments -------------

@@ -108,9 +108,9 @@ impl Registry {
 
 /// The `shmproc` command line with the built-in kernels and yours.
 ///
-/// `main` is the program: it turns the process into a pool worker when it was
-/// started as one (so call it first thing in your `main`, like
-/// [`shmproc::init`]), runs the command line and exits with its status.
+/// `main` is the program: it runs the command line and exits with its
+/// status. (Pool workers never get here: shmproc's worker entry takes over a
+/// process started as a worker before `main`.)
 #[derive(Debug, Clone)]
 pub struct App {
     registry: Registry,
@@ -148,15 +148,6 @@ impl App {
     /// Runs the command line (arguments from the environment) and returns its
     /// exit status, without exiting.
     pub fn run(&self) -> i32 {
-        shmproc::init();
-        if std::env::args_os().nth(1).as_deref()
-            == Some(std::ffi::OsStr::new("__shmproc_worker_entry"))
-        {
-            // Started as a pool worker but `init` returned: its parent is
-            // gone (a run stopped while it replaced a worker). Leave quietly
-            // rather than parse a worker's argv as a command line.
-            return 1;
-        }
         cli::main(&self.registry)
     }
 
@@ -166,8 +157,3 @@ impl App {
         std::process::exit(code)
     }
 }
-
-// The crate's unit tests start pool workers: the re-exec'd test binary must
-// become a worker.
-#[cfg(test)]
-shmproc::worker_test_entry!();

@@ -376,6 +376,40 @@ impl fmt::Debug for Connection {
     }
 }
 
+/// Every pipe message ends with its type tag: the sender's
+/// `std::any::type_name` and that name's length (`u16` LE); empty for
+/// `send_bytes`. The receiver compares it with the type it asks for.
+fn tag_len(name: &str) -> Result<[u8; 2]> {
+    u16::try_from(name.len())
+        .map(u16::to_le_bytes)
+        .map_err(|_| Error::InvalidArgument(format!("type name of {} bytes", name.len())))
+}
+
+/// Checks and removes the type tag at the end of `buf`. `want`: the type
+/// asked for, `None` to accept any.
+fn untag(buf: &mut Vec<u8>, want: Option<&str>) -> Result<()> {
+    let n = buf.len();
+    let corrupt = || Error::Corrupt(format!("pipe message of {n} bytes without a type tag"));
+    let len_at = n.checked_sub(2).ok_or_else(corrupt)?;
+    let len = usize::from(u16::from_le_bytes([buf[len_at], buf[len_at + 1]]));
+    let name_at = len_at.checked_sub(len).ok_or_else(corrupt)?;
+    if let Some(want) = want {
+        let sent = &buf[name_at..len_at];
+        if sent != want.as_bytes() {
+            return Err(Error::TypeMismatch {
+                expected: format!("a message of type {want}"),
+                found: if sent.is_empty() {
+                    "raw bytes sent with send_bytes".to_string()
+                } else {
+                    format!("a message of type {}", String::from_utf8_lossy(sent))
+                },
+            });
+        }
+    }
+    buf.truncate(name_at);
+    Ok(())
+}
+
 impl Connection {
     fn new(shared: Arc<Shared>, end: usize, who: (u32, u64)) -> Connection {
         Connection {
@@ -439,25 +473,36 @@ impl Connection {
     /// [`Error::Codec`].
     pub fn send<T: Message>(&self, v: &T) -> Result<()> {
         let ring = self.send_ring()?;
-        with_encoded(v, |bytes| ring.send(bytes, Wait::Forever, &self.peer()))
+        let name = std::any::type_name::<T>();
+        let len = tag_len(name)?;
+        with_encoded(v, |bytes| {
+            ring.send_parts(&[bytes, name.as_bytes(), &len], Wait::Forever, &self.peer())
+        })
     }
 
-    /// Sends raw bytes as one message.
+    /// Sends raw bytes as one message (received with
+    /// [`recv_bytes`](Connection::recv_bytes); `recv::<T>` of it is an error).
     ///
     /// # Errors
     /// As [`Connection::send`].
     pub fn send_bytes(&self, bytes: &[u8]) -> Result<()> {
-        self.send_ring()?.send(bytes, Wait::Forever, &self.peer())
+        self.send_ring()?
+            .send_parts(&[bytes, &0u16.to_le_bytes()], Wait::Forever, &self.peer())
     }
 
     /// Receives a value, waiting as long as needed.
     ///
     /// # Errors
     /// [`Error::Eof`] when the other end is gone and nothing is left;
-    /// [`Error::Closed`] if this end is closed; [`Error::Codec`].
+    /// [`Error::Closed`] if this end is closed; [`Error::TypeMismatch`]
+    /// (naming both types) if the message was sent as another type, or with
+    /// `send_bytes`; [`Error::Codec`].
     pub fn recv<T: Message>(&self) -> Result<T> {
         let ring = self.recv_ring()?;
-        with_decoded(|buf| ring.recv(buf, Wait::Forever, &self.peer()))
+        with_decoded(|buf| {
+            ring.recv(buf, Wait::Forever, &self.peer())?;
+            untag(buf, Some(std::any::type_name::<T>()))
+        })
     }
 
     /// Receives a value, waiting at most `timeout`.
@@ -466,10 +511,14 @@ impl Connection {
     /// [`Error::Timeout`]; as [`Connection::recv`].
     pub fn recv_timeout<T: Message>(&self, timeout: Duration) -> Result<T> {
         let ring = self.recv_ring()?;
-        with_decoded(|buf| ring.recv(buf, Wait::after(timeout), &self.peer()))
+        with_decoded(|buf| {
+            ring.recv(buf, Wait::after(timeout), &self.peer())?;
+            untag(buf, Some(std::any::type_name::<T>()))
+        })
     }
 
-    /// Receives one message as raw bytes.
+    /// Receives one message as raw bytes: what `send_bytes` sent, or the
+    /// encoding of what `send` sent (its type is not checked).
     ///
     /// # Errors
     /// As [`Connection::recv`].
@@ -477,6 +526,7 @@ impl Connection {
         let mut out = Vec::new();
         self.recv_ring()?
             .recv(&mut out, Wait::Forever, &self.peer())?;
+        untag(&mut out, None)?;
         Ok(out)
     }
 

@@ -26,6 +26,9 @@ pub struct QueueHandle {
     pub segment: SegmentHandle,
     /// Offset of the ring's control block.
     pub offset: u64,
+    /// The message type's name, for error messages (the segment's type
+    /// fingerprint is what is checked).
+    pub type_name: String,
 }
 
 fn create_ring<T>(ring_bytes: usize, ring_kind: u32, maxsize: u64) -> Result<Ring> {
@@ -48,12 +51,16 @@ fn create_ring<T>(ring_bytes: usize, ring_kind: u32, maxsize: u64) -> Result<Rin
 fn attach_ring<T>(h: &QueueHandle, ring_kind: u32) -> Result<Ring> {
     let seg = Arc::new(Segment::open_handle(&h.segment)?);
     seg.expect_kind(kind::QUEUE)?;
-    Ring::attach(
-        seg,
-        h.offset,
-        ring_kind,
-        type_hash(std::any::type_name::<T>()),
-    )
+    let want = std::any::type_name::<T>();
+    Ring::attach(seg, h.offset, ring_kind, type_hash(want)).map_err(|e| match e {
+        Error::TypeMismatch { .. } if type_hash(&h.type_name) != type_hash(want) => {
+            Error::TypeMismatch {
+                expected: format!("a queue of {want}"),
+                found: format!("a queue of {}", h.type_name),
+            }
+        }
+        e => e,
+    })
 }
 
 fn timeout_as(e: Error, as_: Error) -> Error {
@@ -182,6 +189,7 @@ impl<T: Message> Queue<T> {
         QueueHandle {
             segment: self.ring.segment().handle(),
             offset: self.ring.offset(),
+            type_name: std::any::type_name::<T>().to_string(),
         }
     }
 

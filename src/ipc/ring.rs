@@ -59,6 +59,51 @@ pub(crate) mod kind {
     pub(crate) const PIPE: u32 = 4;
 }
 
+/// Walks the parts of a message a frame's worth at a time.
+struct Cursor<'a> {
+    parts: &'a [&'a [u8]],
+    /// Bytes of `parts[0]` already taken.
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(parts: &'a [&'a [u8]]) -> Self {
+        let mut c = Cursor { parts, at: 0 };
+        c.skip_empty();
+        c
+    }
+
+    fn skip_empty(&mut self) {
+        while let Some((p, rest)) = self.parts.split_first() {
+            if self.at < p.len() {
+                break;
+            }
+            self.parts = rest;
+            self.at = 0;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// Appends up to `n` bytes' worth of slices to `out`; returns how many bytes.
+    fn take_into(&mut self, n: usize, out: &mut Vec<&'a [u8]>) -> usize {
+        let mut taken = 0;
+        while taken < n {
+            let Some(p) = self.parts.first() else {
+                break;
+            };
+            let k = (p.len() - self.at).min(n - taken);
+            out.push(&p[self.at..self.at + k]);
+            self.at += k;
+            taken += k;
+            self.skip_empty();
+        }
+        taken
+    }
+}
+
 /// Pads its content to its own 64-byte cache line(s).
 #[repr(C, align(64))]
 struct Pad<T>(T);
@@ -810,7 +855,13 @@ impl Ring {
     /// abandoned: readers drop it whole); [`Error::Closed`] if the ring is
     /// closed; the peer's errors ([`Error::BrokenPipe`]); [`Error::Corrupt`].
     pub(crate) fn send(&self, msg: &[u8], wait: Wait, peer: &dyn Peer) -> Result<()> {
-        let len = msg.len() as u64;
+        self.send_parts(&[msg], wait, peer)
+    }
+
+    /// As [`send`](Ring::send), the message being the concatenation of
+    /// `parts` (a body and a type tag, without copying them together).
+    pub(crate) fn send_parts(&self, parts: &[&[u8]], wait: Wait, peer: &dyn Peer) -> Result<()> {
+        let len = parts.iter().map(|p| p.len() as u64).sum::<u64>();
         if len > MAX_MESSAGE {
             return Err(Error::InvalidArgument(format!(
                 "message of {len} bytes exceeds the {MAX_MESSAGE}-byte limit"
@@ -830,11 +881,11 @@ impl Ring {
         let size = frame_size(len);
         if size <= self.max_frame() {
             self.wait_space(tail, size, wait, peer)?;
-            let new_tail = self.put_frame(tail, WHOLE, 0, &[msg]);
+            let new_tail = self.put_frame(tail, WHOLE, 0, parts);
             self.commit_tail(new_tail, true);
             return Ok(());
         }
-        let r = self.send_stream(tail, msg, wait, peer);
+        let r = self.send_stream(tail, parts, len, wait, peer);
         // SYNC POINT: Release; a reader Acquire-loads it after draining.
         b.prod.0.stream_open.store(0, Ordering::Release);
         if r.is_err() {
@@ -845,7 +896,14 @@ impl Ring {
     }
 
     #[cold]
-    fn send_stream(&self, mut tail: u64, msg: &[u8], wait: Wait, peer: &dyn Peer) -> Result<()> {
+    fn send_stream(
+        &self,
+        mut tail: u64,
+        parts: &[&[u8]],
+        len: u64,
+        wait: Wait,
+        peer: &dyn Peer,
+    ) -> Result<()> {
         let p = &self.block().prod.0;
         // Relaxed: owned by the producer-lock holder.
         let seq = (p.stream_seq.load(Ordering::Relaxed) % SEQ_MASK) + 1;
@@ -853,23 +911,24 @@ impl Ring {
         // Relaxed: published by the Release tail store of the FIRST frame.
         p.stream_open.store(seq, Ordering::Relaxed);
         let room = (self.max_frame() - HEADER) as usize;
-        let total = (msg.len() as u64).to_le_bytes();
-        let first = room - total.len();
+        let total = len.to_le_bytes();
+        let mut rest = Cursor::new(parts);
         self.wait_space(tail, self.max_frame(), wait, peer)?;
-        tail = self.put_frame(tail, FIRST, seq, &[&total, &msg[..first]]);
+        let mut first = vec![&total[..]];
+        rest.take_into(room - total.len(), &mut first);
+        tail = self.put_frame(tail, FIRST, seq, &first);
         self.commit_tail(tail, false);
-        let mut rest = &msg[first..];
+        let mut chunk = Vec::new();
         while !rest.is_empty() {
-            let n = rest.len().min(room);
-            let (chunk, more) = rest.split_at(n);
-            let kind = if more.is_empty() { LAST } else { MIDDLE };
+            chunk.clear();
+            let n = rest.take_into(room, &mut chunk);
+            let kind = if rest.is_empty() { LAST } else { MIDDLE };
             self.wait_space(tail, frame_size(n as u64), wait, peer)?;
             if self.flags() & CLOSED != 0 {
                 return Err(Error::Closed);
             }
-            tail = self.put_frame(tail, kind, seq, &[chunk]);
+            tail = self.put_frame(tail, kind, seq, &chunk);
             self.commit_tail(tail, kind == LAST);
-            rest = more;
         }
         Ok(())
     }

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::task::Waker;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,31 @@ pub(crate) enum Sink {
     Stream(Arc<Stream>, usize),
 }
 
+/// Held by a future or stream that waits for results (`async` feature):
+/// while any is held, the supervisor collects every result as it comes, so
+/// a waker fires without a thread blocked in `get`.
+#[cfg(feature = "async")]
+pub(crate) struct AsyncWaiting {
+    shared: Arc<Shared>,
+}
+
+#[cfg(feature = "async")]
+impl AsyncWaiting {
+    pub(crate) fn new(shared: &Arc<Shared>) -> Self {
+        shared.async_waiting(true);
+        AsyncWaiting {
+            shared: Arc::clone(shared),
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+impl Drop for AsyncWaiting {
+    fn drop(&mut self) {
+        self.shared.async_waiting(false);
+    }
+}
+
 /// No ticket yet.
 const NO_TICKET: u64 = u64::MAX;
 
@@ -48,6 +74,8 @@ pub(crate) struct Cell {
     ticket: AtomicU64,
     /// Times the task was run again after its worker died.
     pub(crate) retries: AtomicU32,
+    /// The task of a future polled before the result came (`async` feature).
+    waker: Mutex<Option<Waker>>,
 }
 
 impl Cell {
@@ -57,11 +85,39 @@ impl Cell {
             callback: Mutex::new(callback),
             ticket: AtomicU64::new(NO_TICKET),
             retries: AtomicU32::new(0),
+            waker: Mutex::new(None),
         })
     }
 
     pub(crate) fn is_ready(&self) -> bool {
         lock(&self.value).is_some()
+    }
+
+    /// Sets the outcome and wakes a future waiting for it.
+    fn set(&self, o: Outcome) {
+        *lock(&self.value) = Some(o);
+        wake(&self.waker);
+    }
+
+    /// Has `w` woken when the outcome is set.
+    #[cfg(feature = "async")]
+    pub(crate) fn set_waker(&self, w: &Waker) {
+        set_waker(&self.waker, w);
+    }
+}
+
+#[cfg(feature = "async")]
+fn set_waker(slot: &Mutex<Option<Waker>>, w: &Waker) {
+    let mut g = lock(slot);
+    if !g.as_ref().is_some_and(|old| old.will_wake(w)) {
+        *g = Some(w.clone());
+    }
+}
+
+fn wake(slot: &Mutex<Option<Waker>>) {
+    let w = lock(slot).take();
+    if let Some(w) = w {
+        w.wake();
     }
 }
 
@@ -87,6 +143,8 @@ pub(crate) struct Stream {
     /// The first failing chunk cancels the others (map, starmap, map_chunks;
     /// not imap, whose consumer sees each item's result).
     fail_fast: bool,
+    /// The task of a future or stream polled before a chunk came.
+    waker: Mutex<Option<Waker>>,
 }
 
 impl Sink {
@@ -110,6 +168,7 @@ impl Stream {
         Arc::new(Stream {
             state: Mutex::new(StreamState::default()),
             fail_fast,
+            waker: Mutex::new(None),
         })
     }
 
@@ -129,7 +188,15 @@ impl Stream {
         };
         st.done.insert(index, o);
         st.delivered += 1;
+        drop(st);
+        wake(&self.waker);
         first_failure
+    }
+
+    /// Has `w` woken when the next chunk is delivered.
+    #[cfg(feature = "async")]
+    pub(crate) fn set_waker(&self, w: &Waker) {
+        set_waker(&self.waker, w);
     }
 
     /// Records the number of chunks (the input is exhausted).
@@ -233,6 +300,9 @@ pub(crate) struct Inner {
     /// Doorbell value at the last scan.
     last_scan: u32,
     stop_supervisor: bool,
+    /// Futures and streams (`async` feature) waiting for results: the
+    /// supervisor then collects every result as it comes.
+    async_waiting: usize,
     /// Worker starts that failed in a row (spawn error, initializer error).
     start_failures: u32,
     /// Why the last worker start failed.
@@ -368,6 +438,7 @@ impl Shared {
                 reserved: vec![false; config.processes],
                 last_scan: 0,
                 stop_supervisor: false,
+                async_waiting: 0,
                 start_failures: 0,
                 last_start_error: None,
                 broken: None,
@@ -614,6 +685,25 @@ impl Shared {
         );
     }
 
+    /// A future or stream starts (`true`) or stops waiting for results
+    /// collected by the supervisor.
+    #[cfg(feature = "async")]
+    pub(crate) fn async_waiting(&self, on: bool) {
+        let mut inner = lock(&self.inner);
+        if on {
+            inner.async_waiting += 1;
+        } else {
+            inner.async_waiting = inner.async_waiting.saturating_sub(1);
+        }
+        drop(inner);
+        if on {
+            // Switch the supervisor to waking on results.
+            if let Some(h) = lock(&self.supervisor).as_ref() {
+                h.thread().unpark();
+            }
+        }
+    }
+
     /// Wakes parent threads waiting on the doorbell (after deliveries).
     fn ring(&self) {
         ring(&self.ctl);
@@ -737,7 +827,7 @@ impl Shared {
     fn deliver_cell(&self, c: Arc<Cell>, o: Outcome) {
         let cb = lock(&c.callback).take();
         let Some(cb) = cb else {
-            *lock(&c.value) = Some(o);
+            c.set(o);
             return;
         };
         let ctl = self.ctl.clone();
@@ -750,7 +840,7 @@ impl Shared {
                 bump(&counters.callback_panics);
                 eprintln!("shmproc: a pool callback panicked (the pool goes on): {p}");
             }
-            *lock(&c.value) = Some(o);
+            c.set(o);
             ring(&ctl);
         });
         if let Err(job) = self.send_callback(job) {
@@ -822,7 +912,7 @@ impl Shared {
                 let inner = lock(&self.inner);
                 (
                     inner.stop_supervisor,
-                    inner.callbacks_pending > 0,
+                    inner.callbacks_pending > 0 || inner.async_waiting > 0,
                     inner.limited > 0,
                 )
             };

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::core::{lock, Sink, Stream, TaskMeta};
+#[cfg(feature = "async")]
+use super::core::AsyncWaiting;
+use super::core::{lock, Outcome, Sink, Stream, TaskMeta};
 use super::result::clone_error;
 use super::Pool;
 use crate::error::Result;
@@ -18,6 +20,12 @@ use crate::process::spawn::FnId;
 /// The iterator of [`Pool::imap`] and [`Pool::imap_unordered`]: yields
 /// `Result<R>` per input item. It pulls input items only to keep at most two
 /// chunks per worker in flight.
+///
+/// With the `async` cargo feature, [`IMap::into_stream`] turns it into a
+/// [`futures_core::Stream`](https://docs.rs/futures-core/latest/futures_core/stream/trait.Stream.html)
+/// of the same items, woken by the pool's supervisor thread, so any executor
+/// can drive it (a separate type, so that `Iterator` and `StreamExt`
+/// methods of the same names never clash).
 pub struct IMap<'p, I: Iterator, R> {
     pool: &'p Pool,
     input: I,
@@ -32,6 +40,9 @@ pub struct IMap<'p, I: Iterator, R> {
     exhausted: bool,
     buffer: VecDeque<R>,
     failed: bool,
+    /// Set while polled as a stream.
+    #[cfg(feature = "async")]
+    waiting: Option<AsyncWaiting>,
     _r: PhantomData<fn() -> R>,
 }
 
@@ -73,6 +84,8 @@ where
             exhausted: false,
             buffer: VecDeque::new(),
             failed: false,
+            #[cfg(feature = "async")]
+            waiting: None,
             _r: PhantomData,
         }
     }
@@ -118,7 +131,47 @@ where
         Ok(())
     }
 
-    fn take_chunk(&mut self) -> Option<super::core::Outcome> {
+    /// Takes a delivered chunk's items into the buffer; its error, if any.
+    fn absorb(&mut self, outcome: Outcome) -> Option<Result<R>> {
+        self.consumed += 1;
+        self.next_chunk += 1;
+        match outcome {
+            Ok(bytes) => match postcard::from_bytes::<Vec<R>>(&bytes) {
+                Ok(v) => {
+                    self.buffer.extend(v);
+                    None
+                }
+                Err(e) => Some(Err(e.into())),
+            },
+            Err(e) => Some(Err(clone_error(&e))),
+        }
+    }
+
+    /// What `next` returns without waiting: `Some(answer)`, or `None` when
+    /// the next item needs a chunk that has not come yet.
+    fn step(&mut self) -> Option<Option<Result<R>>> {
+        loop {
+            if let Some(r) = self.buffer.pop_front() {
+                return Some(Some(Ok(r)));
+            }
+            if self.failed {
+                return Some(None);
+            }
+            if let Err(e) = self.top_up() {
+                self.failed = true;
+                return Some(Some(Err(e)));
+            }
+            if self.exhausted && self.consumed == self.submitted {
+                return Some(None);
+            }
+            let outcome = self.take_chunk()?;
+            if let Some(err) = self.absorb(outcome) {
+                return Some(Some(err));
+            }
+        }
+    }
+
+    fn take_chunk(&mut self) -> Option<Outcome> {
         let mut st = lock(&self.stream.state);
         let key = if self.ordered {
             st.done
@@ -141,18 +194,8 @@ where
 
     fn next(&mut self) -> Option<Result<R>> {
         loop {
-            if let Some(r) = self.buffer.pop_front() {
-                return Some(Ok(r));
-            }
-            if self.failed {
-                return None;
-            }
-            if let Err(e) = self.top_up() {
-                self.failed = true;
-                return Some(Err(e));
-            }
-            if self.exhausted && self.consumed == self.submitted {
-                return None;
+            if let Some(answer) = self.step() {
+                return answer;
             }
             let mut got = None;
             let shared = Arc::clone(&self.pool.shared);
@@ -164,16 +207,83 @@ where
                 self.failed = true;
                 return Some(Err(e));
             }
-            let Some(outcome) = got else { continue };
-            self.consumed += 1;
-            self.next_chunk += 1;
-            match outcome {
-                Ok(bytes) => match postcard::from_bytes::<Vec<R>>(&bytes) {
-                    Ok(v) => self.buffer.extend(v),
-                    Err(e) => return Some(Err(e.into())),
-                },
-                Err(e) => return Some(Err(clone_error(&e))),
+            if let Some(outcome) = got {
+                if let Some(err) = self.absorb(outcome) {
+                    return Some(err);
+                }
             }
+        }
+    }
+}
+
+/// Nothing of an `IMap` is ever pinned in place (items are moved out of its
+/// buffer), so it is `Unpin` whenever its input iterator is.
+impl<I: Iterator + Unpin, R> Unpin for IMap<'_, I, R> {}
+
+/// An [`IMap`] consumed as a [`futures_core::Stream`] (`async` feature):
+/// see [`IMap::into_stream`].
+#[cfg(feature = "async")]
+#[derive(Debug)]
+pub struct IMapStream<'p, I: Iterator, R>(IMap<'p, I, R>);
+
+#[cfg(feature = "async")]
+impl<'p, I: Iterator, R> IMap<'p, I, R> {
+    /// This map as a [`futures_core::Stream`] of the same items, in the same
+    /// order (`async` feature). Polling never blocks: a pending poll leaves
+    /// the waker to the pool's supervisor thread.
+    ///
+    /// ```
+    /// # fn main() -> shmproc::Result<()> {
+    /// use futures_core::Stream;
+    /// fn is_stream<S: Stream<Item = shmproc::Result<u64>>>(_: &S) {}
+    /// let pool = shmproc::Pool::new(1)?;
+    /// let s = pool.imap(|x: u64| x * 2, 0..10u64).into_stream();
+    /// is_stream(&s);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn into_stream(self) -> IMapStream<'p, I, R> {
+        IMapStream(self)
+    }
+}
+
+#[cfg(feature = "async")]
+impl<I, R> futures_core::Stream for IMapStream<'_, I, R>
+where
+    I: Iterator + Unpin,
+    I::Item: Serialize,
+    R: DeserializeOwned,
+{
+    type Item = Result<R>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<R>>> {
+        use std::task::Poll;
+        let this = &mut self.get_mut().0;
+        loop {
+            if let Some(answer) = this.step() {
+                if answer.is_none() {
+                    this.waiting = None;
+                }
+                return Poll::Ready(answer);
+            }
+            if this.pool.shared.collect(false) > 0 {
+                continue;
+            }
+            this.stream.set_waker(cx.waker());
+            if this.waiting.is_none() {
+                this.waiting = Some(AsyncWaiting::new(&this.pool.shared));
+            }
+            // A chunk delivered between the look and the waker being set.
+            if let Some(outcome) = this.take_chunk() {
+                if let Some(err) = this.absorb(outcome) {
+                    return Poll::Ready(Some(err));
+                }
+                continue;
+            }
+            return Poll::Pending;
         }
     }
 }

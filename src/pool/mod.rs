@@ -72,6 +72,8 @@ use crate::segment::SharedArray;
 
 pub use control::MAX_WORKERS;
 pub use imap::IMap;
+#[cfg(feature = "async")]
+pub use imap::IMapStream;
 pub use result::AsyncResult;
 use result::{decode_chunks, Kind};
 
@@ -419,6 +421,8 @@ impl Pool {
         Ok(AsyncResult {
             shared: Arc::clone(&self.shared),
             kind: Kind::Cell(cell),
+            #[cfg(feature = "async")]
+            waiting: None,
             _r: PhantomData,
         })
     }
@@ -578,6 +582,8 @@ impl Pool {
         AsyncResult {
             shared: Arc::clone(&self.shared),
             kind: Kind::Map(stream, decode_chunks::<T>),
+            #[cfg(feature = "async")]
+            waiting: None,
             _r: PhantomData,
         }
     }

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
+#[cfg(feature = "async")]
+use super::core::AsyncWaiting;
 use super::core::{lock, Cell, Outcome, Shared, Stream};
 use crate::error::{Error, Result};
 
@@ -26,9 +28,27 @@ pub(crate) enum Kind<R> {
 ///
 /// Waiting for it also collects other finished tasks of the pool, so results
 /// arrive without a thread hop when somebody is waiting.
+///
+/// With the `async` cargo feature it is a [`Future`](std::future::Future)
+/// of `Result<R>`, for any executor (the pool's supervisor thread wakes it;
+/// no runtime is needed):
+///
+/// ```
+/// # #[cfg(feature = "async")] {
+/// use std::future::Future;
+/// fn is_future<F: Future<Output = shmproc::Result<u64>>>(_: &F) {}
+/// let pool = shmproc::Pool::new(1)?;
+/// let r = pool.apply_async(|x: u64| x + 1, 41)?;
+/// is_future(&r);
+/// # }
+/// # Ok::<(), shmproc::Error>(())
+/// ```
 pub struct AsyncResult<R> {
     pub(crate) shared: Arc<Shared>,
     pub(crate) kind: Kind<R>,
+    /// Set while polled as a future.
+    #[cfg(feature = "async")]
+    pub(crate) waiting: Option<AsyncWaiting>,
     pub(crate) _r: PhantomData<fn() -> R>,
 }
 
@@ -200,4 +220,38 @@ pub(crate) fn decode_chunks<R: DeserializeOwned>(
         }
     }
     Ok(out)
+}
+
+#[cfg(feature = "async")]
+impl<R: DeserializeOwned> std::future::Future for AsyncResult<R> {
+    type Output = Result<R>;
+
+    /// Ready with what [`get`](AsyncResult::get) returns. Polling collects
+    /// the results that are in; otherwise the waker is woken by the pool's
+    /// supervisor when the result arrives.
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<R>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        if this.ready() {
+            this.waiting = None;
+            return Poll::Ready(this.value());
+        }
+        this.shared.collect(false);
+        match &this.kind {
+            Kind::Cell(c) => c.set_waker(cx.waker()),
+            Kind::Map(s, _) => s.set_waker(cx.waker()),
+        }
+        if this.waiting.is_none() {
+            this.waiting = Some(AsyncWaiting::new(&this.shared));
+        }
+        // Delivered between the first look and the waker being set.
+        if this.ready() {
+            this.waiting = None;
+            return Poll::Ready(this.value());
+        }
+        Poll::Pending
+    }
 }

@@ -4,9 +4,14 @@
 //!
 //! - [`StartMethod::Spawn`] (default): the child re-execs `/proc/self/exe` — the
 //!   very same file, even if it was rebuilt on disk since — with a marker in its
-//!   environment, and becomes a worker inside [`init`]. The parent's argv is not
-//!   forwarded. The child starts single-threaded, with nothing inherited but the
-//!   standard streams and three pipe ends.
+//!   environment, and becomes a worker **before `main`**: shmproc's ELF
+//!   constructor sees the marker and runs the worker, so no code of the
+//!   program runs in it but its tasks. The parent's argv is not forwarded. The
+//!   child starts single-threaded, with nothing inherited but the standard
+//!   streams and three pipe ends. When shmproc lives in a shared object loaded
+//!   by another program (a `cdylib` opened by python's `ctypes`), the child is
+//!   the dynamic loader running that program with the very same shared object
+//!   preloaded, whose constructor takes over the same way.
 //! - [`StartMethod::Fork`]: `fork()` without exec, for single-threaded parents.
 //!   It is refused with [`Error::ForkUnsafe`](crate::Error::ForkUnsafe) when the
 //!   process has more than one thread (a lock held by another thread at fork
@@ -18,12 +23,11 @@
 //!   method (so [`init`] is needed) and kept until exit. It works from a
 //!   multithreaded parent, and a start costs a fork instead of an exec. As in
 //!   Python, the child inherits **the server's memory, not the parent's**: the
-//!   server is a fresh copy of the program that ran [`init`] and nothing else,
-//!   so statics are as at the start of `main`; everything the child needs
+//!   server is a fresh copy of the program that ran nothing of `main`, so
+//!   statics are as at the start of `main`; everything the child needs
 //!   travels in its arguments, as with spawn. `current_process()` and
 //!   `parent_process()` in the child name the parent that started it (its real
-//!   parent pid, the server's, is not used). In a cargo test binary the server
-//!   also has libtest's main thread, idle while the test thread serves.
+//!   parent pid, the server's, is not used).
 //!
 //! A private server can also be forked from a still single-threaded process
 //! (`spawn::ForkServer::fork_from_here`, meant for a pool with
@@ -31,20 +35,19 @@
 //! starts later, from any thread, inherit the parent's memory as it was at that
 //! moment.
 //!
-//! # `init()` and tests
+//! # No ceremony
 //!
-//! Every program that starts processes calls [`init`] on the first line of
-//! `main`. A test binary has no `main` of its own: put
-//! [`worker_test_entry!()`](crate::worker_test_entry) at the crate root of each
-//! integration test file that spawns. A spawned child of a test binary runs only
-//! that test, with `--nocapture --test-threads=1 -q`, so its stdout starts with
-//! libtest's `running 1 test` line.
+//! Programs, test binaries, doctests and examples need nothing to start
+//! processes: a spawned worker never runs `main` (or libtest's), so a
+//! `println!`, a file write or argument parsing before the first pool runs
+//! once, in the parent. [`init`] is kept as a call that does nothing, for
+//! programs written for earlier versions, and so is
+//! [`worker_test_entry!`](crate::worker_test_entry).
 //!
-//! A program that forgot `init()`: its spawned child runs `main` again; the first
-//! time that child tries to start a process it exits instead (code
-//! [`spawn::EXIT_INIT_MISSING`]), and the parent's `start()` returns
-//! [`Error::InitMissing`](crate::Error::InitMissing). A child that exits without
-//! answering the handshake for any other reason gives the same error.
+//! A child that exits without answering the start handshake gives
+//! [`Error::InitMissing`](crate::Error::InitMissing) (its program has no
+//! shmproc worker entry, which cannot happen for a program linked with this
+//! crate).
 //!
 //! # Lifetime
 //!
@@ -76,7 +79,6 @@
 //! }
 //!
 //! fn main() -> shmproc::Result<()> {
-//!     shmproc::init();
 //!     let ps: Vec<Process> = (0..3).map(|n| Process::new(work, n)).collect();
 //!     for p in &ps {
 //!         p.start()?;
@@ -107,14 +109,15 @@ pub(crate) use worker::{announce_failure, announce_ready};
 /// How a child process is started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum StartMethod {
-    /// Re-exec the running executable (`/proc/self/exe`); needs [`init`].
+    /// Re-exec the running executable (`/proc/self/exe`), which becomes a
+    /// worker before `main`.
     #[default]
     Spawn,
     /// `fork()` without exec; refused in a multithreaded process unless forced.
     Fork,
     /// Forked by this process's fork server (started on first use with the
-    /// spawn method); works from a multithreaded parent; needs [`init`]. The
-    /// child inherits the server's fresh memory, not the parent's.
+    /// spawn method); works from a multithreaded parent. The child inherits
+    /// the server's fresh memory, not the parent's.
     ForkServer,
 }
 
@@ -151,16 +154,14 @@ pub fn get_start_method() -> StartMethod {
     }
 }
 
-/// Must be the first line of `main` in any program that starts processes. In a
-/// spawned worker it runs the worker and never returns; in the parent it
-/// returns at once.
+/// Does nothing; kept for programs written for versions that needed it as the
+/// first line of `main`. Spawned workers now start before `main` (see
+/// [the module docs](crate::process#no-ceremony)).
 ///
 /// # Examples
 ///
 /// ```
-/// // The first line of `main`:
-/// shmproc::init();
-/// // ... the program, which may start processes
+/// shmproc::init(); // harmless, and not needed
 /// ```
 pub fn init() {
     worker::init();
@@ -244,16 +245,10 @@ pub fn cpu_count() -> usize {
     crate::sys::proc::cpu_count()
 }
 
-/// Defines the test `__shmproc_worker_entry` that turns a re-exec'd cargo test
-/// binary into a worker. Put `shmproc::worker_test_entry!();` at the crate root
-/// of every integration test file that starts processes with the spawn method.
-/// In the parent test run the test does nothing.
+/// Expands to nothing; kept so that test files written for versions that
+/// needed it still compile. Test binaries need no entry: a spawned worker
+/// never runs libtest's `main`.
 #[macro_export]
 macro_rules! worker_test_entry {
-    () => {
-        #[test]
-        fn __shmproc_worker_entry() {
-            $crate::init();
-        }
-    };
+    () => {};
 }

@@ -16,10 +16,11 @@
 //!    only the child side of the three fds survives the exec.
 //! 2. The parent writes `u64 length (LE) + postcard(Boot)`: the build identity,
 //!    the entry offset, name, daemon flag, and the payload.
-//! 3. The child (inside [`init`](crate::init)) reads it, checks the build
-//!    identity, and answers `K`, or `B`/`X` + `u32 length + message` on failure.
-//! 4. EOF or exit of the child without an answer means it never called
-//!    `init()`: [`Error::InitMissing`].
+//! 3. The child (in shmproc's ELF constructor, before `main`) reads it, checks
+//!    the build identity, and answers `K`, or `B`/`X` + `u32 length + message`
+//!    on failure.
+//! 4. EOF or exit of the child without an answer means it never reached the
+//!    worker entry: [`Error::InitMissing`].
 //!
 //! The parent waits on the status pipe *and* the child's pidfd, so a child that
 //! dies, or a stray copy of a pipe end, never makes `start` hang; a child that
@@ -32,6 +33,7 @@ pub use super::task::{BootFn, Entry};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -43,21 +45,16 @@ use super::{forkserver, liveness, registry, worker, StartMethod};
 use crate::sys::proc::{self as sys, PollFd, WaitStatus};
 use crate::{Error, Result};
 
-/// The argv of a spawned child after `argv[0]`. A normal binary never parses it
-/// (`init()` does not return in a worker); a cargo test binary runs only the test
-/// named `__shmproc_worker_entry` (see [`worker_test_entry!`](crate::worker_test_entry)).
-pub const WORKER_ARGV: [&str; 4] = [
-    "__shmproc_worker_entry",
-    "--nocapture",
-    "--test-threads=1",
-    "-q",
-];
+/// The argv of a spawned child after `argv[0]`. No program ever parses it (the
+/// worker entry takes over before `main`); it names the process as a worker in
+/// `ps`, and lets a worker whose parent died before it started leave quietly.
+pub const WORKER_ARGV: [&str; 1] = ["__shmproc_worker_entry"];
 
 /// Name of the env marker of a spawned child.
 pub const MARKER_ENV: &str = "SHMPROC_WORKER";
 
-/// Exit code of a child that has the worker marker but tried to start a process
-/// without having called `init()`.
+/// Exit code of a child that has the worker marker but reached `main` and
+/// tried to start a process (its program has no worker entry).
 pub const EXIT_INIT_MISSING: i32 = 86;
 
 /// Exit code of a spawned child that failed its handshake (bad build identity,
@@ -439,11 +436,12 @@ impl Child {
 /// # Errors
 /// - [`Error::ForkUnsafe`]: fork asked for in a multithreaded process, not forced;
 /// - [`Error::InvalidState`]: the fork server died and a new one died as well;
-/// - [`Error::InitMissing`]: the spawned child did not call `init()`;
+/// - [`Error::InitMissing`]: the spawned child ended without answering;
 /// - [`Error::BuildMismatch`]: the spawned child runs another build;
 /// - [`Error::Timeout`]: no handshake within `opts.handshake_timeout`;
 /// - [`Error::Io`]: pipes, exec, fork.
 pub fn start_child(entry: Entry, payload: Vec<u8>, opts: &ChildOptions) -> Result<Child> {
+    worker::entry_linked();
     worker::check_may_start_children();
     match opts.method {
         StartMethod::Spawn => spawn_child(entry, payload, opts, BuildIdentity::current()?),
@@ -457,6 +455,73 @@ fn argv0() -> std::ffi::OsString {
         .next()
         .or_else(|| std::env::current_exe().ok().map(|p| p.into_os_string()))
         .unwrap_or_else(|| "shmproc-worker".into())
+}
+
+/// The command that starts a spawned worker, and the files it needs kept
+/// open until it has started (their fds are added to `keep`).
+///
+/// - shmproc in the executable: `/proc/self/exe` (the very file, even if it
+///   was rebuilt on disk since).
+/// - shmproc in a shared object another program loaded (a `cdylib` opened by
+///   python's ctypes): the dynamic loader runs the host program with that
+///   very shared object preloaded (`ld.so --preload /proc/self/fd/L
+///   /proc/self/fd/P`); the object's constructor becomes the worker before the
+///   host's `main` could run.
+fn worker_command(keep: &mut Vec<RawFd>) -> Result<(Command, Vec<File>)> {
+    let image = super::task::image()?;
+    let exe = sys::exe_identity().map_err(|e| Error::io("stat /proc/self/exe", e))?;
+    if (image.dev, image.ino) == exe {
+        let mut cmd = Command::new("/proc/self/exe");
+        cmd.arg0(argv0());
+        return Ok((cmd, Vec::new()));
+    }
+    let loader = sys::dynamic_loader()
+        .map_err(|e| Error::io("finding the dynamic loader", e))?
+        .ok_or_else(|| {
+            Error::InvalidState(
+                "shmproc's code is not in the executable and the program has no dynamic \
+                 loader to start a worker with; use StartMethod::Fork"
+                    .into(),
+            )
+        })?;
+    let program = sys::main_program().map_err(|e| Error::io("finding the main program", e))?;
+    let open_same = |f: &sys::MappedFile, what: &str| -> Result<File> {
+        let file = File::open(&f.path).map_err(|e| {
+            Error::io(
+                format!(
+                    "opening {what} {} to start a worker (was it removed or replaced?)",
+                    f.path.display()
+                ),
+                e,
+            )
+        })?;
+        let m = file
+            .metadata()
+            .map_err(|e| Error::io(format!("stat {}", f.path.display()), e))?;
+        if (sys::dev_parts(m.dev()), m.ino()) != (f.dev, f.ino) {
+            return Err(Error::BuildMismatch(format!(
+                "{what} {} was replaced on disk after it was loaded; a worker cannot run \
+                 the same code (restart the program)",
+                f.path.display()
+            )));
+        }
+        Ok(file)
+    };
+    let prog = open_same(&program, "the program")?;
+    let mut cmd = Command::new(loader);
+    cmd.arg("--argv0").arg(argv0());
+    let mut files = Vec::new();
+    if (image.dev, image.ino) != (program.dev, program.ino) {
+        let lib = open_same(&image, "shmproc's shared object")?;
+        cmd.arg("--preload")
+            .arg(format!("/proc/self/fd/{}", lib.as_raw_fd()));
+        keep.push(lib.as_raw_fd());
+        files.push(lib);
+    }
+    cmd.arg(format!("/proc/self/fd/{}", prog.as_raw_fd()));
+    keep.push(prog.as_raw_fd());
+    files.push(prog);
+    Ok((cmd, files))
 }
 
 pub(crate) fn spawn_child(
@@ -515,12 +580,12 @@ fn spawn_with(
         marker.push_str(&format!(":{c}"));
         keep.push(c);
     }
-    let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg0(argv0()).args(WORKER_ARGV).env(MARKER_ENV, marker);
+    let (mut cmd, _image_files) = worker_command(&mut keep)?;
+    cmd.args(WORKER_ARGV).env(MARKER_ENV, marker);
     sys::keep_fds_on_exec(&mut cmd, keep);
     let spawned = cmd
         .spawn()
-        .map_err(|e| Error::io("re-executing /proc/self/exe", e))?;
+        .map_err(|e| Error::io("starting a worker (re-executing shmproc's program)", e))?;
     let pid = spawned.id();
     // std's handle neither waits nor kills on drop; our Child owns the pid now.
     drop(spawned);
@@ -705,7 +770,7 @@ fn no_answer(child: &Child) -> Error {
             "worker {} was killed by signal {s} during startup",
             child.pid()
         )),
-        // Any exit without an answer: it ran `main` instead of `init()`.
+        // Any exit without an answer: it never reached the worker entry.
         _ => Error::InitMissing,
     }
 }

@@ -5,8 +5,10 @@
 //!
 //! An offset is only meaningful in a process that runs the *very same file* as the
 //! process that computed it. Under the spawn start method the child re-execs
-//! `/proc/self/exe` and, before resolving any offset, checks the build identity
-//! sent by its parent: the `(st_dev, st_ino)` of `/proc/self/exe` and the
+//! `/proc/self/exe` (or, when shmproc lives in a shared object loaded by another
+//! program, preloads that very file) and, before resolving any offset, checks
+//! the build identity sent by its parent: the device and inode of the file the
+//! anchor's code is mapped from (the executable or the shared object) and the
 //! anchor-relative offset of a canary function ([`BuildIdentity`]). A mismatch is
 //! [`Error::BuildMismatch`](crate::Error::BuildMismatch), never a jump into the
 //! unknown. Under the fork start method the child shares the parent's image, so
@@ -36,7 +38,7 @@ fn canary() -> u64 {
     std::hint::black_box(0x4341_4e41_5259_2121) // "CANARY!!"
 }
 
-fn anchor_addr() -> usize {
+pub(crate) fn anchor_addr() -> usize {
     let f: fn() -> u64 = anchor;
     f as usize
 }
@@ -54,23 +56,29 @@ fn addr_of_offset(off: i64) -> usize {
 /// What a child compares with its own image before trusting any offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct BuildIdentity {
-    /// `st_dev` of `/proc/self/exe`.
-    pub exe_dev: u64,
-    /// `st_ino` of `/proc/self/exe`.
-    pub exe_ino: u64,
+    /// Device `(major, minor)` of the file shmproc's code is mapped from.
+    pub dev: (u32, u32),
+    /// Its inode.
+    pub ino: u64,
     /// Offset of the canary function from the anchor.
     pub canary: i64,
+}
+
+/// The file shmproc's code runs from: the executable, or the shared object
+/// (a `cdylib`) another program loaded.
+pub(crate) fn image() -> crate::Result<crate::sys::proc::MappedFile> {
+    crate::sys::proc::mapped_file_at(anchor_addr())
+        .map_err(|e| crate::Error::io("finding shmproc's code in /proc/self/maps", e))
 }
 
 impl BuildIdentity {
     /// The identity of the running image.
     pub fn current() -> crate::Result<Self> {
-        let (exe_dev, exe_ino) = crate::sys::proc::exe_identity()
-            .map_err(|e| crate::Error::io("stat /proc/self/exe", e))?;
+        let img = image()?;
         let c: fn() -> u64 = canary;
         Ok(BuildIdentity {
-            exe_dev,
-            exe_ino,
+            dev: img.dev,
+            ino: img.ino,
             canary: offset_of_addr(c as usize),
         })
     }
@@ -82,9 +90,16 @@ impl BuildIdentity {
             Ok(())
         } else {
             Err(crate::Error::BuildMismatch(format!(
-                "parent runs exe (dev {}, inode {}) with canary offset {:#x}; \
-                 this child runs (dev {}, inode {}) with canary offset {:#x}",
-                self.exe_dev, self.exe_ino, self.canary, mine.exe_dev, mine.exe_ino, mine.canary
+                "parent runs image (dev {}:{}, inode {}) with canary offset {:#x}; \
+                 this child runs (dev {}:{}, inode {}) with canary offset {:#x}",
+                self.dev.0,
+                self.dev.1,
+                self.ino,
+                self.canary,
+                mine.dev.0,
+                mine.dev.1,
+                mine.ino,
+                mine.canary
             )))
         }
     }

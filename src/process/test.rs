@@ -90,7 +90,7 @@ fn fn_id_across_spawn() {
 #[test]
 fn build_mismatch_is_an_error() {
     let mut wrong = BuildIdentity::current().expect("identity");
-    wrong.exe_ino ^= 1;
+    wrong.ino ^= 1;
     let o = opts(StartMethod::Spawn);
     match spawn_child(Entry::new(boot_len), vec![], &o, wrong) {
         Err(Error::BuildMismatch(m)) => assert!(m.contains("inode"), "{m}"),

@@ -126,22 +126,86 @@ fn marker() -> Option<Marker> {
     })
 }
 
-/// Called before starting any child: a spawned worker that skipped `init()` is
-/// running `main` again and must not spawn (that would recurse). It exits with
-/// [`EXIT_INIT_MISSING`]; its parent's `start()` then returns
-/// [`Error::InitMissing`].
+/// Called before starting any child: a process spawned as a worker whose
+/// worker entry did not run (it cannot happen in a program linked with this
+/// crate, whose constructor takes over first) is running `main` and must not
+/// spawn (that would recurse). It exits with [`EXIT_INIT_MISSING`]; its
+/// parent's `start()` then returns [`Error::InitMissing`].
 pub(crate) fn check_may_start_children() {
     if INITIALIZED.load(Ordering::Relaxed) || marker().is_none() {
         return;
     }
     eprintln!(
         "shmproc: this process was started as a worker (pid {}, parent {}) but \
-         shmproc::init() was not called first in main; exiting",
+         reached main without becoming one; exiting",
         std::process::id(),
         sys::getppid()
     );
     let _ = std::io::stderr().flush();
     sys::exit_now(EXIT_INIT_MISSING);
+}
+
+/// The worker entry, run by the dynamic loader before `main` (an ELF
+/// constructor in `.init_array`, which glibc calls with `argc, argv, envp`,
+/// for the executable and for shared objects alike). In a process spawned as a
+/// worker it runs the worker and never returns, so no user code but the
+/// worker's tasks ever runs in it; in any other process it returns at once.
+///
+/// Written by hand rather than with the `ctor` crate: it is one static, and
+/// the attribute form keeps it visible to the safety lints of this module.
+#[used]
+#[link_section = ".init_array"]
+static WORKER_ENTRY: extern "C" fn(
+    libc::c_int,
+    *const *const libc::c_char,
+    *const *const libc::c_char,
+) = before_main;
+
+extern "C" fn before_main(
+    argc: libc::c_int,
+    argv: *const *const libc::c_char,
+    _envp: *const *const libc::c_char,
+) {
+    if std::env::var_os(MARKER_ENV).is_none() {
+        return;
+    }
+    let first = if argc >= 2 && !argv.is_null() {
+        // SAFETY: the loader passes the program's argv: `argc` valid pointers
+        // to NUL-terminated strings (index 1 exists since argc >= 2).
+        let p = unsafe { *argv.add(1) };
+        if p.is_null() {
+            None
+        } else {
+            // SAFETY: p is one of argv's NUL-terminated strings.
+            Some(unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes().to_vec())
+        }
+    } else {
+        None
+    };
+    // Nothing may unwind out of an `extern "C"` constructor.
+    let r = catch_unwind(|| {
+        if let Some(m) = marker() {
+            run_spawned(m);
+        }
+        if first.as_deref() == Some(super::spawn::WORKER_ARGV[0].as_bytes()) {
+            // Spawned as a worker, but the parent is gone already (the marker
+            // names another parent pid): leave quietly, as the liveness
+            // watcher would have.
+            sys::exit_now(super::EXIT_PARENT_DIED);
+        }
+        // Otherwise a program started by a worker inherited the marker: it is
+        // not a worker of ours.
+    });
+    if r.is_err() {
+        sys::exit_now(EXIT_BOOT_FAILED);
+    }
+}
+
+/// Keeps the constructor referenced from the spawn path (it is `#[used]`;
+/// this makes doubly sure the object holding it is linked wherever workers
+/// can be started).
+pub(crate) fn entry_linked() {
+    std::hint::black_box(&WORKER_ENTRY);
 }
 
 /// See [`crate::init`].
@@ -229,6 +293,13 @@ pub(crate) fn take_server_fds() -> Option<(OwnedFd, OwnedFd)> {
 
 fn run_spawned(m: Marker) -> ! {
     INITIALIZED.store(true, Ordering::Relaxed);
+    // This runs before main, single-threaded. The marker is for this process
+    // only, not for the programs it runs.
+    std::env::remove_var(MARKER_ENV);
+    sys::ignore_sigpipe();
+    let mut inherited = vec![m.payload, m.status, m.live];
+    inherited.extend(m.control);
+    sys::cloexec_all_but(&inherited);
     let payload = adopt(m.payload);
     let status = adopt(m.status);
     let live = adopt(m.live);

@@ -323,10 +323,95 @@ pub(crate) fn thread_count() -> io::Result<usize> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no Threads: line"))
 }
 
-/// `(st_dev, st_ino)` of the running executable (`/proc/self/exe`).
-pub(crate) fn exe_identity() -> io::Result<(u64, u64)> {
+/// A file mapped into this process, as `/proc/self/maps` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MappedFile {
+    /// Device of the file, `(major, minor)`.
+    pub dev: (u32, u32),
+    /// Inode of the file.
+    pub ino: u64,
+    /// Its path when it was mapped (`" (deleted)"` appended if it was since
+    /// removed or replaced).
+    pub path: std::path::PathBuf,
+}
+
+/// The file whose mapping holds `addr` (code of this process: the executable,
+/// or the shared object a function was loaded from).
+pub(crate) fn mapped_file_at(addr: usize) -> io::Result<MappedFile> {
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    maps.lines()
+        .find_map(|l| parse_maps_line(l).filter(|(lo, hi, _)| (*lo..*hi).contains(&addr)))
+        .and_then(|(_, _, f)| f)
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no file mapping holds address {addr:#x} in /proc/self/maps"),
+            )
+        })
+}
+
+/// `start-end perms offset major:minor inode path` of one maps line.
+fn parse_maps_line(l: &str) -> Option<(usize, usize, Option<MappedFile>)> {
+    let mut it = l.splitn(6, ' ');
+    let (lo, hi) = it.next()?.split_once('-')?;
+    let lo = usize::from_str_radix(lo, 16).ok()?;
+    let hi = usize::from_str_radix(hi, 16).ok()?;
+    let _perms = it.next()?;
+    let _offset = it.next()?;
+    let (major, minor) = it.next()?.split_once(':')?;
+    let dev = (
+        u32::from_str_radix(major, 16).ok()?,
+        u32::from_str_radix(minor, 16).ok()?,
+    );
+    let ino: u64 = it.next()?.parse().ok()?;
+    let path = it.next().map(str::trim_start).unwrap_or("");
+    let file = (ino != 0 && path.starts_with('/')).then(|| MappedFile {
+        dev,
+        ino,
+        path: path.into(),
+    });
+    Some((lo, hi, file))
+}
+
+/// `(major, minor)` of a `st_dev`.
+pub(crate) fn dev_parts(dev: u64) -> (u32, u32) {
+    (libc::major(dev), libc::minor(dev))
+}
+
+/// `((major, minor), st_ino)` of the running executable (`/proc/self/exe`).
+pub(crate) fn exe_identity() -> io::Result<((u32, u32), u64)> {
     let m = std::fs::metadata("/proc/self/exe")?;
-    Ok((m.dev(), m.ino()))
+    Ok((dev_parts(m.dev()), m.ino()))
+}
+
+/// The main program of this process (the file at `AT_PHDR`), which is not
+/// `/proc/self/exe` when the dynamic loader was run as the command
+/// (`ld.so ./prog`).
+pub(crate) fn main_program() -> io::Result<MappedFile> {
+    // SAFETY: getauxval reads the auxiliary vector; it has no preconditions.
+    let phdr = unsafe { libc::getauxval(libc::AT_PHDR) };
+    let phdr = usize::try_from(phdr)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "AT_PHDR out of range"))?;
+    mapped_file_at(phdr)
+}
+
+/// The path of the dynamic loader of this process: the mapping at `AT_BASE`,
+/// or `/proc/self/exe` itself when the loader was run as the command. `None`
+/// in a statically linked executable.
+pub(crate) fn dynamic_loader() -> io::Result<Option<std::path::PathBuf>> {
+    // SAFETY: getauxval reads the auxiliary vector; it has no preconditions.
+    let base = unsafe { libc::getauxval(libc::AT_BASE) };
+    if base != 0 {
+        let base = usize::try_from(base)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "AT_BASE out of range"))?;
+        return Ok(Some(mapped_file_at(base)?.path));
+    }
+    let prog = main_program()?;
+    let (dev, ino) = exe_identity()?;
+    if (prog.dev, prog.ino) != (dev, ino) {
+        return Ok(Some(std::fs::read_link("/proc/self/exe")?));
+    }
+    Ok(None)
 }
 
 /// Arranges for `fds` to survive the `exec` of `cmd` (clears `FD_CLOEXEC` in the
@@ -356,11 +441,91 @@ pub(crate) fn atexit(f: extern "C" fn()) -> bool {
     unsafe { libc::atexit(f) == 0 }
 }
 
-/// Number of online CPUs (`sysconf(_SC_NPROCESSORS_ONLN)`), at least 1.
+/// The CPUs this process may use: the online CPUs, narrowed by its affinity
+/// mask (`taskset`, `sched_setaffinity`) and by a cgroup CPU quota (v2
+/// `cpu.max`, or v1 `cpu.cfs_quota_us`, rounded up), at least 1.
 pub(crate) fn cpu_count() -> usize {
     // SAFETY: sysconf takes an integer name and has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(1)
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    let mut n = usize::try_from(online).ok().filter(|&n| n > 0).unwrap_or(1);
+    if let Some(a) = affinity_count() {
+        n = n.min(a);
+    }
+    if let Some(q) = cgroup_quota_cpus() {
+        n = n.min(q);
+    }
+    n.max(1)
+}
+
+/// The number of CPUs in this process's affinity mask.
+fn affinity_count() -> Option<usize> {
+    // SAFETY: cpu_set_t is plain bits; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid cpu_set_t of the size passed; pid 0 is this thread.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if r != 0 {
+        return None;
+    }
+    // SAFETY: `set` was filled by the kernel.
+    let n = unsafe { libc::CPU_COUNT(&set) };
+    usize::try_from(n).ok().filter(|&n| n > 0)
+}
+
+/// CPUs allowed by the cgroup quota of this process (the smallest along its
+/// cgroup path), `None` without a quota.
+fn cgroup_quota_cpus() -> Option<usize> {
+    let groups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let mut best: Option<usize> = None;
+    let mut take = |q: Option<usize>| {
+        if let Some(q) = q {
+            best = Some(best.map_or(q, |b| b.min(q)));
+        }
+    };
+    for line in groups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let (root, v2) = if controllers.is_empty() {
+            ("/sys/fs/cgroup".to_string(), true)
+        } else if controllers.split(',').any(|c| c == "cpu") {
+            (format!("/sys/fs/cgroup/{controllers}"), false)
+        } else {
+            continue;
+        };
+        let mut dir = std::path::PathBuf::from(format!("{root}{path}"));
+        loop {
+            take(if v2 {
+                std::fs::read_to_string(dir.join("cpu.max"))
+                    .ok()
+                    .and_then(|t| quota_cpus_v2(&t))
+            } else {
+                let quota = std::fs::read_to_string(dir.join("cpu.cfs_quota_us")).ok();
+                let period = std::fs::read_to_string(dir.join("cpu.cfs_period_us")).ok();
+                quota
+                    .zip(period)
+                    .and_then(|(q, p)| quota_cpus(q.trim(), p.trim()))
+            });
+            if dir.as_os_str().len() <= root.len() || !dir.pop() {
+                break;
+            }
+        }
+    }
+    best
+}
+
+/// `cpu.max` of cgroup v2: `max 100000` (no quota) or `QUOTA PERIOD`.
+pub(crate) fn quota_cpus_v2(text: &str) -> Option<usize> {
+    let (q, p) = text.trim().split_once(' ')?;
+    quota_cpus(q, p)
+}
+
+/// `ceil(quota / period)`, `None` for no quota (`max` or a negative quota).
+fn quota_cpus(quota: &str, period: &str) -> Option<usize> {
+    let q: i64 = quota.parse().ok()?;
+    let p: i64 = period.parse().ok()?;
+    if q <= 0 || p <= 0 {
+        return None;
+    }
+    usize::try_from((q + p - 1) / p).ok().filter(|&n| n > 0)
 }
 
 /// A pipe end as a `File`, for std's `Read`/`Write`.
@@ -582,5 +747,37 @@ pub(crate) fn default_sigchld() {
     // SAFETY: setting SIGCHLD's disposition to SIG_DFL has no preconditions.
     unsafe {
         libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+    }
+}
+
+/// Ignores SIGPIPE, as Rust's runtime does before `main`: a write to a closed
+/// pipe is an `EPIPE` error, not death. For workers, which start before `main`.
+pub(crate) fn ignore_sigpipe() {
+    // SAFETY: setting SIGPIPE's disposition to SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+/// Sets `FD_CLOEXEC` on every open fd of this process but the standard
+/// streams and `except`, so that nothing a spawned worker inherited by
+/// accident (from a host program) reaches the programs it runs.
+pub(crate) fn cloexec_all_but(except: &[RawFd]) {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<RawFd> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    for fd in fds {
+        if fd > 2 && !except.contains(&fd) {
+            // SAFETY: F_GETFD/F_SETFD on a possibly closed fd only fail with EBADF.
+            unsafe {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags >= 0 {
+                    libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+                }
+            }
+        }
     }
 }

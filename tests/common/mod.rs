@@ -161,7 +161,15 @@ pub fn example(name: &str) -> PathBuf {
             Some(other) => other,
         };
         let st = Command::new(cargo)
-            .args(["build", "--profile", profile, "--example", name])
+            .args([
+                "build",
+                "-p",
+                "shmproc",
+                "--profile",
+                profile,
+                "--example",
+                name,
+            ])
             .status()
             .expect("cargo build --example");
         assert!(st.success(), "building example {name}");
