@@ -1,6 +1,6 @@
 //! The process pool against its targets, with rayon as the threads baseline.
 //!
-//! 1. `map_chunks` of the power kernel (times = 4) over N u64 in shared arrays,
+//! 1. `map_slices` of the power kernel (times = 4) over N u64 in shared arrays,
 //!    2 workers, versus rayon with 2 threads over plain `Vec`s (same kernel,
 //!    same chunks): items/s and the ratio.
 //! 2. `apply_async` round trip (submit one trivial task, `get`): median and p99,
@@ -9,23 +9,23 @@
 //! 4. `Pool(2)` start to first result, spawn and fork: median ms.
 //!
 //! `cargo bench --bench pool [-- --quick]` (`--quick`: a smoke run with small
-//! sizes and few repetitions; its map_chunks ratio is dominated by per-map
+//! sizes and few repetitions; its map_slices ratio is dominated by per-map
 //! overhead and means nothing). The Python counterpart is `benches/python_pool.py`;
 //! results in `docs/POOL_BENCH.md`.
 
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
-use shmproc::{Pool, SharedArray, StartMethod};
+use shmproc::{Pool, SharedArray, StartMethod, TaskOptions};
 use shmproc_kernels::{power_u64, power_u64_slice};
 
 const TIMES: u32 = 4;
 const WORKERS: usize = 2;
 
 struct Sizes {
-    /// Elements of the map_chunks arrays.
+    /// Elements of the map_slices arrays.
     items: usize,
-    /// Repetitions of the map_chunks comparison.
+    /// Repetitions of the map_slices comparison.
     map_runs: usize,
     /// apply_async round trips.
     rounds: usize,
@@ -97,7 +97,7 @@ fn start_to_first_result(method: StartMethod, runs: usize) -> Vec<f64> {
     out
 }
 
-/// Chunk size of `map_chunks`' default split (about four chunks per worker),
+/// Chunk size of `map_slices`' default split (about four chunks per worker),
 /// used for rayon too so both run the same chunks.
 fn chunk_len(n: usize) -> usize {
     n.div_ceil(4 * WORKERS).max(1)
@@ -118,17 +118,17 @@ fn map_chunks_vs_rayon(s: &Sizes) -> MapResult {
     let pool = Pool::new(WORKERS).expect("pool");
     let input = SharedArray::<u64>::from_slice(&data).expect("input array");
     let mut output = SharedArray::<u64>::new(n).expect("output array");
-    let chunk = Some(chunk_len(n));
+    let opts = TaskOptions::new().chunksize(chunk_len(n));
     let mut shm = Vec::new();
     for run in 0..=s.map_runs {
         let t = Instant::now();
-        pool.map_chunks(kernel, &input, &mut output, TIMES, chunk)
-            .expect("map_chunks");
+        pool.map_slices(kernel, &input, &mut output, TIMES, opts)
+            .expect("map_slices");
         if run > 0 {
             shm.push(t.elapsed().as_secs_f64());
         }
     }
-    assert!(output.to_vec() == want, "map_chunks gave a wrong result");
+    assert!(output.to_vec() == want, "map_slices gave a wrong result");
     pool.close();
     pool.join().expect("join");
     drop((input, output));
@@ -266,7 +266,7 @@ fn main() {
     println!("{:<52} {:>16} {:>16}", "measure", "result", "target");
     println!(
         "{:<52} {:>16} {:>16}",
-        format!("map_chunks power, {} u64, 2 workers (items/s)", s.items),
+        format!("map_slices power, {} u64, 2 workers (items/s)", s.items),
         format!("{:.3e}", map.shm),
         ""
     );
@@ -284,7 +284,7 @@ fn main() {
     );
     println!(
         "{:<52} {:>16} {:>16}",
-        "map_chunks / rayon",
+        "map_slices / rayon",
         format!("{ratio:.2}x"),
         format!(">= 0.9x {}", verdict(ratio >= 0.9))
     );

@@ -37,6 +37,7 @@
 mod util;
 use util::scaled;
 
+use shmproc::pool::TaskOptions;
 use shmproc::Pool;
 
 /// Python's `gen_list`: yields the items of `l`, printing each as it goes.
@@ -79,7 +80,7 @@ fn main() -> shmproc::Result<()> {
     println!("apply_async results {results:?}");
 
     println!("--- map chunksize=3");
-    let results = pool.map_chunked(pool_test, gen_list(0..10), 3)?;
+    let results = pool.map_opts(pool_test, gen_list(0..10), TaskOptions::new().chunksize(3))?;
     println!("map results {results:?}");
 
     println!("--- map_async");

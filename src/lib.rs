@@ -36,7 +36,7 @@ pub(crate) mod sys;
 
 pub use error::{Error, Result, TaskPanic};
 pub use ipc::{pipe, Connection, JoinableQueue, Pipe, Queue, SimpleQueue};
-pub use pool::{AsyncResult, Pool, PoolBuilder};
+pub use pool::{AsyncResult, Pool, PoolBuilder, TaskOptions};
 pub use process::{
     active_children, cpu_count, current_process, init, parent_process, Process, ProcessBuilder,
     ProcessRun, StartMethod,

@@ -89,7 +89,7 @@ fn child_writer_then_hang() {
 #[test]
 fn recv_gets_eof_after_the_writer_process_is_killed() {
     let _w = Watchdog::new("eof after kill", LONG);
-    let (r, w) = Pipe::with_capacity(false, 64 << 10).unwrap();
+    let (r, w) = Pipe::with_ring_bytes(false, 64 << 10).unwrap();
     let mut kid = spawn_child("child_writer_then_hang", "hang", &w);
     drop(w);
     kid.read_until("sent");
@@ -132,7 +132,7 @@ fn a_blocked_recv_wakes_with_eof_when_the_writer_is_killed() {
 #[test]
 fn a_blocked_send_fails_with_broken_pipe_when_the_reader_is_killed() {
     let _w = Watchdog::new("broken pipe", LONG);
-    let (r, w) = Pipe::with_capacity(false, 4096).unwrap();
+    let (r, w) = Pipe::with_ring_bytes(false, 4096).unwrap();
     let mut kid = spawn_child("child_silent_holder", "silent", &r);
     drop(r);
     kid.read_until("holding");
@@ -280,7 +280,7 @@ fn receiving_another_type_is_an_error_naming_both_types() {
 #[test]
 fn streamed_messages_carry_their_type_too() {
     // Bigger than the ring: the message and its tag travel as a stream.
-    let (a, b) = Pipe::with_capacity(true, 4096).unwrap();
+    let (a, b) = Pipe::with_ring_bytes(true, 4096).unwrap();
     let big: Vec<u64> = (0..10_000).collect();
     std::thread::scope(|s| {
         s.spawn(|| {

@@ -54,7 +54,7 @@ fn child_producer() {
 #[test]
 fn fifo_order_from_a_producer_process() {
     let _w = Watchdog::new("fifo", LONG);
-    let q = Queue::<Msg>::with_capacity(0, 64 << 10).unwrap();
+    let q = Queue::<Msg>::with_ring_bytes(0, 64 << 10).unwrap();
     let n = 3000;
     let mut kid = spawn_child("child_producer", "producer", &(&q, 7u8, n));
     for i in 0..n {
@@ -103,7 +103,7 @@ fn child_opt_producer() {
 #[test]
 fn three_by_three_processes_deliver_every_message_exactly_once() {
     let _w = Watchdog::new("3x3", Duration::from_secs(240));
-    let q = Queue::<Option<Msg>>::with_capacity(0, 64 << 10).unwrap();
+    let q = Queue::<Option<Msg>>::with_ring_bytes(0, 64 << 10).unwrap();
     let results = Queue::<(u64, u64)>::new().unwrap();
     let n = 2000u32;
     let mut consumers: Vec<ChildTest> = (0..3)
@@ -291,7 +291,7 @@ fn child_endless_producer() {
 fn a_producer_killed_mid_put_never_wedges_or_tears() {
     let _w = Watchdog::new("producer killed", Duration::from_secs(240));
     for round in 0..3u64 {
-        let q = Queue::<Msg>::with_capacity(0, 64 << 10).unwrap();
+        let q = Queue::<Msg>::with_ring_bytes(0, 64 << 10).unwrap();
         let mut victim = spawn_child("child_endless_producer", "endless", &(&q, 0u8));
         let n = 1500u32;
         let mut steady = spawn_child("child_producer", "producer", &(&q, 1u8, n));
@@ -362,7 +362,7 @@ fn child_endless_consumer() {
 #[test]
 fn a_consumer_killed_mid_get_never_wedges_producers() {
     let _w = Watchdog::new("consumer killed", Duration::from_secs(240));
-    let q = Queue::<Msg>::with_capacity(0, 64 << 10).unwrap();
+    let q = Queue::<Msg>::with_ring_bytes(0, 64 << 10).unwrap();
     let mut eater = spawn_child("child_endless_consumer", "eater", &q);
     let n = 1500u32;
     let qp = q.clone();

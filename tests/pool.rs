@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{child_input, pid_gone, spawn_child, wait_gone, watchdog};
+use shmproc::pool::TaskOptions;
 use shmproc::{Error, Pool, SharedArray, StartMethod};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -96,8 +97,16 @@ fn every_method_matches_a_sequential_run() {
     assert!(rs.iter().all(|r| r.ready() && r.successful().unwrap()));
 
     assert_eq!(pool.map(square, xs.clone()).unwrap(), want);
-    assert_eq!(pool.map_chunked(square, xs.clone(), 7).unwrap(), want);
-    assert_eq!(pool.map_chunked(square, xs.clone(), 1000).unwrap(), want);
+    assert_eq!(
+        pool.map_opts(square, xs.clone(), TaskOptions::new().chunksize(7))
+            .unwrap(),
+        want
+    );
+    assert_eq!(
+        pool.map_opts(square, xs.clone(), TaskOptions::new().chunksize(1000))
+            .unwrap(),
+        want
+    );
     assert_eq!(
         pool.map(square, Vec::<i64>::new()).unwrap(),
         Vec::<i64>::new()
@@ -107,7 +116,7 @@ fn every_method_matches_a_sequential_run() {
         want
     );
     assert_eq!(
-        pool.map_async_chunked(square, xs.clone(), Some(3))
+        pool.map_async_opts(square, xs.clone(), TaskOptions::new().chunksize(3))
             .unwrap()
             .get()
             .unwrap(),
@@ -116,7 +125,7 @@ fn every_method_matches_a_sequential_run() {
     let ordered: Vec<i64> = pool.imap(square, xs.clone()).map(Result::unwrap).collect();
     assert_eq!(ordered, want);
     let ordered: Vec<i64> = pool
-        .imap_chunked(square, xs.clone(), 9)
+        .imap_opts(square, xs.clone(), TaskOptions::new().chunksize(9))
         .map(Result::unwrap)
         .collect();
     assert_eq!(ordered, want);
@@ -188,23 +197,23 @@ fn zero_copy_chunk_maps() {
     let n = 100_003;
     let input = SharedArray::<u64>::from_slice(&(0..n as u64).collect::<Vec<_>>()).unwrap();
     let mut output = SharedArray::<u64>::new(n).unwrap();
-    pool.map_chunks(
+    pool.map_slices(
         |i: &[u64], o: &mut [u64], t: &u32| shmproc_kernels::power_u64_slice(i, o, *t),
         &input,
         &mut output,
         4u32,
-        None,
+        TaskOptions::new(),
     )
     .unwrap();
     let want: Vec<u64> = (0..n as u64).map(power).collect();
     assert_eq!(output.to_vec(), want);
 
     // In place, with an explicit chunk size that does not divide n.
-    pool.map_chunks_in_place(
+    pool.map_slices_in_place(
         |d: &mut [u64], add: &u64| d.iter_mut().for_each(|x| *x = x.wrapping_add(*add)),
         &mut output,
         5u64,
-        Some(999),
+        TaskOptions::new().chunksize(999),
     )
     .unwrap();
     assert_eq!(
@@ -214,11 +223,11 @@ fn zero_copy_chunk_maps() {
 
     // A reduction: partial sums per chunk, combined in order.
     let parts: Vec<u64> = pool
-        .reduce_chunks(
+        .reduce_slices(
             |d: &[u64], _start: usize, _: &()| d.iter().fold(0u64, |a, &b| a.wrapping_add(b)),
             &input,
             (),
-            Some(10_000),
+            TaskOptions::new().chunksize(10_000),
         )
         .unwrap();
     assert_eq!(parts.len(), 11);
@@ -231,12 +240,12 @@ fn zero_copy_chunk_maps() {
     // written: the output is borrowed exclusively.)
     let mut short = SharedArray::<u64>::new(10).unwrap();
     assert!(matches!(
-        pool.map_chunks(
+        pool.map_slices(
             |i: &[u64], o: &mut [u64], _: &()| o.copy_from_slice(i),
             &input,
             &mut short,
             (),
-            None
+            TaskOptions::new()
         ),
         Err(Error::InvalidArgument(_))
     ));
@@ -264,7 +273,7 @@ fn a_panicking_task_is_an_error_and_the_worker_keeps_serving() {
     assert_eq!(pool.apply(boom, 4).unwrap(), 4);
     assert_eq!(pool.worker_pids(), before);
     // A map with one panicking item fails as a whole, naming the item.
-    match pool.map_chunked(boom, 0..6u32, 2) {
+    match pool.map_opts(boom, 0..6u32, TaskOptions::new().chunksize(2)) {
         Err(Error::TaskPanicked(p)) => assert_eq!(p.item, Some(3), "{p}"),
         other => panic!("expected TaskPanicked, got {other:?}"),
     }
@@ -337,7 +346,9 @@ fn child_spill() {
     assert!(back.iter().zip(&v).all(|(b, a)| *b == a.wrapping_add(1)));
     // Spilled segments exist while tasks are in flight, and are gone after.
     let many: Vec<Vec<u8>> = (0..8).map(|i| vec![i as u8; 100_000]).collect();
-    let outs = pool.map_chunked(big_echo, many, 1).unwrap();
+    let outs = pool
+        .map_opts(big_echo, many, TaskOptions::new().chunksize(1))
+        .unwrap();
     assert!(outs
         .iter()
         .enumerate()
@@ -353,7 +364,7 @@ fn a_worker_killed_mid_map_is_replaced_and_its_task_retried() {
     let victim = pool.worker_pids()[0];
     let items: Vec<u64> = (0..200).collect();
     let r = pool
-        .map_async_chunked(slow_square, items.clone(), Some(2))
+        .map_async_opts(slow_square, items.clone(), TaskOptions::new().chunksize(2))
         .unwrap();
     std::thread::sleep(Duration::from_millis(150));
     // SIGKILL through the OS, as an OOM killer would.
@@ -404,7 +415,7 @@ fn imap_consumes_its_input_lazily_with_bounded_memory() {
         p2.fetch_add(1, Ordering::SeqCst);
     });
     let chunk = 1000;
-    let mut it = pool.imap_chunked(power, endless, chunk);
+    let mut it = pool.imap_opts(power, endless, TaskOptions::new().chunksize(chunk));
     let mut taken = 0usize;
     let mut max_ahead = 0;
     for (i, r) in it.by_ref().take(1_000_000).enumerate() {
@@ -465,10 +476,11 @@ fn initializer_runs_in_every_worker() {
     let pool = Pool::builder()
         .processes(2)
         .initializer(set_init, 42usize)
-        .unwrap()
         .build()
         .unwrap();
-    let vals = pool.map_chunked(read_init, vec![(); 8], 1).unwrap();
+    let vals = pool
+        .map_opts(read_init, vec![(); 8], TaskOptions::new().chunksize(1))
+        .unwrap();
     assert_eq!(vals, vec![42; 8]);
     assert_eq!(INIT_VALUE.load(Ordering::SeqCst), 0, "not in the parent");
 }
@@ -508,7 +520,8 @@ fn fork_pools_heal_through_the_fork_server() {
             .unwrap();
         let want: Vec<u64> = (0..20u64).map(power).collect();
         assert_eq!(
-            pool.map_chunked(power, 0..20u64, 1).unwrap(),
+            pool.map_opts(power, 0..20u64, TaskOptions::new().chunksize(1))
+                .unwrap(),
             want,
             "{method:?}"
         );
@@ -525,7 +538,8 @@ fn fork_pools_heal_through_the_fork_server() {
             .unwrap();
         assert!(wait_gone(victim, Duration::from_secs(10)));
         assert_eq!(
-            pool.map_chunked(power, 0..20u64, 1).unwrap(),
+            pool.map_opts(power, 0..20u64, TaskOptions::new().chunksize(1))
+                .unwrap(),
             want,
             "{method:?}"
         );

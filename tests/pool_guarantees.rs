@@ -132,7 +132,7 @@ fn a_death_after_the_ring_wrapped_does_not_hang() {
     for (capacity, n, at) in [(1024usize, 3000u64, 1500u64), (4, 3000, 1500), (4, 16, 10)] {
         let pool = Pool::builder()
             .processes(2)
-            .capacity(capacity)
+            .tasks_in_flight(capacity)
             .retries(3)
             .build()
             .unwrap();
@@ -141,7 +141,7 @@ fn a_death_after_the_ring_wrapped_does_not_hang() {
             (0..n).map(|x| (x, at, flag.clone())).collect();
         let t0 = Instant::now();
         let r = pool
-            .map_async_chunked(triple_or_die, items, Some(1))
+            .map_async_opts(triple_or_die, items, TaskOptions::new().chunksize(1))
             .unwrap();
         let got = r.get_timeout(Duration::from_secs(60)).unwrap();
         assert_eq!(got, (0..n).map(|x| x * 3).collect::<Vec<_>>());
@@ -195,7 +195,6 @@ fn a_broken_initializer_breaks_the_pool_once() {
     let pool = Pool::builder()
         .processes(2)
         .initializer(failing_init, ())
-        .unwrap()
         .build()
         .unwrap();
     let t0 = Instant::now();
@@ -386,7 +385,7 @@ fn a_failing_item_cancels_the_rest_of_its_map() {
     let marks = SharedView::<u64>::new(2 * n as usize).unwrap();
     let items: Vec<_> = (0..n).map(|i| (i, 60_000u64, marks.clone())).collect();
     let t0 = Instant::now();
-    match pool.map_chunked(mark_and_sleep, items, 1) {
+    match pool.map_opts(mark_and_sleep, items, TaskOptions::new().chunksize(1)) {
         Err(Error::TaskPanicked(p)) => {
             assert_eq!(p.message, "item zero fails");
             assert_eq!(p.item, Some(0));
@@ -423,19 +422,19 @@ fn a_failing_item_cancels_the_rest_of_its_map() {
 
 #[test]
 fn a_failing_chunk_ends_a_zero_copy_map_with_nothing_left_running() {
-    let _w = watchdog("map_chunks fail fast", LIMIT);
+    let _w = watchdog("map_slices fail fast", LIMIT);
     let pool = Pool::builder().processes(2).build().unwrap();
     let input = shmproc::SharedArray::<u64>::from_slice(&(0..64).collect::<Vec<_>>()).unwrap();
     let mut output = shmproc::SharedArray::<u64>::new(64).unwrap();
     let before = pool.worker_pids();
     let t0 = Instant::now();
     let started = SharedView::<u64>::new(1).unwrap();
-    match pool.map_chunks(
+    match pool.map_slices(
         panic_or_sleep,
         &input,
         &mut output,
         started.clone(),
-        Some(8),
+        TaskOptions::new().chunksize(8),
     ) {
         Err(Error::TaskPanicked(p)) => {
             assert_eq!(p.message, "the first chunk fails");
@@ -457,7 +456,12 @@ fn an_in_place_chunk_is_never_run_twice() {
     let _w = watchdog("in place no retry", LIMIT);
     let pool = Pool::builder().processes(2).retries(3).build().unwrap();
     let mut data = shmproc::SharedArray::<u64>::from_slice(&(0..64).collect::<Vec<_>>()).unwrap();
-    match pool.map_chunks_in_place(add_one_or_die, &mut data, (), Some(8)) {
+    match pool.map_slices_in_place(
+        add_one_or_die,
+        &mut data,
+        (),
+        TaskOptions::new().chunksize(8),
+    ) {
         Err(Error::WorkerLost { signal, .. }) => assert_eq!(signal, Some(9)),
         other => panic!("expected WorkerLost, got {other:?}"),
     }
@@ -466,7 +470,8 @@ fn an_in_place_chunk_is_never_run_twice() {
     let flag = SharedView::<u64>::new(1).unwrap();
     let items: Vec<_> = (0..8u64).map(|x| (x, 3, flag.clone())).collect();
     assert_eq!(
-        pool.map_chunked(triple_or_die, items, 1).unwrap(),
+        pool.map_opts(triple_or_die, items, TaskOptions::new().chunksize(1))
+            .unwrap(),
         (0..8).map(|x| x * 3).collect::<Vec<_>>()
     );
 }
@@ -479,7 +484,6 @@ fn start_failures_that_are_not_in_a_row_do_not_break_the_pool() {
         .processes(1)
         .maxtasksperchild(1)
         .initializer(flaky_init, starts.clone())
-        .unwrap()
         .build()
         .unwrap();
     // Every task needs a new worker, and every other start fails: never

@@ -2,7 +2,7 @@
 //!
 //! 20,000 tasks go through a pool of two workers with `capacity(4)`,
 //! `capacity(16)` and the default capacity, by `map` (chunk size 1),
-//! `imap_unordered`, `apply_async` and `map_chunks` (20,000 chunks), while a
+//! `imap_unordered`, `apply_async` and `map_slices` (20,000 chunks), while a
 //! killer thread SIGKILLs a random live worker at random moments, at least
 //! [`MIN_KILLS`] times per run.
 //!
@@ -30,6 +30,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::{assert_no_leftovers, wait_gone, watchdog};
+use shmproc::pool::TaskOptions;
 use shmproc::segment::ArrayHandle;
 use shmproc::{Error, Pool, SharedArray, SharedView};
 
@@ -44,7 +45,7 @@ const WORK: u32 = if cfg!(debug_assertions) {
 } else {
     60_000
 };
-/// Elements per `map_chunks` task; `TASKS * CHUNK` elements in all.
+/// Elements per `map_slices` task; `TASKS * CHUNK` elements in all.
 const CHUNK: usize = 8;
 /// Kills a run must deliver.
 const MIN_KILLS: usize = 20;
@@ -121,7 +122,7 @@ fn task((i, h): (u64, ArrayHandle)) -> (u64, u64) {
     (i, v)
 }
 
-/// The kernel of `map_chunks`: chunk `c` holds the elements
+/// The kernel of `map_slices`: chunk `c` holds the elements
 /// `c * CHUNK .. (c + 1) * CHUNK`, whose values are their indices.
 fn chunk_kernel(input: &[u64], out: &mut [u64], h: &ArrayHandle) {
     let m = marks_of(h);
@@ -300,14 +301,14 @@ enum Got {
     Indexed(Vec<shmproc::Result<(u64, u64)>>),
     /// One outcome per task, in any order (imap_unordered).
     Unordered(Vec<shmproc::Result<(u64, u64)>>),
-    /// One outcome for all (map, map_chunks): `(task, value)` in task order.
+    /// One outcome for all (map, map_slices): `(task, value)` in task order.
     Whole(shmproc::Result<Vec<(u64, u64)>>),
 }
 
 fn run_method(pool: &Pool, method: Method, h: &ArrayHandle) -> Got {
     let items = || (0..TASKS as u64).map(|i| (i, h.clone()));
     match method {
-        Method::Map => Got::Whole(pool.map_chunked(task, items(), 1)),
+        Method::Map => Got::Whole(pool.map_opts(task, items(), TaskOptions::new().chunksize(1))),
         Method::ImapUnordered => Got::Unordered(pool.imap_unordered(task, items()).collect()),
         Method::ApplyAsync => {
             let rs: Vec<_> = items()
@@ -320,12 +321,18 @@ fn run_method(pool: &Pool, method: Method, h: &ArrayHandle) -> Got {
             let input = SharedArray::<u64>::from_slice(&(0..n as u64).collect::<Vec<_>>())
                 .expect("input array");
             let mut output = SharedArray::<u64>::new(n).expect("output array");
-            let r = pool.map_chunks(chunk_kernel, &input, &mut output, h.clone(), Some(CHUNK));
+            let r = pool.map_slices(
+                chunk_kernel,
+                &input,
+                &mut output,
+                h.clone(),
+                TaskOptions::new().chunksize(CHUNK),
+            );
             Got::Whole(r.map(|()| {
                 let out = output.to_vec();
                 assert!(
                     out == expected().elems,
-                    "map_chunks returned Ok but its output differs from the sequential run"
+                    "map_slices returned Ok but its output differs from the sequential run"
                 );
                 out.chunks(CHUNK)
                     .enumerate()
@@ -564,7 +571,7 @@ fn stress(name: &'static str, method: Method, capacity: Option<usize>, retries: 
 
     let mut b = Pool::builder().processes(2).retries(retries);
     if let Some(c) = capacity {
-        b = b.capacity(c);
+        b = b.tasks_in_flight(c);
     }
     let pool = b.build().expect("pool");
     // A map without retries fails (and cancels the rest of itself) at its

@@ -267,12 +267,12 @@ impl Pipe {
     /// Segment creation errors.
     #[allow(clippy::new_ret_no_self)]
     pub fn new(duplex: bool) -> Result<(Connection, Connection)> {
-        Self::with_capacity(duplex, DEFAULT_PIPE_BYTES)
+        Self::with_ring_bytes(duplex, DEFAULT_PIPE_BYTES)
     }
 
     /// As [`Pipe::new`], with `ring_bytes` per direction (rounded up to a
     /// power of two, at least 1 KiB).
-    pub fn with_capacity(duplex: bool, ring_bytes: usize) -> Result<(Connection, Connection)> {
+    pub fn with_ring_bytes(duplex: bool, ring_bytes: usize) -> Result<(Connection, Connection)> {
         let cap = Ring::round_capacity(ring_bytes)?;
         let rings = if duplex { 2 } else { 1 };
         let size = HEADER_SIZE

@@ -145,18 +145,18 @@ impl<T: Message> Queue<T> {
     /// # Errors
     /// Segment creation errors ([`Error::NoSpace`], [`Error::Io`]).
     pub fn new() -> Result<Self> {
-        Self::with_capacity(0, DEFAULT_RING_BYTES)
+        Self::with_ring_bytes(0, DEFAULT_RING_BYTES)
     }
 
     /// A queue that holds at most `maxsize` messages (0: unbounded); `put`
     /// blocks while it is full.
     pub fn with_maxsize(maxsize: usize) -> Result<Self> {
-        Self::with_capacity(maxsize, DEFAULT_RING_BYTES)
+        Self::with_ring_bytes(maxsize, DEFAULT_RING_BYTES)
     }
 
     /// A queue with at most `maxsize` messages (0: unbounded) and a ring of
     /// `ring_bytes` (rounded up to a power of two, at least 1 KiB).
-    pub fn with_capacity(maxsize: usize, ring_bytes: usize) -> Result<Self> {
+    pub fn with_ring_bytes(maxsize: usize, ring_bytes: usize) -> Result<Self> {
         Self::with_kind(maxsize, ring_bytes, ring::kind::QUEUE)
     }
 
@@ -469,16 +469,16 @@ impl<T> Deref for JoinableQueue<T> {
 impl<T: Message> JoinableQueue<T> {
     /// An unbounded joinable queue with a [`DEFAULT_RING_BYTES`] ring.
     pub fn new() -> Result<Self> {
-        Self::with_capacity(0, DEFAULT_RING_BYTES)
+        Self::with_ring_bytes(0, DEFAULT_RING_BYTES)
     }
 
     /// A joinable queue holding at most `maxsize` messages (0: unbounded).
     pub fn with_maxsize(maxsize: usize) -> Result<Self> {
-        Self::with_capacity(maxsize, DEFAULT_RING_BYTES)
+        Self::with_ring_bytes(maxsize, DEFAULT_RING_BYTES)
     }
 
     /// A joinable queue with a message bound and a ring size.
-    pub fn with_capacity(maxsize: usize, ring_bytes: usize) -> Result<Self> {
+    pub fn with_ring_bytes(maxsize: usize, ring_bytes: usize) -> Result<Self> {
         Ok(JoinableQueue {
             q: Queue::with_kind(maxsize, ring_bytes, ring::kind::JOINABLE)?,
         })

@@ -11,7 +11,7 @@ use crate::Error;
 
 #[test]
 fn fifo_and_wraparound_in_a_small_ring() {
-    let q = Queue::<u64>::with_capacity(0, 1024).unwrap();
+    let q = Queue::<u64>::with_ring_bytes(0, 1024).unwrap();
     assert_eq!(q.ring_bytes(), 1024);
     let mut next = 0u64;
     for round in 0..200u64 {
@@ -29,7 +29,7 @@ fn fifo_and_wraparound_in_a_small_ring() {
 
 #[test]
 fn strings_of_every_length_around_the_frame_limit() {
-    let q = Queue::<Vec<u8>>::with_capacity(0, 1024).unwrap();
+    let q = Queue::<Vec<u8>>::with_ring_bytes(0, 1024).unwrap();
     let qc = q.clone();
     let t = thread::spawn(move || {
         for n in 0..700usize {
@@ -46,7 +46,7 @@ fn strings_of_every_length_around_the_frame_limit() {
 
 #[test]
 fn mpmc_threads_deliver_everything_once() {
-    let q = Queue::<(u32, u32)>::with_capacity(0, 4096).unwrap();
+    let q = Queue::<(u32, u32)>::with_ring_bytes(0, 4096).unwrap();
     let producers = 3u32;
     let per = 20_000u32;
     let sum = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -148,7 +148,7 @@ fn empty_full_and_closed() {
 
 #[test]
 fn big_messages_stream_through_a_small_ring() {
-    let q = Queue::<Pods<u32>>::with_capacity(0, 4096).unwrap();
+    let q = Queue::<Pods<u32>>::with_ring_bytes(0, 4096).unwrap();
     let qc = q.clone();
     let sizes = [0usize, 1, 255, 256, 1000, 1023, 1024, 5000, 300_000];
     let t = thread::spawn(move || {
@@ -168,7 +168,7 @@ fn big_messages_stream_through_a_small_ring() {
 
 #[test]
 fn a_stream_put_that_times_out_is_dropped_whole() {
-    let q = Queue::<Pods<u8>>::with_capacity(0, 1024).unwrap();
+    let q = Queue::<Pods<u8>>::with_ring_bytes(0, 1024).unwrap();
     // Nobody reads: the stream fills the ring and the put times out.
     assert!(matches!(
         q.put_timeout(Pods(vec![1; 10_000]), Duration::from_millis(30)),
@@ -185,7 +185,7 @@ fn a_stream_put_that_times_out_is_dropped_whole() {
 
 #[test]
 fn a_writer_dying_uncommitted_is_rolled_back() {
-    let q = Queue::<Raw<u64>>::with_capacity(0, 1024).unwrap();
+    let q = Queue::<Raw<u64>>::with_ring_bytes(0, 1024).unwrap();
     q.put(Raw(1)).unwrap();
     let ring = q.ring_for_tests().clone();
     // A thread that exits holding a robust mutex is a dead owner.
@@ -203,7 +203,7 @@ fn a_writer_dying_uncommitted_is_rolled_back() {
 
 #[test]
 fn a_stream_whose_writer_died_is_dropped_and_the_reader_moves_on() {
-    let q = Queue::<Pods<u8>>::with_capacity(0, 4096).unwrap();
+    let q = Queue::<Pods<u8>>::with_ring_bytes(0, 4096).unwrap();
     q.put(Pods(vec![5; 3])).unwrap();
     let ring = q.ring_for_tests().clone();
     thread::spawn(move || test_hooks::start_stream_and_die(&ring, 100_000))
@@ -281,7 +281,7 @@ fn the_creator_unlinks_its_segment() {
 
 #[test]
 fn a_corrupt_frame_header_is_an_error_not_ub() {
-    let q = Queue::<u64>::with_capacity(0, 1024).unwrap();
+    let q = Queue::<u64>::with_ring_bytes(0, 1024).unwrap();
     q.put(7).unwrap();
     test_hooks::scribble_head_frame(q.ring_for_tests(), u64::MAX);
     assert!(matches!(q.get(), Err(Error::Corrupt(_))));
@@ -291,7 +291,7 @@ fn a_corrupt_frame_header_is_an_error_not_ub() {
 
 #[test]
 fn pipe_send_recv_eof_and_broken_pipe() {
-    let (a, b) = Pipe::with_capacity(true, 1024).unwrap();
+    let (a, b) = Pipe::with_ring_bytes(true, 1024).unwrap();
     for i in 0..1000u32 {
         a.send(&i).unwrap();
         assert_eq!(b.recv::<u32>().unwrap(), i);

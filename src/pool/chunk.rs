@@ -59,7 +59,7 @@ fn attach_err<T: Pod>(h: &ArrayHandle) -> std::result::Result<RawArray<T>, TaskF
     attach::<T>(h).map_err(|e| TaskFailure::Codec(format!("attaching a shared array: {e}")))
 }
 
-/// Trampoline of `map_chunks`: `kernel(&input[chunk], &mut output[chunk], &params)`.
+/// Trampoline of `map_slices`: `kernel(&input[chunk], &mut output[chunk], &params)`.
 pub(crate) fn map_trampoline<F, T, U, P>(bytes: &[u8]) -> Answer
 where
     F: Fn(&[T], &mut [U], &P) + Copy + 'static,
@@ -79,7 +79,7 @@ where
     output.prefault(r.clone(), true);
     let f = conjure::<F>();
     run_guarded(r.start, || {
-        // SAFETY: the parent's `map_chunks` borrows the input shared and the
+        // SAFETY: the parent's `map_slices` borrows the input shared and the
         // output exclusively (`&SharedArray`, `&mut SharedArray`: owned
         // arrays, of which no view or handle exists elsewhere) until every
         // chunk is finished or its worker dead, and hands out disjoint chunk
@@ -97,7 +97,7 @@ where
     Ok(Vec::new())
 }
 
-/// Trampoline of `map_chunks_in_place`: `kernel(&mut data[chunk], &params)`.
+/// Trampoline of `map_slices_in_place`: `kernel(&mut data[chunk], &params)`.
 pub(crate) fn in_place_trampoline<F, T, P>(bytes: &[u8]) -> Answer
 where
     F: Fn(&mut [T], &P) + Copy + 'static,
@@ -110,7 +110,7 @@ where
     data.prefault(r.clone(), true);
     let f = conjure::<F>();
     run_guarded(r.start, || {
-        // SAFETY: `map_chunks_in_place` borrows the array exclusively for the
+        // SAFETY: `map_slices_in_place` borrows the array exclusively for the
         // whole call and chunk ranges are disjoint (see map_trampoline).
         let chunk = unsafe { &mut data.slice_mut()[r.clone()] };
         f(chunk, &a.params)
@@ -118,7 +118,7 @@ where
     Ok(Vec::new())
 }
 
-/// Trampoline of `reduce_chunks`: `kernel(&input[chunk], chunk_start, &params) -> R`.
+/// Trampoline of `reduce_slices`: `kernel(&input[chunk], chunk_start, &params) -> R`.
 pub(crate) fn reduce_trampoline<F, T, P, R>(bytes: &[u8]) -> Answer
 where
     F: Fn(&[T], usize, &P) -> R + Copy + 'static,
@@ -132,7 +132,7 @@ where
     input.prefault(r.clone(), false);
     let f = conjure::<F>();
     let out = run_guarded(r.start, || {
-        // SAFETY: `reduce_chunks` borrows the owned input shared for the whole
+        // SAFETY: `reduce_slices` borrows the owned input shared for the whole
         // call: nobody writes it meanwhile.
         let src = unsafe { &input.slice()[r.clone()] };
         f(src, r.start, &a.params)

@@ -140,7 +140,7 @@ pub(crate) struct StreamState {
 /// The shared sink of a map or imap.
 pub(crate) struct Stream {
     pub(crate) state: Mutex<StreamState>,
-    /// The first failing chunk cancels the others (map, starmap, map_chunks;
+    /// The first failing chunk cancels the others (map, starmap, map_slices;
     /// not imap, whose consumer sees each item's result).
     fail_fast: bool,
     /// The task of a future or stream polled before a chunk came.

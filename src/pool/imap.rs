@@ -31,6 +31,8 @@ pub struct IMap<'p, I: Iterator, R> {
     input: I,
     fn_id: FnId,
     chunksize: usize,
+    /// Time limit of each chunk.
+    limit: Option<std::time::Duration>,
     ordered: bool,
     stream: Arc<Stream>,
     window: usize,
@@ -68,6 +70,7 @@ where
         input: I,
         fn_id: FnId,
         chunksize: usize,
+        limit: Option<std::time::Duration>,
         ordered: bool,
     ) -> Self {
         IMap {
@@ -75,6 +78,7 @@ where
             input,
             fn_id,
             chunksize: chunksize.max(1),
+            limit,
             ordered,
             stream: Stream::new(false),
             window: 2 * pool.processes().max(1),
@@ -118,6 +122,7 @@ where
             let bytes = postcard::to_stdvec(&chunk)?;
             let meta = TaskMeta {
                 first_item: Some((self.submitted * self.chunksize) as u64),
+                limit: self.limit,
                 ..TaskMeta::new()
             };
             self.pool.shared.submit(

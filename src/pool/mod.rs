@@ -17,7 +17,7 @@
 //! | `imap`, `imap_unordered` | [`imap`](Pool::imap), [`imap_unordered`](Pool::imap_unordered) (lazy, bounded) |
 //! | `starmap(f, [(x, t)])` | [`starmap`](Pool::starmap), [`starmap_async`](Pool::starmap_async) |
 //! | `map(partial(f, time=4), xs)` | [`map_with(f, 4, xs)`](Pool::map_with) |
-//! | — | [`map_chunks`](Pool::map_chunks): zero-copy kernels over [`SharedArray`]s |
+//! | — | [`map_slices`](Pool::map_slices): zero-copy kernels over [`SharedArray`]s |
 //!
 //! # Supervision
 //!
@@ -101,6 +101,8 @@ pub struct PoolBuilder {
     method: Option<StartMethod>,
     force_fork: bool,
     initializer: Option<(FnId, Vec<u8>)>,
+    /// Why the initializer's argument could not be encoded (reported by `build`).
+    initializer_error: Option<String>,
     maxtasks: u64,
     retries: u32,
     capacity: usize,
@@ -115,6 +117,7 @@ impl Default for PoolBuilder {
             method: None,
             force_fork: false,
             initializer: None,
+            initializer_error: None,
             maxtasks: 0,
             retries: 1,
             capacity: control::DEFAULT_CAPACITY,
@@ -149,15 +152,23 @@ impl PoolBuilder {
     /// replaced; after [`max_start_failures`](PoolBuilder::max_start_failures)
     /// such failures in a row the pool is broken: every pending and later task
     /// fails with [`Error::PoolBroken`], carrying the initializer's panic.
-    pub fn initializer<F, A>(mut self, f: F, arg: A) -> Result<Self>
+    /// An argument that cannot be encoded is reported by
+    /// [`build`](PoolBuilder::build) ([`Error::Codec`]).
+    pub fn initializer<F, A>(mut self, f: F, arg: A) -> Self
     where
         F: Fn(A) + Copy + Send + 'static,
         A: Serialize + DeserializeOwned,
     {
         assert_zero_sized::<F>();
         let _ = f;
-        self.initializer = Some((FnId::of(raw_call::<F, A, ()>()), postcard::to_stdvec(&arg)?));
-        Ok(self)
+        match postcard::to_stdvec(&arg) {
+            Ok(bytes) => {
+                self.initializer = Some((FnId::of(raw_call::<F, A, ()>()), bytes));
+                self.initializer_error = None;
+            }
+            Err(e) => self.initializer_error = Some(format!("the initializer's argument: {e}")),
+        }
+        self
     }
 
     /// Replace a worker after it has run `n` tasks (0: never; Python's
@@ -172,14 +183,16 @@ impl PoolBuilder {
     /// once. A task whose worker the pool killed to cancel or time out
     /// *another* task (the worker had moved on to it) is run again without
     /// counting an attempt, unless retries is 0. Chunks of
-    /// [`Pool::map_chunks_in_place`] are never run again.
+    /// [`Pool::map_slices_in_place`] are never run again.
     pub fn retries(mut self, n: u32) -> Self {
         self.retries = n;
         self
     }
 
-    /// Tasks that can be in flight at once (default 1024).
-    pub fn capacity(mut self, n: usize) -> Self {
+    /// Tasks that can be in flight at once: the slots of the pool's control
+    /// segment (default 1024, clamped to 2..=2^20; more tasks wait in the
+    /// parent). Named `capacity` before 0.2.
+    pub fn tasks_in_flight(mut self, n: usize) -> Self {
         self.capacity = n.clamp(2, 1 << 20);
         self
     }
@@ -203,14 +216,22 @@ impl PoolBuilder {
         self
     }
 
-    /// Starts the workers.
+    /// Starts the workers: as many as asked for, or by default
+    /// [`cpu_count`](crate::process::cpu_count) clamped to [`MAX_WORKERS`].
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for 0 or more than [`MAX_WORKERS`] processes;
+    /// [`Error::InvalidArgument`] for 0 or more than [`MAX_WORKERS`] processes
+    /// asked for; [`Error::Codec`] if the initializer's argument could not
+    /// be encoded;
     /// [`Error::InitMissing`], [`Error::ForkUnsafe`] and the other start errors
     /// of [`Process`](crate::Process).
     pub fn build(self) -> Result<Pool> {
-        let processes = self.processes.unwrap_or_else(crate::process::cpu_count);
+        if let Some(e) = self.initializer_error {
+            return Err(Error::Codec(e));
+        }
+        let processes = self
+            .processes
+            .unwrap_or_else(|| crate::process::cpu_count().min(MAX_WORKERS));
         let config = Config {
             processes,
             method: self.method.unwrap_or_else(crate::process::get_start_method),
@@ -328,10 +349,16 @@ impl TaskOptions {
         self
     }
 
-    /// Items per task of a map (default: about four chunks per worker).
+    /// Items per task of a map (default: about four chunks per worker for
+    /// `map`, `starmap`, `map_with` and the slice maps; 1 for `imap`).
     pub fn chunksize(mut self, n: usize) -> Self {
         self.chunksize = Some(n.max(1));
         self
+    }
+
+    fn chunksize_for(&self, len: usize, workers: usize) -> usize {
+        self.chunksize
+            .unwrap_or_else(|| default_chunksize(len, workers))
     }
 }
 
@@ -602,7 +629,8 @@ impl Pool {
     }
 
     /// `f` over every item, results in order; Python's `map` with its default
-    /// chunk size (about four chunks per worker).
+    /// chunk size (about four chunks per worker). Every map-like call has an
+    /// `_opts` form taking [`TaskOptions`] (chunk size, time limit).
     pub fn map<F, A, R, I>(&self, f: F, items: I) -> Result<Vec<R>>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
@@ -610,18 +638,27 @@ impl Pool {
         R: Serialize + DeserializeOwned,
         I: IntoIterator<Item = A>,
     {
-        self.map_async_chunked(f, items, None)?.get()
+        self.map_async_opts(f, items, TaskOptions::new())?.get()
     }
 
-    /// `map` with `chunksize` items per task.
-    pub fn map_chunked<F, A, R, I>(&self, f: F, items: I, chunksize: usize) -> Result<Vec<R>>
+    /// [`map`](Pool::map) with per-call options: `chunksize` items per task,
+    /// a time limit per chunk.
+    ///
+    /// ```
+    /// use shmproc::pool::TaskOptions;
+    /// let pool = shmproc::Pool::new(2)?;
+    /// let v = pool.map_opts(|x: u32| x * 2, 0..10u32, TaskOptions::new().chunksize(3))?;
+    /// assert_eq!(v, [0, 2, 4, 6, 8, 10, 12, 14, 16, 18]);
+    /// # Ok::<(), shmproc::Error>(())
+    /// ```
+    pub fn map_opts<F, A, R, I>(&self, f: F, items: I, opts: TaskOptions) -> Result<Vec<R>>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
         I: IntoIterator<Item = A>,
     {
-        self.map_async_chunked(f, items, Some(chunksize))?.get()
+        self.map_async_opts(f, items, opts)?.get()
     }
 
     /// Starts a `map` and returns at once; `get()` gives the `Vec` of results.
@@ -632,26 +669,7 @@ impl Pool {
         R: Serialize + DeserializeOwned,
         I: IntoIterator<Item = A>,
     {
-        self.map_async_chunked(f, items, None)
-    }
-
-    /// [`map_async`](Pool::map_async) with an explicit chunk size (`None`: the
-    /// default).
-    pub fn map_async_chunked<F, A, R, I>(
-        &self,
-        f: F,
-        items: I,
-        chunksize: Option<usize>,
-    ) -> Result<AsyncResult<Vec<R>>>
-    where
-        F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned,
-        I: IntoIterator<Item = A>,
-    {
-        let mut opts = TaskOptions::new();
-        opts.chunksize = chunksize;
-        self.map_async_opts(f, items, opts)
+        self.map_async_opts(f, items, TaskOptions::new())
     }
 
     /// [`map_async`](Pool::map_async) with per-call settings (chunk size,
@@ -671,9 +689,7 @@ impl Pool {
         assert_zero_sized::<F>();
         let _ = f;
         let items: Vec<A> = items.into_iter().collect();
-        let cs = opts
-            .chunksize
-            .unwrap_or_else(|| default_chunksize(items.len(), self.processes()));
+        let cs = opts.chunksize_for(items.len(), self.processes());
         let chunks = Self::encoded_chunks(items, cs, |c| Ok(postcard::to_stdvec(c)?));
         let stream = self.submit_stream(
             FnId::of(batch_trampoline::<F, A, R>),
@@ -693,7 +709,19 @@ impl Pool {
         R: Serialize + DeserializeOwned,
         I: IntoIterator<Item = (A, B)>,
     {
-        self.starmap_async(f, items)?.get()
+        self.starmap_async_opts(f, items, TaskOptions::new())?.get()
+    }
+
+    /// [`starmap`](Pool::starmap) with per-call options.
+    pub fn starmap_opts<F, A, B, R, I>(&self, f: F, items: I, opts: TaskOptions) -> Result<Vec<R>>
+    where
+        F: Fn(A, B) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+        I: IntoIterator<Item = (A, B)>,
+    {
+        self.starmap_async_opts(f, items, opts)?.get()
     }
 
     /// Starts a [`starmap`](Pool::starmap) and returns at once.
@@ -705,13 +733,34 @@ impl Pool {
         R: Serialize + DeserializeOwned,
         I: IntoIterator<Item = (A, B)>,
     {
+        self.starmap_async_opts(f, items, TaskOptions::new())
+    }
+
+    /// [`starmap_async`](Pool::starmap_async) with per-call options.
+    pub fn starmap_async_opts<F, A, B, R, I>(
+        &self,
+        f: F,
+        items: I,
+        opts: TaskOptions,
+    ) -> Result<AsyncResult<Vec<R>>>
+    where
+        F: Fn(A, B) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+        I: IntoIterator<Item = (A, B)>,
+    {
         assert_zero_sized::<F>();
         let _ = f;
         let items: Vec<(A, B)> = items.into_iter().collect();
-        let cs = default_chunksize(items.len(), self.processes());
+        let cs = opts.chunksize_for(items.len(), self.processes());
         let chunks = Self::encoded_chunks(items, cs, |c| Ok(postcard::to_stdvec(c)?));
-        let stream =
-            self.submit_stream(FnId::of(star_trampoline::<F, A, B, R>), chunks, None, true)?;
+        let stream = self.submit_stream(
+            FnId::of(star_trampoline::<F, A, B, R>),
+            chunks,
+            opts.time_limit,
+            true,
+        )?;
         Ok(self.map_result(stream))
     }
 
@@ -725,13 +774,35 @@ impl Pool {
         R: Serialize + DeserializeOwned,
         I: IntoIterator<Item = A>,
     {
+        self.map_with_opts(f, fixed, items, TaskOptions::new())
+    }
+
+    /// [`map_with`](Pool::map_with) with per-call options.
+    pub fn map_with_opts<F, A, P, R, I>(
+        &self,
+        f: F,
+        fixed: P,
+        items: I,
+        opts: TaskOptions,
+    ) -> Result<Vec<R>>
+    where
+        F: Fn(A, P) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        P: Serialize + DeserializeOwned + Clone,
+        R: Serialize + DeserializeOwned,
+        I: IntoIterator<Item = A>,
+    {
         assert_zero_sized::<F>();
         let _ = f;
         let items: Vec<A> = items.into_iter().collect();
-        let cs = default_chunksize(items.len(), self.processes());
+        let cs = opts.chunksize_for(items.len(), self.processes());
         let chunks = Self::encoded_chunks(items, cs, |c| Ok(postcard::to_stdvec(&(&fixed, c))?));
-        let stream =
-            self.submit_stream(FnId::of(with_trampoline::<F, A, P, R>), chunks, None, true)?;
+        let stream = self.submit_stream(
+            FnId::of(with_trampoline::<F, A, P, R>),
+            chunks,
+            opts.time_limit,
+            true,
+        )?;
         self.map_result(stream).get()
     }
 
@@ -745,15 +816,15 @@ impl Pool {
         R: Serialize + DeserializeOwned,
         I: IntoIterator<Item = A>,
     {
-        self.imap_chunked(f, items, 1)
+        self.imap_opts(f, items, TaskOptions::new())
     }
 
-    /// [`imap`](Pool::imap) with `chunksize` items per task.
-    pub fn imap_chunked<F, A, R, I>(
+    /// [`imap`](Pool::imap) with per-call options (chunk size: default 1).
+    pub fn imap_opts<F, A, R, I>(
         &self,
         f: F,
         items: I,
-        chunksize: usize,
+        opts: TaskOptions,
     ) -> IMap<'_, I::IntoIter, R>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
@@ -761,14 +832,14 @@ impl Pool {
         R: Serialize + DeserializeOwned,
         I: IntoIterator<Item = A>,
     {
-        self.imap_impl(f, items, chunksize, true)
+        self.imap_impl(f, items, opts, true)
     }
 
     fn imap_impl<F, A, R, I>(
         &self,
         f: F,
         items: I,
-        chunksize: usize,
+        opts: TaskOptions,
         ordered: bool,
     ) -> IMap<'_, I::IntoIter, R>
     where
@@ -783,7 +854,8 @@ impl Pool {
             self,
             items.into_iter(),
             FnId::of(batch_trampoline::<F, A, R>),
-            chunksize,
+            opts.chunksize.unwrap_or(1),
+            opts.time_limit,
             ordered,
         )
     }
@@ -796,15 +868,16 @@ impl Pool {
         R: Serialize + DeserializeOwned,
         I: IntoIterator<Item = A>,
     {
-        self.imap_unordered_chunked(f, items, 1)
+        self.imap_unordered_opts(f, items, TaskOptions::new())
     }
 
-    /// [`imap_unordered`](Pool::imap_unordered) with `chunksize` items per task.
-    pub fn imap_unordered_chunked<F, A, R, I>(
+    /// [`imap_unordered`](Pool::imap_unordered) with per-call options (chunk
+    /// size: default 1).
+    pub fn imap_unordered_opts<F, A, R, I>(
         &self,
         f: F,
         items: I,
-        chunksize: usize,
+        opts: TaskOptions,
     ) -> IMap<'_, I::IntoIter, R>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
@@ -812,7 +885,7 @@ impl Pool {
         R: Serialize + DeserializeOwned,
         I: IntoIterator<Item = A>,
     {
-        self.imap_impl(f, items, chunksize, false)
+        self.imap_impl(f, items, opts, false)
     }
 
     // ---- zero-copy chunk maps ---------------------------------------------------
@@ -829,10 +902,10 @@ impl Pool {
         output: Option<crate::segment::ArrayHandle>,
         len: usize,
         params: &P,
-        chunk: Option<usize>,
+        opts: TaskOptions,
         retryable: bool,
     ) -> Result<Arc<Stream>> {
-        let chunks = chunk::chunk_ranges(len, chunk, self.processes())
+        let chunks = chunk::chunk_ranges(len, opts.chunksize, self.processes())
             .into_iter()
             .map(|range| {
                 // A panic in a chunk kernel names the chunk's first element itself.
@@ -846,7 +919,7 @@ impl Pool {
                     None,
                 ))
             });
-        let stream = self.submit_stream(fn_id, chunks, None, retryable)?;
+        let stream = self.submit_stream(fn_id, chunks, opts.time_limit, retryable)?;
         let guard = ScopeGuard {
             shared: &self.shared,
             stream: &stream,
@@ -866,7 +939,8 @@ impl Pool {
     /// Runs `kernel(&input[c], &mut output[c], &params)` for disjoint chunks `c`
     /// of two shared arrays, in the workers. Only the arrays' handles and the
     /// chunk ranges travel; every worker reads and writes the shared memory in
-    /// place. `chunk`: elements per task (`None`: about four chunks per worker).
+    /// place. `opts`: elements per task ([`TaskOptions::chunksize`], default about
+    /// four chunks per worker) and a time limit per chunk.
     ///
     /// The map borrows `input` shared and `output` exclusively, and returns
     /// only once no chunk of it runs any more — on success, on error (the
@@ -876,16 +950,16 @@ impl Pool {
     /// `par_chunks_mut`).
     ///
     /// ```no_run
+    /// use shmproc::pool::TaskOptions;
     /// use shmproc::{Pool, SharedArray};
     ///
     /// fn main() -> shmproc::Result<()> {
-    ///     shmproc::init();
     ///     let pool = Pool::new(2)?;
     ///     let input = SharedArray::<u64>::from_slice(&(0..1000).collect::<Vec<_>>())?;
     ///     let mut output = SharedArray::<u64>::new(1000)?;
-    ///     pool.map_chunks(
+    ///     pool.map_slices(
     ///         |i: &[u64], o: &mut [u64], t: &u32| shmproc_kernels::power_u64_slice(i, o, *t),
-    ///         &input, &mut output, 2u32, None,
+    ///         &input, &mut output, 2u32, TaskOptions::new(),
     ///     )?;
     ///     assert_eq!(output[3], 81);
     ///     Ok(())
@@ -893,25 +967,25 @@ impl Pool {
     /// ```
     ///
     /// An array cannot be both the input and the output (use
-    /// [`map_chunks_in_place`](Pool::map_chunks_in_place)), nor be touched
+    /// [`map_slices_in_place`](Pool::map_slices_in_place)), nor be touched
     /// while the map runs:
     ///
     /// ```compile_fail
     /// # let pool = shmproc::Pool::new(1).unwrap();
     /// let mut a = shmproc::SharedArray::<u64>::new(8).unwrap();
-    /// pool.map_chunks(|i: &[u64], o: &mut [u64], _: &()| o.copy_from_slice(i), &a, &mut a, (), None);
+    /// pool.map_slices(|i: &[u64], o: &mut [u64], _: &()| o.copy_from_slice(i), &a, &mut a, (), shmproc::pool::TaskOptions::new());
     /// ```
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] if the lengths differ or the output is
     /// read-only; the first task error otherwise.
-    pub fn map_chunks<F, T, U, P>(
+    pub fn map_slices<F, T, U, P>(
         &self,
         kernel: F,
         input: &SharedArray<T>,
         output: &mut SharedArray<U>,
         params: P,
-        chunk: Option<usize>,
+        opts: TaskOptions,
     ) -> Result<()>
     where
         F: Fn(&[T], &mut [U], &P) + Copy + Send + 'static,
@@ -939,7 +1013,7 @@ impl Pool {
             Some(output.raw().handle()),
             input.len(),
             &params,
-            chunk,
+            opts,
             true,
         )
         .map(|_| ())
@@ -947,17 +1021,17 @@ impl Pool {
 
     /// Runs `kernel(&mut data[c], &params)` for disjoint chunks `c` of a shared
     /// array, in place, in the workers. Borrows `data` exclusively until no
-    /// chunk runs any more (see [`map_chunks`](Pool::map_chunks)).
+    /// chunk runs any more (see [`map_slices`](Pool::map_slices)).
     ///
     /// A chunk whose worker dies is never run again (it may have updated part
     /// of its data): the map fails with [`Error::WorkerLost`], whatever
     /// [`PoolBuilder::retries`] says, and the data is then partly updated.
-    pub fn map_chunks_in_place<F, T, P>(
+    pub fn map_slices_in_place<F, T, P>(
         &self,
         kernel: F,
         data: &mut SharedArray<T>,
         params: P,
-        chunk: Option<usize>,
+        opts: TaskOptions,
     ) -> Result<()>
     where
         F: Fn(&mut [T], &P) + Copy + Send + 'static,
@@ -975,7 +1049,7 @@ impl Pool {
             None,
             data.len(),
             &params,
-            chunk,
+            opts,
             false,
         )
         .map(|_| ())
@@ -984,13 +1058,13 @@ impl Pool {
     /// Runs `kernel(&input[c], c.start, &params)` for chunks `c` of a shared
     /// array and returns the per-chunk results in chunk order (a parallel
     /// reduction: combine them in order for a deterministic answer). Borrows
-    /// `input` until no chunk runs any more (see [`map_chunks`](Pool::map_chunks)).
-    pub fn reduce_chunks<F, T, P, R>(
+    /// `input` until no chunk runs any more (see [`map_slices`](Pool::map_slices)).
+    pub fn reduce_slices<F, T, P, R>(
         &self,
         kernel: F,
         input: &SharedArray<T>,
         params: P,
-        chunk: Option<usize>,
+        opts: TaskOptions,
     ) -> Result<Vec<R>>
     where
         F: Fn(&[T], usize, &P) -> R + Copy + Send + 'static,
@@ -1006,7 +1080,7 @@ impl Pool {
             None,
             input.len(),
             &params,
-            chunk,
+            opts,
             true,
         )?;
         let st = lock(&stream.state);

@@ -68,7 +68,7 @@ fn pool(workers: usize) -> Result<Arc<Pool>, RunError> {
     let p = Arc::new(
         Pool::builder()
             .processes(workers)
-            .initializer(worker_init, ())?
+            .initializer(worker_init, ())
             .build()?,
     );
     pools.push((workers, Arc::clone(&p)));
