@@ -217,7 +217,6 @@ fn verdict(ok: bool) -> &'static str {
 }
 
 fn main() {
-    shmproc::init();
     let quick = std::env::args().any(|a| a == "--quick");
     let s = if quick { &QUICK } else { &FULL };
     println!(

@@ -34,7 +34,6 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn main() {
-    shmproc::init();
     let runs: usize = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())

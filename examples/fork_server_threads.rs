@@ -10,7 +10,6 @@ fn boot_code(payload: &[u8]) -> i32 {
 }
 
 fn main() -> shmproc::Result<()> {
-    shmproc::init();
     // Still single-threaded: no forcing needed.
     let server = ForkServer::fork_from_here(false)?;
     let t = std::thread::spawn(move || -> shmproc::Result<usize> {

@@ -31,7 +31,6 @@ fn power((x, res): (u64, Queue<u64>)) {
 }
 
 fn main() -> shmproc::Result<()> {
-    shmproc::init();
     let res = Queue::<u64>::new()?;
     let p = Process::new(power, (2u64, res.clone()));
     p.start()?;

@@ -33,7 +33,6 @@ fn power((x, i, res): (u64, usize, SharedView<u64>)) {
 }
 
 fn main() -> shmproc::Result<()> {
-    shmproc::init();
     let nums = [1u64, 2, 3];
     let res = SharedView::<u64>::new(nums.len())?;
     let mut processes = Vec::new();

@@ -27,7 +27,6 @@ fn power(x: u64) -> u64 {
 }
 
 fn main() -> shmproc::Result<()> {
-    shmproc::init();
     let mut res = Vec::new();
     let nums = [1u64, 2, 3];
     let p = Pool::new(3)?;

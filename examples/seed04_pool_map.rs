@@ -12,7 +12,8 @@
 //!     res = p.map(power, nums)
 //!     p.close()
 //!     p.join()
-//!     print(res)
+//!     for result in res:
+//!         print(result)
 //! ```
 
 use shmproc::Pool;
@@ -22,12 +23,13 @@ fn power(x: u64) -> u64 {
 }
 
 fn main() -> shmproc::Result<()> {
-    shmproc::init();
     let nums = vec![1u64, 2, 3];
     let p = Pool::new(3)?;
     let res = p.map(power, nums)?;
     p.close();
     p.join()?;
-    println!("{res:?}");
+    for result in res {
+        println!("{result}");
+    }
     Ok(())
 }

@@ -26,7 +26,6 @@ fn power(x: u64, time: u32) -> u64 {
 }
 
 fn main() -> shmproc::Result<()> {
-    shmproc::init();
     let nums = vec![1u64, 2, 3];
     let p = Pool::new(3)?;
     let res = p.map_with(power, 4u32, nums)?;

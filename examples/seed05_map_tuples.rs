@@ -25,7 +25,6 @@ fn power(x: u64, time: u32) -> u64 {
 }
 
 fn main() -> shmproc::Result<()> {
-    shmproc::init();
     let para = vec![(1u64, 4u32), (2, 4), (3, 4)];
     let p = Pool::new(3)?;
     let res = p.starmap(power, para)?;

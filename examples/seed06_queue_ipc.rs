@@ -22,12 +22,15 @@
 //!         print(q.get())
 //! ```
 //!
-//! The Python program prints four 0 only if `put_it` has put all four powers
-//! before `get_it` takes its first value: if `get_it` got ahead, it would take
-//! back a 0 it had put itself and leave a power in the queue. Python wins that
-//! race because starting a process is slow. Here it is not left to timing:
-//! `put_it` is joined before `get_it` starts (its messages stay in the shared
-//! queue after it has exited). The two functions are the seed's.
+//! As in the seed, both children are started before either is joined, so
+//! they run at the same time and the output depends on timing, as the
+//! seed's does. It prints four 0 when `put_it` has put all four powers
+//! before `get_it` takes its first value (what the seed shows, and what
+//! happens here almost always: `put_it` is running before `get_it` starts).
+//! Otherwise `get_it` takes back some of its own 0s, and the parent prints
+//! the powers it left. What the program guarantees: four lines, at least
+//! one 0 (`get_it`'s first value is always the power 4), and the powers left
+//! are the last ones put, in order.
 
 use shmproc::{Process, Queue};
 
@@ -50,13 +53,12 @@ fn get_it(q: Queue<u64>) {
 }
 
 fn main() -> shmproc::Result<()> {
-    shmproc::init();
     let q = Queue::<u64>::new()?;
     let p1 = Process::new(put_it, (2u64, q.clone()));
     let p2 = Process::new(get_it, q.clone());
     p1.start()?;
-    p1.join()?;
     p2.start()?;
+    p1.join()?;
     p2.join()?;
     for _ in 0..4 {
         println!("{}", q.get()?);

@@ -58,7 +58,6 @@ fn put_2((p, q): Args) {
 }
 
 fn main() -> shmproc::Result<()> {
-    shmproc::init();
     let p = Pipe::new(true)?;
     let q = Queue::<String>::new()?;
     let p1 = Process::new(put_1, ((dup(&p.0)?, dup(&p.1)?), q.clone()));

@@ -2,26 +2,26 @@
 //!
 //! Python:
 //! ```python
-//! def run_proc(name):
-//!     print('Run child process %s (%s)...' % (name, os.getpid()))
+//! def run_process(name):
+//!     print('Run child process %s(%s)' % (name, os.getpid()))
 //! if __name__ == '__main__':
-//!     print('Parent process %s.' % os.getpid())
-//!     p = Process(target=run_proc, args=('test',))
-//!     print('Child process will start.')
-//!     p.start(); p.join()
-//!     print('Child process end.')
+//!     print('Run parent process %s' % os.getpid())
+//!     p = Process(target=run_process, args=('test', ))
+//!     print('Child process will start!')
+//!     p.start()
+//!     p.join()
+//!     print('Child process end!')
 //! ```
 
 use shmproc::process::Process;
 
-fn run_proc(name: String) {
+fn run_process(name: String) {
     println!("Run child process {name}({})", std::process::id());
 }
 
 fn main() -> shmproc::Result<()> {
-    shmproc::init();
     println!("Run parent process {}", std::process::id());
-    let p = Process::new(run_proc, "test".to_string());
+    let p = Process::new(run_process, "test".to_string());
     println!("Child process will start!");
     p.start()?;
     p.join()?;

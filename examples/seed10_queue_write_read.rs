@@ -48,7 +48,8 @@ fn write(q: JoinableQueue<String>) {
 }
 
 fn read(q: JoinableQueue<String>) {
-    println!("Process to read: {}", std::process::id());
+    // "Proecss": the seed's own spelling.
+    println!("Proecss to read: {}", std::process::id());
     loop {
         let value = q.get().expect("get");
         println!("Get {value} from queue");
@@ -57,7 +58,6 @@ fn read(q: JoinableQueue<String>) {
 }
 
 fn main() -> shmproc::Result<()> {
-    shmproc::init();
     let q = JoinableQueue::<String>::new()?;
     let pw = Process::new(write, q.clone());
     let pr = Process::new(read, q.clone());

@@ -53,7 +53,6 @@ fn pool_test(x: u64) -> u64 {
 }
 
 fn main() -> shmproc::Result<()> {
-    shmproc::init();
     let pool = Pool::new(3)?;
 
     println!("--- apply");

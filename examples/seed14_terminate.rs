@@ -9,6 +9,11 @@
 //! p.join();       print('Process joined:', p, p.is_alive())
 //! print('Process exit code:', p.exitcode)
 //! ```
+//!
+//! `p` prints as Python's repr (`<Process name='Process-1' parent=41
+//! initial>` ...) and booleans as `True`/`False`. The child sleeps 10 s,
+//! not the seed's 0.1 s, so that "Finished function" never appears however
+//! late the signal comes (in Python it practically never does).
 
 use std::time::Duration;
 
@@ -20,25 +25,25 @@ fn foo(_: ()) {
     println!("Finished function");
 }
 
+/// Python's `print` of a bool.
+fn py(b: bool) -> &'static str {
+    if b {
+        "True"
+    } else {
+        "False"
+    }
+}
+
 fn main() -> shmproc::Result<()> {
-    shmproc::init();
     let p = Process::new(foo, ());
-    println!(
-        "Process before execution: {} is_alive: {}",
-        p.name(),
-        p.is_alive()
-    );
+    println!("Process before execution: {p} {}", py(p.is_alive()));
     p.start()?;
-    println!("Process running: {} is_alive: {}", p.name(), p.is_alive());
+    println!("Process running: {p} {}", py(p.is_alive()));
     p.terminate()?;
     // Like Python, the child may not have died yet right after the signal.
-    println!(
-        "Process terminated: {} is_alive: {}",
-        p.name(),
-        p.is_alive()
-    );
+    println!("Process terminated: {p} {}", py(p.is_alive()));
     p.join()?;
-    println!("Process joined: {} is_alive: {}", p.name(), p.is_alive());
+    println!("Process joined: {p} {}", py(p.is_alive()));
     match p.exitcode() {
         Some(code) => println!("Process exit code: {code}"),
         None => println!("Process exit code: None"),

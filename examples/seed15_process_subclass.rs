@@ -25,7 +25,6 @@ impl ProcessRun for MyProcess {
 }
 
 fn main() -> shmproc::Result<()> {
-    shmproc::init();
     for index in 0..5 {
         let p = Process::from_run(MyProcess { index });
         p.start()?;

@@ -105,7 +105,6 @@ impl ProcessRun for Consumer {
 }
 
 fn main() -> shmproc::Result<()> {
-    shmproc::init();
     let queue = Queue::<u32>::new()?;
     let process_producer = Process::run_builder(Producer {
         queue: queue.clone(),

@@ -60,7 +60,6 @@ fn producer(seq: impl Iterator<Item = String>, q: &JoinableQueue<String>) -> shm
 }
 
 fn main() -> shmproc::Result<()> {
-    shmproc::init();
     let q = JoinableQueue::<String>::new()?;
     let seq = (0..10).map(|i| format!("item-{i}"));
 

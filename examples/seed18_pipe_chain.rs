@@ -82,7 +82,6 @@ fn multiply_items((pipe_1, pipe_2): (Ends, Ends)) {
 }
 
 fn main() -> shmproc::Result<()> {
-    shmproc::init();
     // The first pipe sends numbers.
     let pipe_1 = Pipe::new(true)?;
     let process_pipe_1 = Process::new(create_items, dup_ends(&pipe_1)?);

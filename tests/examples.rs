@@ -44,25 +44,49 @@ fn seed08_run_process() {
 #[test]
 fn seed13_process_names() {
     let _w = watchdog("seed13_process_names", LIMIT);
-    let out = run("seed13_process_names");
-    let mut lines: Vec<&str> = out.lines().collect();
-    lines.sort_unstable();
+    let out = run_env("seed13_process_names", &[FAST]);
+    // The seed's "Starting %s \n": a trailing space, then an empty line.
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 8, "{out}");
+    for pair in lines.chunks(2) {
+        assert_eq!(pair[1], "", "{out}");
+    }
+    let mut text: Vec<&str> = lines.iter().step_by(2).copied().collect();
     // The named process took number 1, so the default one is Process-2 (as in Python).
+    for name in ["foo_process", "Process-2"] {
+        let s = text.iter().position(|l| *l == format!("Starting {name} "));
+        let e = text.iter().position(|l| *l == format!("Exiting {name} "));
+        assert!(s.is_some() && e.is_some() && s < e, "{out}");
+    }
+    text.sort_unstable();
     assert_eq!(
-        lines,
+        text,
         [
-            "Exiting Process-2",
-            "Exiting foo_process",
-            "Starting Process-2",
-            "Starting foo_process"
+            "Exiting Process-2 ",
+            "Exiting foo_process ",
+            "Starting Process-2 ",
+            "Starting foo_process "
         ],
         "{out}"
     );
-    for name in ["foo_process", "Process-2"] {
-        let s = out.find(&format!("Starting {name}")).expect("start line");
-        let e = out.find(&format!("Exiting {name}")).expect("exit line");
-        assert!(s < e, "{out}");
+}
+
+/// `<Process name='Process-1' ...>` with the pids replaced by `PID`.
+fn without_pids(line: &str) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(i) = rest.find(|c: char| c.is_ascii_digit()) {
+        let (head, tail) = rest.split_at(i);
+        out.push_str(head);
+        let n = tail
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        let key_is_pid = head.ends_with("pid=") || head.ends_with("parent=");
+        out.push_str(if key_is_pid { "PID" } else { &tail[..n] });
+        rest = &tail[n..];
     }
+    out.push_str(rest);
+    out
 }
 
 #[test]
@@ -70,21 +94,47 @@ fn seed14_terminate() {
     let _w = watchdog("seed14_terminate", LIMIT);
     let out = run("seed14_terminate");
     // The child may print "Starting function" before it is terminated, or not.
-    let lines: Vec<&str> = out.lines().filter(|l| *l != "Starting function").collect();
+    let lines: Vec<String> = out
+        .lines()
+        .filter(|l| *l != "Starting function")
+        .map(without_pids)
+        .collect();
     assert_eq!(lines.len(), 5, "{out}");
+    // Python 3.11's lines, pids aside.
     assert_eq!(
         lines[0],
-        "Process before execution: Process-1 is_alive: false"
+        "Process before execution: <Process name='Process-1' parent=PID initial> False"
     );
-    assert_eq!(lines[1], "Process running: Process-1 is_alive: true");
+    assert_eq!(
+        lines[1],
+        "Process running: <Process name='Process-1' pid=PID parent=PID started> True"
+    );
     // Right after the signal the child may or may not be dead yet (as in Python).
     assert!(
-        lines[2].starts_with("Process terminated: Process-1 is_alive: "),
+        [
+            "Process terminated: <Process name='Process-1' pid=PID parent=PID started> True",
+            "Process terminated: <Process name='Process-1' pid=PID parent=PID stopped exitcode=-SIGTERM> False",
+        ]
+        .contains(&lines[2].as_str()),
         "{out}"
     );
-    assert_eq!(lines[3], "Process joined: Process-1 is_alive: false");
+    assert_eq!(
+        lines[3],
+        "Process joined: <Process name='Process-1' pid=PID parent=PID stopped exitcode=-SIGTERM> False"
+    );
     assert_eq!(lines[4], "Process exit code: -15");
     assert!(!out.contains("Finished function"), "{out}");
+}
+
+#[test]
+fn seed20_process_function() {
+    let _w = watchdog("seed20_process_function", LIMIT);
+    let out = run("seed20_process_function");
+    let want: Vec<String> = (0..5)
+        .map(|i| format!("called function in process: {i}"))
+        .collect();
+    let got: Vec<&str> = out.lines().collect();
+    assert_eq!(got, want, "{out}");
 }
 
 #[test]
@@ -92,7 +142,7 @@ fn seed15_process_subclass() {
     let _w = watchdog("seed15_process_subclass", LIMIT);
     let out = run("seed15_process_subclass");
     let want: Vec<String> = (1..=5)
-        .map(|i| format!("called run method in process: Process-{i}"))
+        .map(|i| format!("called run method in process: MyProcess-{i}"))
         .collect();
     let got: Vec<&str> = out.lines().collect();
     assert_eq!(got, want, "{out}");
@@ -121,7 +171,8 @@ fn seed03_pool_apply_async() {
 fn seed04_pool_map() {
     let _w = watchdog("seed04_pool_map", LIMIT);
     let out = run("seed04_pool_map");
-    assert_eq!(out, "[1, 65536, 43046721]\n");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines, POWERS, "{out}");
 }
 
 #[test]
@@ -140,11 +191,11 @@ fn seed05_map_partial() {
     assert_eq!(lines, POWERS, "{out}");
 }
 
-/// Parses `Run task <i> (<pid>)`.
+/// Parses the seed's `Run task <i>()<pid>` (`'Run task %s()%s'`).
 fn run_task_line(line: &str) -> Option<(u32, u32)> {
     let rest = line.strip_prefix("Run task ")?;
-    let (i, pid) = rest.split_once(" (")?;
-    Some((i.parse().ok()?, pid.strip_suffix(')')?.parse().ok()?))
+    let (i, pid) = rest.split_once("()")?;
+    Some((i.parse().ok()?, pid.parse().ok()?))
 }
 
 /// Parses `Task <i> run <x.xx> seconds`.
@@ -169,11 +220,11 @@ fn seed09_pool_long_tasks() {
         .strip_prefix("Parent process ")
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("{out}"));
-    assert_eq!(lines[12], "All subprocesses done!", "{out}");
+    assert_eq!(lines[12], "All subprocess done!", "{out}");
     let body = &lines[1..12];
     assert_eq!(
         body.iter()
-            .filter(|l| **l == "Waiting for all subprocesses done...")
+            .filter(|l| **l == "Waiting all subprocess done!")
             .count(),
         1,
         "{out}"
@@ -205,7 +256,7 @@ fn seed09_pool_long_tasks() {
             ended[i] = Some(n);
             running -= 1;
         } else {
-            assert_eq!(*line, "Waiting for all subprocesses done...", "{out}");
+            assert_eq!(*line, "Waiting all subprocess done!", "{out}");
         }
     }
     assert!(started.iter().chain(&ended).all(Option::is_some), "{out}");
@@ -221,15 +272,18 @@ fn seed11_pool_successful() {
     let _w = watchdog("seed11_pool_successful", LIMIT);
     let out = run_env("seed11_pool_successful", &[("SHMPROC_SLEEP_SCALE", "0.01")]);
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 99, "{out}");
-    // The parent prints only after join: nine `successful` lines come last.
-    assert!(lines[90..].iter().all(|l| *l == "successful"), "{out}");
+    // 90 task lines, then the seed's single `successful` (of the last task),
+    // printed after join.
+    assert_eq!(lines.len(), 91, "{out}");
+    assert_eq!(lines[90], "successful", "{out}");
     // Each task prints 0..10 in order; at most three tasks are under way.
     let mut next = [0u32; 20];
     let (mut running, mut most) = (0, 0);
     for line in &lines[..90] {
+        // The seed's '%s --- %s ': a space at the end.
         let (j, x) = line
-            .split_once(" --- ")
+            .strip_suffix(' ')
+            .and_then(|l| l.split_once(" --- "))
             .and_then(|(j, x)| Some((j.parse::<u32>().ok()?, x.parse::<usize>().ok()?)))
             .unwrap_or_else(|| panic!("bad line {line:?}: {out}"));
         assert!((11..20).contains(&x), "{out}");
@@ -499,7 +553,20 @@ fn seed01_power_queue() {
 fn seed06_queue_ipc() {
     let _w = watchdog("seed06_queue_ipc", LIMIT);
     let out = run("seed06_queue_ipc");
-    assert_eq!(out, "0\n0\n0\n0\n");
+    // What the seed's program guarantees (both children run at once): four
+    // values, at least one 0 (get_it's first value is the power 4), and the
+    // powers left are the last ones put_it put, in order. The seed shows
+    // (and this machine nearly always gives) four 0.
+    let values: Vec<u64> = out
+        .lines()
+        .map(|l| l.parse().unwrap_or_else(|_| panic!("{out}")))
+        .collect();
+    assert_eq!(values.len(), 4, "{out}");
+    let zeros = values.iter().filter(|v| **v == 0).count();
+    assert!(zeros >= 1, "{out}");
+    let left: Vec<u64> = values.iter().copied().filter(|v| *v != 0).collect();
+    let powers = [4u64, 16, 256, 65536];
+    assert_eq!(left, powers[powers.len() - left.len()..], "{out}");
 }
 
 #[test]
@@ -526,7 +593,7 @@ fn seed10_queue_write_read() {
         l.starts_with("Process write to: ") || l.starts_with("Put ")
     });
     let reader = only(&lines, |l| {
-        l.starts_with("Process to read: ") || l.starts_with("Get ")
+        l.starts_with("Proecss to read: ") || l.starts_with("Get ")
     });
     assert_eq!(writer.len(), 4, "{out}");
     assert_eq!(reader.len(), 4, "{out}");
@@ -550,7 +617,8 @@ fn seed10_queue_write_read() {
             .unwrap_or_else(|| panic!("bad pid line {l:?}: {out}"))
     };
     assert!(writer[0].starts_with("Process write to: "), "{out}");
-    assert!(reader[0].starts_with("Process to read: "), "{out}");
+    // The seed's own spelling.
+    assert!(reader[0].starts_with("Proecss to read: "), "{out}");
     let (pw, pr) = (pid(writer[0]), pid(reader[0]));
     assert_ne!(pw, pr, "{out}");
     // A value is printed as put before it is printed as got.

@@ -162,7 +162,7 @@ fn maxsize_blocks_a_producer_process_until_a_get() {
     assert!(q.full());
     assert!(matches!(
         q.put_timeout(99, Duration::from_millis(50)),
-        Err(Error::Full)
+        Err(Error::Timeout)
     ));
     for i in 0..5 {
         assert_eq!(q.get_timeout(Duration::from_secs(60)).unwrap(), i);

@@ -78,11 +78,11 @@ fn use_after_death(set: &Set, who: &str) {
     );
     assert_eq!(s.value(), 0, "{who}: the dead process's unit");
     s.release().unwrap();
-    assert!(s.acquire_timeout(LONG).unwrap(), "{who}: semaphore usable");
+    s.acquire_timeout(LONG).expect("semaphore usable");
     assert!(e.is_set(), "{who}: event set by the dead process");
     e.clear();
     e.set();
-    assert!(e.wait_timeout(LONG).unwrap());
+    e.wait_timeout(LONG).expect("event set");
     b.mark_broken();
     assert!(matches!(b.wait_timeout(LONG), Err(Error::Broken)), "{who}");
     b.reset();

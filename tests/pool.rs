@@ -267,7 +267,7 @@ fn a_panicking_task_is_an_error_and_the_worker_keeps_serving() {
         other => panic!("expected TaskPanicked, got {other:?}"),
     }
     let a = pool.apply_async(boom, 3).unwrap();
-    a.wait();
+    a.wait().unwrap();
     assert!(!a.successful().unwrap());
     // The same worker serves the next task.
     assert_eq!(pool.apply(boom, 4).unwrap(), 4);
@@ -295,7 +295,10 @@ fn lifecycle_errors_are_clear() {
         slow.get_timeout(Duration::from_millis(10)),
         Err(Error::Timeout)
     ));
-    assert!(!slow.wait_timeout(Duration::from_millis(1)));
+    assert!(matches!(
+        slow.wait_timeout(Duration::from_millis(1)),
+        Err(Error::Timeout)
+    ));
     pool.close();
     assert!(pool.is_closed());
     assert!(matches!(pool.apply(power, 1), Err(Error::InvalidState(_))));

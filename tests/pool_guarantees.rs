@@ -321,7 +321,7 @@ fn cancel_drops_a_queued_task_and_kills_a_running_one() {
     assert_eq!(st.tasks_retried, 0, "{st:?}");
     // A finished task cannot be cancelled.
     let done = pool.apply_async(pid, ()).unwrap();
-    done.wait();
+    done.wait().unwrap();
     assert!(!done.cancel());
     assert!(done.get().is_ok());
 }

@@ -254,18 +254,17 @@ fn join_timeout_returns_none_while_running() {
     let _w = watchdog("join_timeout_returns_none_while_running", LIMIT);
     let p = Process::new(sleep_ms, 60_000);
     p.start().expect("start");
-    assert_eq!(
-        p.join_timeout(Duration::from_millis(100))
-            .expect("join_timeout"),
-        None
-    );
+    assert!(matches!(
+        p.join_timeout(Duration::from_millis(100)),
+        Err(Error::Timeout)
+    ));
     assert_eq!(p.exitcode(), None);
     assert!(p.is_alive());
     p.kill().expect("kill");
     assert_eq!(
         p.join_timeout(Duration::from_secs(30))
             .expect("join_timeout"),
-        Some(-9)
+        -9
     );
     assert_no_leftovers(&[p.pid().expect("pid")]);
 }
@@ -376,10 +375,10 @@ fn fork_server_exit_codes_signals_and_timeouts() {
     let p = served(sleep_ms, 60_000);
     p.start().expect("start");
     assert!(p.is_alive());
-    assert_eq!(
-        p.join_timeout(Duration::from_millis(100)).expect("join"),
-        None
-    );
+    assert!(matches!(
+        p.join_timeout(Duration::from_millis(100)),
+        Err(Error::Timeout)
+    ));
     assert_eq!(p.exitcode(), None);
     p.terminate().expect("terminate");
     assert_eq!(p.join().expect("join"), -15);
@@ -391,10 +390,7 @@ fn fork_server_exit_codes_signals_and_timeouts() {
     let p = served(sleep_ms, 60_000);
     p.start().expect("start");
     p.kill().expect("kill");
-    assert_eq!(
-        p.join_timeout(Duration::from_secs(30)).expect("join"),
-        Some(-9)
-    );
+    assert_eq!(p.join_timeout(Duration::from_secs(30)).expect("join"), -9);
     pids.push(p.pid().expect("pid"));
 
     assert_no_leftovers(&pids);
@@ -495,7 +491,7 @@ fn fork_from_here_serves_a_thread_started_afterwards() {
         kill9(spid);
         assert_eq!(
             c.wait_timeout(Duration::from_secs(30)).expect("wait"),
-            Some(ExitStatus::Signaled(9))
+            ExitStatus::Signaled(9)
         );
         assert!(wait_gone(c.pid(), Duration::from_secs(5)));
         pids.push(c.pid());
@@ -889,4 +885,47 @@ fn arguments_the_child_cannot_decode_fail_start() {
         }
         assert!(!p.is_alive());
     }
+}
+
+// ---- cpu_count honours the affinity mask ------------------------------------
+
+#[test]
+#[ignore]
+fn child_report_cpu_count() {
+    if std::env::var("SHMPROC_TEST_ROLE").as_deref() != Ok("cpu-count") {
+        return;
+    }
+    let pool = shmproc::Pool::new(1).expect("pool");
+    drop(pool);
+    println!(
+        "CPU_COUNT {} DEFAULT_POOL {}",
+        shmproc::cpu_count(),
+        shmproc::Pool::builder()
+            .build()
+            .expect("default pool")
+            .processes()
+    );
+}
+
+#[test]
+fn cpu_count_honours_the_affinity_mask() {
+    let _w = watchdog("cpu_count_honours_the_affinity_mask", LIMIT);
+    let exe = std::env::current_exe().expect("current_exe");
+    let out = run_with_limit(
+        Command::new("taskset")
+            .args(["-c", "0"])
+            .arg(exe)
+            .args([
+                "child_report_cpu_count",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("SHMPROC_TEST_ROLE", "cpu-count"),
+        LIMIT,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    // One CPU allowed: cpu_count is 1, and so is a default pool.
+    assert!(stdout.contains("CPU_COUNT 1 DEFAULT_POOL 1"), "{stdout}");
 }

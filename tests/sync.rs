@@ -111,7 +111,7 @@ fn child_semaphore_user() {
     let s = Semaphore::attach(&s).unwrap();
     let stats = Mutex::<[u64; 3]>::attach(&stats).unwrap(); // [inside, max, total]
     for _ in 0..30 {
-        assert!(s.acquire_timeout(LONG).unwrap());
+        s.acquire_timeout(LONG).unwrap();
         {
             let mut st = stats.lock().unwrap();
             st[0] += 1;
@@ -147,7 +147,10 @@ fn semaphore_two_never_lets_three_in() {
 fn semaphore_timeout_returns_within_a_sane_bound() {
     let s = Semaphore::new(0).unwrap();
     let t = Instant::now();
-    assert!(!s.acquire_timeout(Duration::from_millis(200)).unwrap());
+    assert!(matches!(
+        s.acquire_timeout(Duration::from_millis(200)),
+        Err(Error::Timeout)
+    ));
     let e = t.elapsed();
     assert!(e >= Duration::from_millis(195), "returned early: {e:?}");
     assert!(e < Duration::from_secs(10), "returned far too late: {e:?}");
@@ -163,7 +166,7 @@ fn child_event_waiter() {
     };
     let e = Event::attach(&h).unwrap();
     println!("waiting");
-    let set = e.wait_timeout(LONG).unwrap();
+    let set = e.wait_timeout(LONG).is_ok();
     std::process::exit(if set { 7 } else { 8 });
 }
 

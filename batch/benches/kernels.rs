@@ -24,7 +24,6 @@ use std::time::Instant;
 const REPEAT: usize = 5;
 
 fn main() {
-    shmproc::init();
     let tiny = std::env::args().any(|a| a == "--tiny");
     let sizes: &[usize] = if tiny {
         &[1_000, 10_000]

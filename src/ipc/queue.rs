@@ -96,7 +96,7 @@ fn timeout_as(e: Error, as_: Error) -> Error {
 /// q.put_nowait("b".to_string())?;
 /// assert!(q.full());
 /// assert!(matches!(q.put_nowait("c".to_string()), Err(Error::Full)));
-/// assert!(matches!(q.put_timeout("c".to_string(), Duration::from_millis(5)), Err(Error::Full)));
+/// assert!(matches!(q.put_timeout("c".to_string(), Duration::from_millis(5)), Err(Error::Timeout)));
 /// assert_eq!(q.qsize(), 2);
 /// assert_eq!(q.get()?, "a");
 /// assert_eq!(q.get_timeout(Duration::from_millis(5))?, "b");
@@ -213,11 +213,10 @@ impl<T: Message> Queue<T> {
     /// Puts `v`, waiting at most `timeout` for room.
     ///
     /// # Errors
-    /// [`Error::Full`] when the time runs out (a message being streamed is
-    /// then dropped whole: no reader gets a part of it); as [`Queue::put`].
+    /// [`Error::Timeout`] when the time runs out (a message being streamed
+    /// is then dropped whole: no reader gets a part of it); as [`Queue::put`].
     pub fn put_timeout(&self, v: impl Borrow<T>, timeout: Duration) -> Result<()> {
         self.put_wait(v.borrow(), Wait::after(timeout))
-            .map_err(|e| timeout_as(e, Error::Full))
     }
 
     /// Puts `v` only if there is room now.
@@ -243,10 +242,9 @@ impl<T: Message> Queue<T> {
     /// even past the timeout, so that it is never split or lost.
     ///
     /// # Errors
-    /// [`Error::Empty`] when the time runs out; as [`Queue::get`].
+    /// [`Error::Timeout`] when the time runs out; as [`Queue::get`].
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
         self.get_wait(Wait::after(timeout))
-            .map_err(|e| timeout_as(e, Error::Empty))
     }
 
     /// Takes the front value if there is one now.

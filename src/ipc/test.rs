@@ -108,7 +108,7 @@ fn maxsize_blocks_and_times_out() {
     let t = Instant::now();
     assert!(matches!(
         q.put_timeout(3, Duration::from_millis(50)),
-        Err(Error::Full)
+        Err(Error::Timeout)
     ));
     assert!(t.elapsed() >= Duration::from_millis(45));
     let qc = q.clone();
@@ -126,7 +126,7 @@ fn empty_full_and_closed() {
     assert!(matches!(q.get_nowait(), Err(Error::Empty)));
     assert!(matches!(
         q.get_timeout(Duration::from_millis(5)),
-        Err(Error::Empty)
+        Err(Error::Timeout)
     ));
     q.put_nowait(1).unwrap();
     assert!(matches!(q.put_nowait(2), Err(Error::Full)));
@@ -172,7 +172,7 @@ fn a_stream_put_that_times_out_is_dropped_whole() {
     // Nobody reads: the stream fills the ring and the put times out.
     assert!(matches!(
         q.put_timeout(Pods(vec![1; 10_000]), Duration::from_millis(30)),
-        Err(Error::Full)
+        Err(Error::Timeout)
     ));
     assert_eq!(q.qsize(), 0);
     // The committed chunks of the abandoned stream fill the ring until a
@@ -214,7 +214,7 @@ fn a_stream_whose_writer_died_is_dropped_and_the_reader_moves_on() {
     // writer dead (robust try-lock), drops the chunk and reports empty.
     assert!(matches!(
         q.get_timeout(Duration::from_millis(300)),
-        Err(Error::Empty)
+        Err(Error::Timeout)
     ));
     q.put(Pods(vec![6; 3])).unwrap();
     assert_eq!(q.get().unwrap().0, vec![6; 3]);

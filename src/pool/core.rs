@@ -1403,7 +1403,7 @@ impl Shared {
             let _ = c.terminate();
         }
         for c in &children {
-            if !matches!(c.wait_timeout(Duration::from_secs(2)), Ok(Some(_))) {
+            if c.wait_timeout(Duration::from_secs(2)).is_err() {
                 let _ = c.kill();
                 let _ = c.wait();
             }
@@ -1455,7 +1455,7 @@ impl Shared {
             inner.workers.iter_mut().filter_map(Option::take).collect()
         };
         for c in &children {
-            if !matches!(c.wait_timeout(Duration::from_secs(10)), Ok(Some(_))) {
+            if c.wait_timeout(Duration::from_secs(10)).is_err() {
                 let _ = c.kill();
                 let _ = c.wait();
             }

@@ -13,7 +13,7 @@
 //! | `Pool(3)` | [`Pool::new(3)`](Pool::new), [`Pool::builder()`](Pool::builder) |
 //! | `apply(f, (x,))` | [`pool.apply(f, x)`](Pool::apply) |
 //! | `apply_async(f, (x,), callback=cb)` | [`apply_async`](Pool::apply_async), [`apply_async_with`](Pool::apply_async_with) |
-//! | `map(f, xs, chunksize)` | [`map`](Pool::map), [`map_chunked`](Pool::map_chunked), [`map_async`](Pool::map_async) |
+//! | `map(f, xs, chunksize)` | [`map`](Pool::map), [`map_opts`](Pool::map_opts) ([`TaskOptions::chunksize`]), [`map_async`](Pool::map_async) |
 //! | `imap`, `imap_unordered` | [`imap`](Pool::imap), [`imap_unordered`](Pool::imap_unordered) (lazy, bounded) |
 //! | `starmap(f, [(x, t)])` | [`starmap`](Pool::starmap), [`starmap_async`](Pool::starmap_async) |
 //! | `map(partial(f, time=4), xs)` | [`map_with(f, 4, xs)`](Pool::map_with) |
@@ -35,7 +35,6 @@
 //! }
 //!
 //! fn main() -> shmproc::Result<()> {
-//!     shmproc::init();
 //!     let pool = shmproc::Pool::new(3)?;
 //!     assert_eq!(pool.map(power, [1, 2, 3])?, vec![1, 65536, 43046721]);
 //!     let r = pool.apply_async(power, 2)?;
@@ -490,7 +489,6 @@ impl Pool {
     /// }
     ///
     /// fn main() -> shmproc::Result<()> {
-    ///     shmproc::init();
     ///     let pool = shmproc::Pool::new(2)?;
     ///     let r = pool.apply_async_opts(spin, u64::MAX, TaskOptions::new().time_limit(Duration::from_millis(100)))?;
     ///     assert!(matches!(r.get(), Err(shmproc::Error::TimeLimit { .. })));

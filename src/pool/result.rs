@@ -73,15 +73,21 @@ impl<R> AsyncResult<R> {
         self.shared.wait_until(deadline, || self.ready())
     }
 
-    /// Waits until the task has finished.
-    pub fn wait(&self) {
-        let _ = self.wait_deadline(None);
+    /// Waits until the task has finished (successfully or not: the task's
+    /// own error comes from [`get`](AsyncResult::get)).
+    ///
+    /// # Errors
+    /// What stopped the wait itself: [`Error::PoolBroken`] and the like.
+    pub fn wait(&self) -> Result<()> {
+        self.wait_deadline(None)
     }
 
-    /// Waits at most `timeout`; returns whether the task has finished.
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        let _ = self.wait_deadline(Instant::now().checked_add(timeout));
-        self.ready()
+    /// Waits at most `timeout` for the task to finish.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] if it has not; as [`wait`](AsyncResult::wait).
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<()> {
+        self.wait_deadline(Instant::now().checked_add(timeout))
     }
 
     /// Cancels the task (for a map: every chunk not finished yet). A task

@@ -31,7 +31,6 @@ use crate::{Error, Result};
 /// }
 ///
 /// fn main() -> shmproc::Result<()> {
-///     shmproc::init();
 ///     let p = Process::from_run(Greeter { greeting: "hello".into() });
 ///     p.start()?;
 ///     assert_eq!(p.join()?, 0);
@@ -45,13 +44,15 @@ pub trait ProcessRun: Serialize + DeserializeOwned + 'static {
 
 /// A process, not yet started, being configured. Made by [`Process::builder`] or
 /// [`Process::run_builder`]; [`build`](ProcessBuilder::build) it, or
-/// [`start`](ProcessBuilder::start) it directly.
+/// [`spawn`](ProcessBuilder::spawn) it directly.
 #[derive(Debug)]
 #[must_use = "a builder does nothing until built or started"]
 pub struct ProcessBuilder {
     entry: Entry,
     args: std::result::Result<Vec<u8>, String>,
     name: Option<String>,
+    /// The default name's prefix: `Process`, or a [`ProcessRun`] type's name.
+    prefix: &'static str,
     daemon: bool,
     method: Option<StartMethod>,
     force_fork: bool,
@@ -63,13 +64,16 @@ impl ProcessBuilder {
             entry: Entry::new(boot),
             args,
             name: None,
+            prefix: "Process",
             daemon: false,
             method: None,
             force_fork: false,
         }
     }
 
-    /// The process name (default `Process-N`, numbered from 1 in each parent).
+    /// The process name (default `Process-N`, numbered from 1 in each parent;
+    /// `MyType-N` for a [`ProcessRun`] type `MyType`, as Python names a
+    /// subclass's instances).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
@@ -98,7 +102,7 @@ impl ProcessBuilder {
 
     /// The process, not started.
     pub fn build(self) -> Process {
-        let mut opts = ChildOptions::new();
+        let mut opts = ChildOptions::with_name_prefix(self.prefix);
         if let Some(n) = self.name {
             opts.name = n;
         }
@@ -114,20 +118,31 @@ impl ProcessBuilder {
             entry: self.entry,
             args: self.args,
             opts,
+            kind: self.prefix,
+            parent: std::process::id(),
             child: OnceLock::new(),
             starting: Mutex::new(false),
         }
     }
 
-    /// Builds and starts the process.
+    /// Builds and starts the process (`build()` then
+    /// [`Process::start`]; named `start` before 0.2).
     ///
     /// # Errors
     /// As [`Process::start`].
-    pub fn start(self) -> Result<Process> {
+    pub fn spawn(self) -> Result<Process> {
         let p = self.build();
         p.start()?;
         Ok(p)
     }
+}
+
+/// `MyProcess` for `my_crate::MyProcess<u8>`: the type's own name, as Python's
+/// `type(self).__name__`.
+fn short_type_name<T>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    let base = full.split('<').next().unwrap_or(full);
+    base.rsplit("::").next().unwrap_or(base)
 }
 
 /// A child process running a function (or a [`ProcessRun`] object), like Python's
@@ -135,8 +150,12 @@ impl ProcessBuilder {
 ///
 /// The target is any `fn` item or non-capturing closure `Fn(A) -> R`; the
 /// argument `A` travels to the child through serde (use a tuple for several).
-/// Under the spawn start method the program's `main` must begin with
-/// [`shmproc::init()`](crate::init).
+/// Nothing is needed in `main`: a spawned child becomes a worker before it.
+///
+/// Its `Display` is Python's `repr`: `<Process name='Process-1' parent=41
+/// initial>`, then `... pid=42 parent=41 started>`, then `... stopped
+/// exitcode=-SIGTERM>` (the type's name in place of `Process` for a
+/// [`ProcessRun`] object, ` daemon` at the end for a daemon).
 ///
 /// Exit codes follow Python: `None` while running, `0` after a normal return,
 /// `1` after a panic (whose message the panic hook prints on the child's stderr),
@@ -158,7 +177,6 @@ impl ProcessBuilder {
 /// }
 ///
 /// fn main() -> shmproc::Result<()> {
-///     shmproc::init(); // first line of main: in the child, runs `greet` and exits
 ///     let p = Process::new(greet, ("bob".to_string(), 2));
 ///     assert_eq!(p.name(), "Process-1");
 ///     p.start()?;
@@ -188,8 +206,87 @@ pub struct Process {
     entry: Entry,
     args: std::result::Result<Vec<u8>, String>,
     opts: ChildOptions,
+    /// `Process`, or the [`ProcessRun`] type's name (for `Display`).
+    kind: &'static str,
+    /// The pid of the process that made it (Python's `parent=`).
+    parent: u32,
     child: OnceLock<Child>,
     starting: Mutex<bool>,
+}
+
+impl std::fmt::Display for Process {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} name='{}'", self.kind, self.opts.name)?;
+        let code = match self.child.get() {
+            None => {
+                write!(f, " parent={} initial", self.parent)?;
+                None
+            }
+            Some(c) => {
+                write!(f, " pid={} parent={}", c.pid(), self.parent)?;
+                let code = self.exitcode();
+                f.write_str(if code.is_some() {
+                    " stopped"
+                } else {
+                    " started"
+                })?;
+                code
+            }
+        };
+        match code {
+            Some(c) if c < 0 => match signal_name(-c) {
+                Some(name) => write!(f, " exitcode=-{name}")?,
+                None => write!(f, " exitcode={c}")?,
+            },
+            Some(c) => write!(f, " exitcode={c}")?,
+            None => {}
+        }
+        if self.opts.daemon {
+            f.write_str(" daemon")?;
+        }
+        f.write_str(">")
+    }
+}
+
+/// `SIGTERM` for 15: the names Python's `repr` uses for deaths by signal.
+fn signal_name(sig: i32) -> Option<&'static str> {
+    const NAMES: [&str; 31] = [
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    usize::try_from(sig)
+        .ok()
+        .and_then(|s| s.checked_sub(1))
+        .and_then(|i| NAMES.get(i).copied())
 }
 
 fn encode<A: Serialize>(a: &A) -> std::result::Result<Vec<u8>, String> {
@@ -224,10 +321,12 @@ impl Process {
 
     /// A builder for a process that will run `obj.run()`.
     pub fn run_builder<T: ProcessRun>(obj: T) -> ProcessBuilder {
-        ProcessBuilder::new(boot_runnable::<T>, encode(&obj))
+        let mut b = ProcessBuilder::new(boot_runnable::<T>, encode(&obj));
+        b.prefix = short_type_name::<T>();
+        b
     }
 
-    /// The name (`Process-N` unless set).
+    /// The name (`Process-N`, or `MyType-N` for a [`ProcessRun`] type, unless set).
     pub fn name(&self) -> &str {
         &self.opts.name
     }
@@ -248,7 +347,7 @@ impl Process {
     /// # Errors
     /// - [`Error::InvalidState`] if already started;
     /// - [`Error::Codec`] if the arguments cannot be encoded;
-    /// - [`Error::InitMissing`] if the child did not call `shmproc::init()`;
+    /// - [`Error::InitMissing`] if the child ended without answering the start handshake;
     /// - [`Error::ForkUnsafe`] for fork in a multithreaded process, not forced;
     /// - [`Error::BuildMismatch`], [`Error::Io`] — see
     ///   [`start_child`](super::spawn::start_child).
@@ -291,15 +390,12 @@ impl Process {
         Ok(self.started("join")?.wait()?.code())
     }
 
-    /// Waits at most `timeout`; `Ok(None)` if the process still runs.
+    /// Waits at most `timeout` for the process to end; returns its exit code.
     ///
     /// # Errors
-    /// As [`join`](Process::join).
-    pub fn join_timeout(&self, timeout: Duration) -> Result<Option<i32>> {
-        Ok(self
-            .started("join")?
-            .wait_timeout(timeout)?
-            .map(|s| s.code()))
+    /// [`Error::Timeout`] if it still runs; as [`join`](Process::join).
+    pub fn join_timeout(&self, timeout: Duration) -> Result<i32> {
+        Ok(self.started("join")?.wait_timeout(timeout)?.code())
     }
 
     /// `true` from `start` until the process has ended.

@@ -80,7 +80,10 @@ pub(crate) fn shutdown_children() {
         let _ = c.terminate();
     }
     for c in kids.iter().filter(|c| c.daemon()) {
-        if matches!(c.wait_timeout(Duration::from_secs(1)), Ok(None)) {
+        if matches!(
+            c.wait_timeout(Duration::from_secs(1)),
+            Err(crate::Error::Timeout)
+        ) {
             let _ = c.kill();
         }
     }

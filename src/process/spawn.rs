@@ -377,15 +377,18 @@ impl Child {
         }
     }
 
-    /// Waits at most `timeout`; `None` if the child is still running.
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<Option<ExitStatus>> {
+    /// Waits at most `timeout` for the child to exit, and reaps it.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] if it is still running.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(s) = self.try_wait()? {
-                return Ok(Some(s));
+                return Ok(s);
             }
             if Instant::now() >= deadline {
-                return Ok(None);
+                return Err(Error::Timeout);
             }
             self.wait_status(Some(deadline))?;
         }
@@ -754,9 +757,7 @@ fn forked_silence(child: &Child) -> Error {
 pub(crate) fn startup_silence(child: &Child, what: &str, how: &str) -> Error {
     let pid = child.pid();
     match child.wait_timeout(Duration::from_secs(5)) {
-        Ok(Some(st)) => {
-            Error::InvalidState(format!("{what} {pid}{how} ended during startup ({st:?})"))
-        }
+        Ok(st) => Error::InvalidState(format!("{what} {pid}{how} ended during startup ({st:?})")),
         _ => Error::InvalidState(format!(
             "{what} {pid}{how} closed its status pipe during startup"
         )),
@@ -766,7 +767,7 @@ pub(crate) fn startup_silence(child: &Child, what: &str, how: &str) -> Error {
 /// The child closed the status pipe or exited without answering.
 fn no_answer(child: &Child) -> Error {
     match child.wait_timeout(Duration::from_secs(5)) {
-        Ok(Some(ExitStatus::Signaled(s))) => Error::InvalidState(format!(
+        Ok(ExitStatus::Signaled(s)) => Error::InvalidState(format!(
             "worker {} was killed by signal {s} during startup",
             child.pid()
         )),

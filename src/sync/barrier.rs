@@ -124,9 +124,9 @@ impl Barrier {
         self.wait_deadline(None)
     }
 
-    /// Like [`wait`](Barrier::wait), but gives up after `timeout`: the barrier
-    /// is then broken (for every party, as in Python) and `Error::Broken` is
-    /// returned.
+    /// Like [`wait`](Barrier::wait), but gives up after `timeout` with
+    /// [`Error::Timeout`]; the barrier is then broken for every other party
+    /// (they get [`Error::Broken`], as in Python).
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
         self.wait_deadline(deadline_after(timeout))
     }
@@ -162,7 +162,7 @@ impl Barrier {
         match r {
             Err(Error::Timeout) => {
                 self.mark_broken();
-                Err(Error::Broken)
+                Err(Error::Timeout)
             }
             r => r,
         }

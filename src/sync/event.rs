@@ -138,13 +138,13 @@ impl Event {
         wait_on(&b.word, &b.waiters, None, Self::check).map(|_| ())
     }
 
-    /// Waits at most `timeout`; returns the flag (false: timed out).
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
+    /// Waits at most `timeout` for the flag.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] if it passed; [`Error::Broken`] if broken.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<()> {
         let b = self.block();
-        match wait_on(&b.word, &b.waiters, deadline_after(timeout), Self::check) {
-            Err(Error::Timeout) => Ok(false),
-            r => r,
-        }
+        wait_on(&b.word, &b.waiters, deadline_after(timeout), Self::check).map(|_| ())
     }
 
     /// Marks the event broken and wakes every waiter with [`Error::Broken`].

@@ -172,15 +172,16 @@ impl Semaphore {
         Self::take(&b.word, v).unwrap_or(Ok(false))
     }
 
-    /// Takes one unit, waiting at most `timeout`; `Ok(false)` if it passed.
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
+    /// Takes one unit, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] if it passed; [`Error::Broken`] if broken.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<()> {
         let b = self.block();
-        match wait_on(&b.word, &b.waiters, deadline_after(timeout), |v| {
+        wait_on(&b.word, &b.waiters, deadline_after(timeout), |v| {
             Self::take(&b.word, v)
-        }) {
-            Err(Error::Timeout) => Ok(false),
-            r => r,
-        }
+        })
+        .map(|_| ())
     }
 
     /// Returns one unit and wakes a waiter.

@@ -781,3 +781,20 @@ pub(crate) fn cloexec_all_but(except: &[RawFd]) {
         }
     }
 }
+
+#[cfg(test)]
+mod cpu_tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_quota_text() {
+        assert_eq!(quota_cpus_v2("max 100000\n"), None);
+        assert_eq!(quota_cpus_v2("200000 100000\n"), Some(2));
+        // A fractional quota rounds up: 1.5 CPUs is 2 workers.
+        assert_eq!(quota_cpus_v2("150000 100000"), Some(2));
+        assert_eq!(quota_cpus_v2("50000 100000"), Some(1));
+        assert_eq!(quota_cpus("-1", "100000"), None);
+        assert_eq!(quota_cpus("garbage", "100000"), None);
+        assert!(cpu_count() >= 1);
+    }
+}

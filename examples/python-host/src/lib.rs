@@ -67,7 +67,7 @@ fn exit_with(code: i32) {
 fn process_exit_code(code: i32, start: u32) -> Result<i64> {
     let p = Process::builder(exit_with, code)
         .start_method(method(start)?)
-        .start()?;
+        .spawn()?;
     Ok(i64::from(p.join()?))
 }
 

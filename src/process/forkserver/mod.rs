@@ -80,7 +80,6 @@ use wire::{Received, Reply, Request};
 /// }
 ///
 /// fn main() -> shmproc::Result<()> {
-///     shmproc::init();
 ///     let server = ForkServer::fork_from_here(false)?; // still single-threaded
 ///     let t = std::thread::spawn(move || -> shmproc::Result<i32> {
 ///         let c = server.start_child(Entry::new(worker), vec![7], &ChildOptions::new())?;
@@ -242,8 +241,8 @@ impl Link {
         // The socket closes as the server exits; give the exit a moment to
         // complete so the message can say how it ended (and it is reaped).
         let how = match self.server.wait_timeout(Duration::from_millis(200)) {
-            Ok(Some(ExitStatus::Signaled(s))) => format!("{why}: killed by signal {s}"),
-            Ok(Some(ExitStatus::Exited(c))) => format!("{why}: exited with code {c}"),
+            Ok(ExitStatus::Signaled(s)) => format!("{why}: killed by signal {s}"),
+            Ok(ExitStatus::Exited(c)) => format!("{why}: exited with code {c}"),
             _ => why.to_string(),
         };
         st.dead = Some(how);
@@ -445,7 +444,10 @@ impl Link {
             }
             self.wake.notify_all();
         }
-        if matches!(self.server.wait_timeout(Duration::from_secs(1)), Ok(None)) {
+        if matches!(
+            self.server.wait_timeout(Duration::from_secs(1)),
+            Err(Error::Timeout)
+        ) {
             let _ = self.server.kill();
         }
         let _ = self.server.wait();
