@@ -326,7 +326,7 @@ fn a_producer_killed_mid_put_never_wedges_or_tears() {
                     assert_eq!(m.1, next[m.0 as usize]);
                     next[m.0 as usize] += 1;
                 }
-                Err(Error::Empty) => break,
+                Err(Error::Timeout) => break,
                 Err(e) => panic!("{e}"),
             }
         }
@@ -385,7 +385,7 @@ fn a_consumer_killed_mid_get_never_wedges_producers() {
                 last = Some(m.1);
                 got += 1;
             }
-            Err(Error::Empty) => break,
+            Err(Error::Timeout) => break,
             Err(e) => panic!("{e}"),
         }
     }

@@ -33,7 +33,8 @@ unsafe impl Block for BarrierBlock {
 /// every `wait` blocks until `n` parties have called it, then all return. It
 /// can be reused. If a party times out, or a supervisor calls
 /// [`mark_broken`](Barrier::mark_broken) because a party died, every waiter
-/// (present and future) gets [`Error::Broken`] until [`reset`](Barrier::reset).
+/// (present and future) gets [`Error::Broken`] until [`reset`](Barrier::reset)
+/// (the party whose `wait_timeout` ran out gets [`Error::Timeout`]).
 ///
 /// ```
 /// use shmproc::sync::Barrier;
@@ -42,7 +43,8 @@ unsafe impl Block for BarrierBlock {
 /// let b = Barrier::new(1)?;
 /// assert!(b.wait()?); // the only party is the leader
 /// let b2 = Barrier::new(2)?;
-/// assert!(matches!(b2.wait_timeout(Duration::from_millis(5)), Err(shmproc::Error::Broken)));
+/// assert!(matches!(b2.wait_timeout(Duration::from_millis(5)), Err(shmproc::Error::Timeout)));
+/// assert!(b2.is_broken()); // for every other party too
 /// # Ok::<(), shmproc::Error>(())
 /// ```
 pub struct Barrier {

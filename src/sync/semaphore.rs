@@ -41,7 +41,7 @@ unsafe impl Block for SemBlock {
 /// let s = Semaphore::new(1)?;
 /// s.acquire()?;
 /// assert!(!s.try_acquire()?);
-/// assert!(!s.acquire_timeout(Duration::from_millis(10))?); // timed out
+/// assert!(matches!(s.acquire_timeout(Duration::from_millis(10)), Err(shmproc::Error::Timeout)));
 /// s.release()?;
 /// assert_eq!(s.value(), 1);
 ///
