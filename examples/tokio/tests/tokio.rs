@@ -88,8 +88,9 @@ async fn futures_and_streams_from_a_single_threaded_runtime() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_futures_at_once_on_a_multi_threaded_runtime() {
     let pool = std::sync::Arc::new(Pool::new(2).expect("pool"));
+    // More futures than the pool has slots (1024): most wait in the parent.
     let mut handles = Vec::new();
-    for i in 0..200u64 {
+    for i in 0..3000u64 {
         let r = pool.apply_async(square, i).expect("submit");
         handles.push(tokio::spawn(r));
     }
