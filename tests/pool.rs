@@ -175,7 +175,13 @@ fn callbacks_run_in_the_parent() {
         pool.apply_async_with(
             boom,
             i,
-            move |r: &u32| s.lock().unwrap().push(*r),
+            move |r: &u32| {
+                if *r == 0 {
+                    // A slow callback: join() must still wait for it.
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                s.lock().unwrap().push(*r)
+            },
             move |err: &Error| e.lock().unwrap().push(err.to_string()),
         )
         .unwrap();

@@ -401,6 +401,9 @@ pub(crate) struct Shared {
     supervisor: Mutex<Option<JoinHandle<()>>>,
     /// The callback thread's queue (started on the first callback).
     callbacks: Mutex<Option<mpsc::Sender<Job>>>,
+    /// The callback thread, joined by `join()` so that it returns after
+    /// every callback ran.
+    callback_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// With the fork start method: the fork server, forked before the
     /// supervisor thread exists, that forks every worker (the first ones and
     /// replacements) from a single-threaded process.
@@ -447,6 +450,7 @@ impl Shared {
             config,
             supervisor: Mutex::new(None),
             callbacks: Mutex::new(None),
+            callback_thread: Mutex::new(None),
             server: Mutex::new(server),
             counters: Arc::new(Counters::default()),
         });
@@ -861,8 +865,9 @@ impl Shared {
                         job();
                     }
                 });
-            if started.is_err() {
-                return Err(job);
+            match started {
+                Ok(h) => *lock(&self.callback_thread) = Some(h),
+                Err(_) => return Err(job),
             }
             *tx = Some(s);
         }
@@ -1441,6 +1446,7 @@ impl Shared {
             }
             State::Terminated => {
                 self.stop_supervisor();
+                self.join_callback_thread();
                 return Ok(());
             }
             State::Closed => {}
@@ -1463,7 +1469,20 @@ impl Shared {
         self.spill_owner.remove_leftovers();
         lock(&self.server).take();
         self.stop_supervisor();
+        self.join_callback_thread();
         Ok(())
+    }
+
+    /// Waits for the callback thread to run what is queued and end (its
+    /// sender is gone once the supervisor stopped). A callback that calls
+    /// join() itself does not wait for its own thread.
+    fn join_callback_thread(&self) {
+        let h = lock(&self.callback_thread).take();
+        if let Some(h) = h {
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
+        }
     }
 
     /// Pids of the live workers.

@@ -1105,7 +1105,8 @@ impl Pool {
         self.shared.terminate();
     }
 
-    /// Waits for the workers to finish and exit.
+    /// Waits for the workers to finish and exit, and for every callback of
+    /// [`apply_async_with`](Pool::apply_async_with) to have run.
     ///
     /// # Errors
     /// [`Error::InvalidState`] if the pool was neither closed nor terminated
