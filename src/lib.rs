@@ -38,8 +38,8 @@ pub use error::{Error, Result, TaskPanic};
 pub use ipc::{pipe, Connection, JoinableQueue, Pipe, Queue, SimpleQueue};
 pub use pool::{AsyncResult, Pool, PoolBuilder, TaskOptions};
 pub use process::{
-    active_children, cpu_count, current_process, init, parent_process, Process, ProcessBuilder,
-    ProcessRun, StartMethod,
+    active_children, cpu_count, cpu_quota, current_process, init, parent_process, Process,
+    ProcessBuilder, ProcessRun, StartMethod,
 };
 pub use segment::{Segment, SharedArray, SharedView};
 

@@ -42,6 +42,8 @@
 pub mod backend;
 mod cli;
 pub mod compare;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 #[allow(unsafe_code)]
 mod signal;
 

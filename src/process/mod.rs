@@ -245,6 +245,21 @@ pub fn cpu_count() -> usize {
     crate::sys::proc::cpu_count()
 }
 
+/// The CPUs the cgroup quota of this process allows (`cpu.max`, or
+/// `cpu.cfs_quota_us` / `cpu.cfs_period_us` on cgroup v1, rounded up; the
+/// smallest along its cgroup path), `None` without a quota. Unlike
+/// [`cpu_count`] it ignores the affinity mask, so a launcher that pinned
+/// this process to one core (`mpirun --bind-to core`) does not change it.
+///
+/// ```
+/// if let Some(q) = shmproc::process::cpu_quota() {
+///     assert!(q >= 1);
+/// }
+/// ```
+pub fn cpu_quota() -> Option<usize> {
+    crate::sys::proc::cgroup_quota_cpus()
+}
+
 /// Expands to nothing; kept so that test files written for versions that
 /// needed it still compile. Test binaries need no entry: a spawned worker
 /// never runs libtest's `main`.

@@ -52,6 +52,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::sys::shm as sys;
 
+pub use crate::sys::shm::page_size;
 pub(crate) use array::RawArray;
 pub use array::{ArrayHandle, AtomicElement, SharedArray, SharedView};
 use header::Header;
@@ -114,6 +115,18 @@ pub enum SegmentHandle {
         /// Whether the mapping is writable.
         writable: bool,
     },
+    /// A part of a plain file (no header), mapped on its own
+    /// ([`Segment::map_file_range`]).
+    FileRange {
+        /// Path of the file.
+        path: PathBuf,
+        /// Byte offset of the part in the file (a multiple of the page size).
+        offset: u64,
+        /// Bytes in the part.
+        len: u64,
+        /// Whether the mapping is writable.
+        writable: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -121,6 +134,7 @@ enum Backing {
     Shm(String),
     Memfd { fd: i32, ino: u64 },
     File { path: PathBuf, header: bool },
+    FileRange { path: PathBuf, offset: u64 },
 }
 
 /// A mapped shared segment. `Send + Sync`; share it with `Arc`.
@@ -399,6 +413,20 @@ impl Segment {
                     Segment::map_file(path, *writable)
                 }
             }
+            SegmentHandle::FileRange {
+                path,
+                offset,
+                len,
+                writable,
+            } => {
+                let len = usize::try_from(*len).map_err(|_| {
+                    Error::InvalidArgument(format!(
+                        "a part of {len} bytes of {} does not fit in this address space",
+                        path.display()
+                    ))
+                })?;
+                Segment::map_file_range(path, *offset, len, *writable)
+            }
         }
     }
 
@@ -458,6 +486,65 @@ impl Segment {
             backing: Backing::File {
                 path: path.to_owned(),
                 header: false,
+            },
+            has_header: false,
+            writable,
+            owner: AtomicBool::new(false),
+            creator_pid: sys::getpid(),
+            populated: Default::default(),
+        })
+    }
+
+    /// Maps `len` bytes of a plain file from byte `offset` on, shared,
+    /// read-write or read-only: only that part of the file is mapped (by this
+    /// process and by every process that opens the [`handle`](Self::handle)),
+    /// so each of several processes can map just its own part of a large
+    /// file. Byte 0 of the segment is byte `offset` of the file.
+    ///
+    /// ```
+    /// # fn main() -> shmproc::Result<()> {
+    /// use shmproc::{Segment, SharedView};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("data.bin");
+    /// let values: Vec<u64> = (0..2048).collect();
+    /// std::fs::write(&path, bytemuck::cast_slice::<u64, u8>(&values)).unwrap();
+    /// // The second page of the file: elements 512..1024.
+    /// let seg = Segment::map_file_range(&path, 4096, 4096, false)?;
+    /// let part = SharedView::<u64>::from_region(std::sync::Arc::new(seg), 0, 512)?;
+    /// // SAFETY: nothing writes the file meanwhile.
+    /// assert_eq!(unsafe { part.as_slice() }[0], 512);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if `offset` is not a multiple of the page
+    /// size ([`page_size`]), [`Error::OutOfBounds`] if the part goes past the
+    /// end of the file; open and mmap errors.
+    pub fn map_file_range(path: &Path, offset: u64, len: usize, writable: bool) -> Result<Segment> {
+        let file = sys::open_path(path, writable)?;
+        let what = path.display().to_string();
+        let page = sys::page_size();
+        if !offset.is_multiple_of(page as u64) {
+            return Err(Error::InvalidArgument(format!(
+                "offset {offset} into {what} is not a multiple of the page size {page}"
+            )));
+        }
+        let (size, _) = sys::stat(&file)?;
+        if offset.checked_add(len as u64).is_none_or(|end| end > size) {
+            return Err(Error::OutOfBounds {
+                what: "a mapped part of a file",
+                offset,
+                len: len as u64,
+                size,
+            });
+        }
+        let map = sys::map_range(&file, offset, len, writable, &what)?;
+        Ok(Segment {
+            map,
+            file,
+            backing: Backing::FileRange {
+                path: path.to_owned(),
+                offset,
             },
             has_header: false,
             writable,
@@ -559,6 +646,12 @@ impl Segment {
             Backing::File { path, header } => SegmentHandle::File {
                 path: path.clone(),
                 header: *header,
+                writable: self.writable,
+            },
+            Backing::FileRange { path, offset } => SegmentHandle::FileRange {
+                path: path.clone(),
+                offset: *offset,
+                len: self.map.len() as u64,
                 writable: self.writable,
             },
         }
@@ -747,6 +840,9 @@ impl Segment {
             Backing::Shm(n) => n.clone(),
             Backing::Memfd { fd, .. } => format!("memfd {fd}"),
             Backing::File { path, .. } => path.display().to_string(),
+            Backing::FileRange { path, offset } => {
+                format!("{} from byte {offset}", path.display())
+            }
         }
     }
 
@@ -773,8 +869,10 @@ impl Segment {
                     && std::fs::metadata(format!("/proc/{pid}/fd/{fd}"))
                         .is_ok_and(|m| m.ino() == *ino && m.dev() == mine.dev())
             }
-            SegmentHandle::File { path, .. } => std::fs::metadata(path)
-                .is_ok_and(|m| m.ino() == mine.ino() && m.dev() == mine.dev()),
+            SegmentHandle::File { path, .. } | SegmentHandle::FileRange { path, .. } => {
+                std::fs::metadata(path)
+                    .is_ok_and(|m| m.ino() == mine.ino() && m.dev() == mine.dev())
+            }
         }
     }
 

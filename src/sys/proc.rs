@@ -473,7 +473,7 @@ fn affinity_count() -> Option<usize> {
 
 /// CPUs allowed by the cgroup quota of this process (the smallest along its
 /// cgroup path), `None` without a quota.
-fn cgroup_quota_cpus() -> Option<usize> {
+pub(crate) fn cgroup_quota_cpus() -> Option<usize> {
     let groups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     let mut best: Option<usize> = None;
     let mut take = |q: Option<usize>| {

@@ -217,6 +217,33 @@ pub(crate) fn prefault(addr: *mut u8, len: usize, write: bool) {
 }
 
 /// Maps the whole of `file` shared and read-only.
+/// The page size: what the offset of a file mapping
+/// ([`Segment::map_file_range`](crate::Segment::map_file_range)) is a
+/// multiple of.
+pub fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(p).ok().filter(|&p| p > 0).unwrap_or(4096)
+}
+
+/// Maps `len` bytes of `file` from byte `offset` (page-aligned) on.
+pub(crate) fn map_range(
+    file: &File,
+    offset: u64,
+    len: usize,
+    writable: bool,
+    what: &str,
+) -> Result<MmapRaw> {
+    let mut o = memmap2::MmapOptions::new();
+    o.offset(offset).len(len);
+    let map = if writable {
+        o.map_raw(file)
+    } else {
+        o.map_raw_read_only(file)
+    };
+    map.map_err(|e| Error::io(format!("mmap {what} from byte {offset}"), e))
+}
+
 pub(crate) fn map_read_only(file: &File, what: &str) -> Result<MmapRaw> {
     memmap2::MmapOptions::new()
         .map_raw_read_only(file)

@@ -150,8 +150,12 @@ pub enum RunError {
 
 /// The entry point of the process backends for one kernel type: the same
 /// run, with the worker-side functions monomorphised for that type.
-type ProcessRun =
-    fn(&Job<'_>, Option<SliceMut<'_>>, &RunOptions<'_>, ProcessMode) -> Result<u64, RunError>;
+type ProcessRun = fn(
+    &Job<'_>,
+    Option<SliceMut<'_>>,
+    &RunOptions<'_>,
+    ProcessMode,
+) -> Result<ChunkResults, RunError>;
 
 /// A kernel as the backends run it: the kernel, its serialized value (what
 /// a worker process rebuilds it from) and the process backends' entry point
@@ -238,6 +242,10 @@ pub struct Job<'a> {
     pub params: Params,
     /// Size of the index space: elements, or rows for a row kernel.
     pub n: usize,
+    /// The job's first index: it covers `first..first + n` of a larger index
+    /// space (0 for a whole run; see [`Job::at`]). Its arrays hold only those
+    /// indices' elements.
+    pub first: usize,
     /// Elements per row (the input's last axis) for a kernel of
     /// [`Layout::Rows`]; 1 otherwise.
     pub row_len: usize,
@@ -262,6 +270,7 @@ impl<'a> Job<'a> {
             kernel,
             params,
             n: if rows { 1 } else { x.len() },
+            first: 0,
             row_len: if rows { x.len() } else { 1 },
             x: Some(x),
             y: None,
@@ -294,6 +303,7 @@ impl<'a> Job<'a> {
             kernel,
             params,
             n,
+            first: 0,
             row_len: 1,
             x: None,
             y: None,
@@ -345,6 +355,31 @@ impl<'a> Job<'a> {
         Ok(self)
     }
 
+    /// The same job as the part `first..first + n` of a larger index space:
+    /// a generated kernel or input computes those indices, and the job's
+    /// arrays (input and output) hold those indices' elements only. The
+    /// chunks are cut from `first` on, so with `first` a multiple of the
+    /// chunk size they are chunks of the whole run, and a run of every part
+    /// computes what one run of the whole computes (how ranks of an MPI run
+    /// share the work out).
+    ///
+    /// ```
+    /// use shmproc_batch::backend::{run_chunks, Backend, Job, KernelRef, RunOptions};
+    /// use shmproc_kernels::{Dtype, Power};
+    /// let power = KernelRef::new(Power);
+    /// let opts = RunOptions { workers: 2, chunk: Some(100), ..RunOptions::default() };
+    /// let whole = Job::iota(&power, power.defaults(), 1000, Dtype::U64);
+    /// let all = run_chunks(Backend::Threads, &whole, None, &opts)?;
+    /// let part = Job::iota(&power, power.defaults(), 300, Dtype::U64).at(500);
+    /// let some = run_chunks(Backend::Threads, &part, None, &opts)?;
+    /// assert_eq!(some.checksums, all.checksums[5..8]);
+    /// # Ok::<(), shmproc_batch::backend::RunError>(())
+    /// ```
+    pub fn at(mut self, first: usize) -> Self {
+        self.first = first;
+        self
+    }
+
     /// Element type of the input, array or generated (`None` for generated
     /// kernels).
     pub fn input_dtype(&self) -> Option<Dtype> {
@@ -365,9 +400,23 @@ impl<'a> Job<'a> {
         self.n.saturating_mul(self.row_len)
     }
 
+    /// The elements of the job's arrays that the chunk `r` (of the index
+    /// space) covers.
+    fn local(&self, r: &Range<usize>) -> Range<usize> {
+        (r.start - self.first) * self.row_len..(r.end - self.first) * self.row_len
+    }
+
+    /// The chunks of the job: `chunk` indices each, from `first` on.
+    fn ranges(&self, chunk: usize) -> Vec<Range<usize>> {
+        let first = self.first;
+        chunk_ranges(self.n, chunk)
+            .map(|r| r.start + first..r.end + first)
+            .collect()
+    }
+
     /// The input of the chunk `r` (of the index space).
     fn src(&self, r: Range<usize>) -> Src<'a> {
-        let e = r.start * self.row_len..r.end * self.row_len;
+        let e = self.local(&r);
         match self.iota {
             Some(d) => Src::Iota(d),
             None => Src::Slices(
@@ -518,10 +567,16 @@ fn validate(
             )));
         }
     }
-    if job.n > k.max_len(&job.params) {
+    let end = job.first.checked_add(job.n).ok_or_else(|| {
+        RunError::Invalid(format!(
+            "the job's indices {}.. + {} overflow",
+            job.first, job.n
+        ))
+    })?;
+    if end > k.max_len(&job.params) {
         return Err(KernelError::RangeTooLarge {
             kernel: k.name(),
-            end: job.n,
+            end,
             limit: k.max_len(&job.params),
         }
         .into());
@@ -594,57 +649,137 @@ pub fn run_checksum(
     opts: &RunOptions<'_>,
 ) -> Result<u64, RunError> {
     let k = job.kernel.kernel();
-    let reduce = k.signature().kind == Kind::Reduce;
-    let Some(mut output) = output else {
-        if !reduce {
-            return run_map(backend, job, None, opts);
+    if k.signature().kind != Kind::Reduce {
+        return Ok(run_chunks(backend, job, output, opts)?.checksum());
+    }
+    let mut acc;
+    let output = match output {
+        Some(o) => o,
+        None => {
+            // A reduction's accumulator is small: give it one.
+            k.check(&job.params)?;
+            acc = Values::zeros(k.output_dtype(job.input_dtype()), k.acc_len(&job.params));
+            acc.as_slice_mut()
         }
-        // A reduction's accumulator is small: give it one.
-        k.check(&job.params)?;
-        let mut acc = Values::zeros(k.output_dtype(job.input_dtype()), k.acc_len(&job.params));
-        return run_checksum(backend, job, Some(acc.as_slice_mut()), opts);
     };
-    if !reduce {
-        return run_map(backend, job, Some(output), opts);
-    }
-    let chunk = validate(job, Some(&output), opts)?;
-    let ranges: Vec<Range<usize>> = chunk_ranges(job.n, chunk).collect();
-    match backend {
-        Backend::Processes => {
-            return (job.kernel.processes)(job, Some(output), opts, ProcessMode::Shared)
-        }
-        Backend::ProcessesCopy => {
-            return (job.kernel.processes)(job, Some(output), opts, ProcessMode::Copy)
-        }
-        _ => {}
-    }
-    // Reductions: one partial accumulator per chunk, combined in chunk order.
-    let acc_len = k.acc_len(&job.params);
-    let mut partials = Values::zeros(output.dtype(), acc_len * ranges.len());
-    let tasks = split_tasks(job, Some(partials.as_slice_mut()), &ranges, |_| acc_len);
-    execute(backend, job, opts, tasks)?;
-    output.fill_zero();
-    let all = partials.as_slice();
-    for i in 0..ranges.len() {
-        combine(
-            k,
-            output.reborrow(),
-            all.slice(i * acc_len..(i + 1) * acc_len),
-        )?;
-    }
-    Ok(output.as_slice().checksum())
+    validate(job, Some(&output), opts)?;
+    run_chunks(backend, job, None, opts)?.combine_into(k, output)
 }
 
-/// A map kernel's run: each chunk writes its output sub-slice (or scratch)
-/// and returns its checksum; the sum of the chunk checksums, in chunk order.
-fn run_map(
+/// What each chunk of a run computed, in chunk order: a map chunk's
+/// checksum, a reduction chunk's partial accumulator. [`run_checksum`]
+/// combines them; an MPI run gathers them from every rank first, so that
+/// they combine in chunk order, as on one node.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChunkResults {
+    /// Each chunk's wrapping checksum of its map outputs (0 for reductions).
+    pub checksums: Vec<u64>,
+    /// A reduction's partial accumulators, `acc_len` elements per chunk,
+    /// chunk after chunk (`None` for a map kernel).
+    pub partials: Option<Values>,
+}
+
+impl ChunkResults {
+    /// The map checksum: the chunk checksums added (wrapping).
+    pub fn checksum(&self) -> u64 {
+        self.checksums.iter().fold(0u64, |a, &c| a.wrapping_add(c))
+    }
+
+    /// Number of chunks.
+    pub fn len(&self) -> usize {
+        self.checksums.len()
+    }
+
+    /// Whether there are no chunks.
+    pub fn is_empty(&self) -> bool {
+        self.checksums.is_empty()
+    }
+
+    /// Appends the chunks of `later` (the chunks that follow these).
+    ///
+    /// # Errors
+    /// [`RunError::Invalid`] if one holds partials and the other does not,
+    /// or of different element types.
+    pub fn extend(&mut self, later: ChunkResults) -> Result<(), RunError> {
+        match (&mut self.partials, later.partials) {
+            (None, None) => {}
+            (Some(a), Some(b)) if a.dtype() == b.dtype() => {
+                let mut joined = Values::zeros(a.dtype(), a.len() + b.len());
+                let (mut head, mut tail) = joined.as_slice_mut().split_at(a.len());
+                head.copy_from(a.as_slice()).map_err(RunError::Invalid)?;
+                tail.copy_from(b.as_slice()).map_err(RunError::Invalid)?;
+                *a = joined;
+            }
+            _ => {
+                return Err(RunError::Invalid(
+                    "chunk results of a map and of a reduction do not join".into(),
+                ))
+            }
+        }
+        self.checksums.extend(later.checksums);
+        Ok(())
+    }
+
+    /// Combines a reduction's partials into `output` (overwritten), in chunk
+    /// order, and returns the output's checksum.
+    ///
+    /// # Errors
+    /// [`RunError::Invalid`] without partials or for an output that does not
+    /// hold the kernel's accumulator; the kernel's combine errors.
+    pub fn combine_into(
+        &self,
+        kernel: &dyn Kernel,
+        mut output: SliceMut<'_>,
+    ) -> Result<u64, RunError> {
+        let Some(partials) = &self.partials else {
+            return Err(RunError::Invalid(
+                "a map run has no partial accumulators to combine".into(),
+            ));
+        };
+        let acc_len = output.len();
+        if partials.len() != acc_len * self.checksums.len() {
+            return Err(RunError::Invalid(format!(
+                "{} partial elements for {} chunks of {acc_len}-element accumulators",
+                partials.len(),
+                self.checksums.len()
+            )));
+        }
+        output.fill_zero();
+        let all = partials.as_slice();
+        for i in 0..self.checksums.len() {
+            combine(
+                kernel,
+                output.reborrow(),
+                all.slice(i * acc_len..(i + 1) * acc_len),
+            )?;
+        }
+        Ok(output.as_slice().checksum())
+    }
+}
+
+/// Runs `job` with `backend` and returns what each chunk computed (see
+/// [`ChunkResults`]): a map kernel writes `output` (or only checksums
+/// without one), a reduction takes no output (`None`) and returns its
+/// partials.
+///
+/// # Errors
+/// As [`run`], and [`RunError::Invalid`] for an output given to a
+/// reduction.
+pub fn run_chunks(
     backend: Backend,
     job: &Job<'_>,
     output: Option<SliceMut<'_>>,
     opts: &RunOptions<'_>,
-) -> Result<u64, RunError> {
+) -> Result<ChunkResults, RunError> {
+    let k = job.kernel.kernel();
+    let reduce = k.signature().kind == Kind::Reduce;
+    if reduce && output.is_some() {
+        return Err(RunError::Invalid(
+            "run_chunks returns a reduction's partials: give it no output".into(),
+        ));
+    }
     let chunk = validate(job, output.as_ref(), opts)?;
-    let ranges: Vec<Range<usize>> = chunk_ranges(job.n, chunk).collect();
+    let ranges = job.ranges(chunk);
     match backend {
         Backend::Processes => {
             return (job.kernel.processes)(job, output, opts, ProcessMode::Shared)
@@ -654,10 +789,24 @@ fn run_map(
         }
         _ => {}
     }
-    let row_len = job.row_len;
-    let tasks = split_tasks(job, output, &ranges, |r| r.len() * row_len);
-    let sums = execute(backend, job, opts, tasks)?;
-    Ok(sums.into_iter().fold(0u64, u64::wrapping_add))
+    if !reduce {
+        let row_len = job.row_len;
+        let tasks = split_tasks(job, output, &ranges, |r| r.len() * row_len);
+        let checksums = execute(backend, job, opts, tasks)?;
+        return Ok(ChunkResults {
+            checksums,
+            partials: None,
+        });
+    }
+    // Reductions: one partial accumulator per chunk.
+    let acc_len = k.acc_len(&job.params);
+    let mut partials = Values::zeros(k.output_dtype(job.input_dtype()), acc_len * ranges.len());
+    let tasks = split_tasks(job, Some(partials.as_slice_mut()), &ranges, |_| acc_len);
+    let checksums = execute(backend, job, opts, tasks)?;
+    Ok(ChunkResults {
+        checksums,
+        partials: Some(partials),
+    })
 }
 
 /// Cuts `output` into consecutive pieces of `piece_len(range)` elements, one

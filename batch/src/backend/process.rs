@@ -35,12 +35,12 @@
 #![allow(unsafe_code)] // views of shared arrays, under the task protocol below
 
 use super::chunk::{run_one, Src};
-use super::{chunk_ranges, job_chunk, Job, KernelRef, ProcessMode, RunError, RunOptions};
+use super::{job_chunk, ChunkResults, Job, KernelRef, ProcessMode, RunError, RunOptions};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use shmproc::segment::ArrayHandle;
 use shmproc::{Pool, Segment, SharedArray, SharedView};
-use shmproc_kernels::{combine, Dtype, Kernel, Kind, Params, Slice, SliceMut, Values};
+use shmproc_kernels::{Dtype, Kernel, Kind, Params, Slice, SliceMut, Values};
 use std::cell::{Cell, RefCell};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -385,6 +385,8 @@ pub(super) struct SharedTask {
     pub(super) index: u64,
     /// The chunk in the index space.
     pub(super) range: Range<u64>,
+    /// The index the arrays start at (the job's `first`).
+    pub(super) base: u64,
     pub(super) row_len: u64,
     pub(super) x: Option<(Dtype, ArrayHandle)>,
     pub(super) y: Option<(Dtype, ArrayHandle)>,
@@ -476,17 +478,27 @@ fn chunk_of_mut<'a>(a: &'a AnyView, r: &Range<usize>) -> SliceMut<'a> {
     unsafe { a.slice_mut(r.clone()) }
 }
 
-fn ranges_of(range: &Range<u64>, row_len: u64) -> (Range<usize>, Range<usize>, usize) {
+/// The chunk's indices, the elements of the arrays (which start at index
+/// `base`) that it covers, and the row length.
+fn ranges_of(range: &Range<u64>, base: u64, row_len: u64) -> (Range<usize>, Range<usize>, usize) {
     let r = range.start as usize..range.end as usize;
     let row_len = row_len.max(1) as usize;
-    let e = r.start.saturating_mul(row_len)..r.end.saturating_mul(row_len);
+    let b = base as usize;
+    let e = r.start.saturating_sub(b).saturating_mul(row_len)
+        ..r.end.saturating_sub(b).saturating_mul(row_len);
     (r, e, row_len)
 }
 
 /// Worker side of a zero-copy chunk of kernel type `K`.
 pub(super) fn shared_task<K: Kernel + DeserializeOwned>(t: SharedTask) -> ChunkResult {
     let k: K = kernel_of(&t.kernel)?;
-    let (r, e, row_len) = ranges_of(&t.range, t.row_len);
+    if t.range.start < t.base {
+        return Err(format!(
+            "chunk {:?} starts before the arrays (index {})",
+            t.range, t.base
+        ));
+    }
+    let (r, e, row_len) = ranges_of(&t.range, t.base, t.row_len);
     let x = attach(&t.x, &e)?;
     let y = attach(&t.y, &e)?;
     let out = attach(&t.out, &e)?;
@@ -520,7 +532,8 @@ pub(super) fn shared_task<K: Kernel + DeserializeOwned>(t: SharedTask) -> ChunkR
 /// Worker side of a copying chunk of kernel type `K`.
 fn copy_task<K: Kernel + DeserializeOwned>(t: CopyTask) -> ChunkResult {
     let k: K = kernel_of(&t.kernel)?;
-    let (r, e, row_len) = ranges_of(&t.range, t.row_len);
+    let (r, _, row_len) = ranges_of(&t.range, 0, t.row_len);
+    let e = 0..r.len() * row_len;
     let src = match (&t.x, t.iota) {
         (None, Some(d)) => Src::Iota(d),
         _ => Src::Slices(
@@ -578,14 +591,14 @@ pub(super) fn run_processes_of<K: Kernel + DeserializeOwned>(
     output: Option<SliceMut<'_>>,
     opts: &RunOptions<'_>,
     mode: ProcessMode,
-) -> Result<u64, RunError> {
+) -> Result<ChunkResults, RunError> {
     run_processes(job, output, opts, mode, shared_task::<K>, copy_task::<K>)
 }
 
 /// Runs `job` on worker processes (see the module docs). `super::run` has
 /// validated the job and the output shape. `output` is `None` for a map kernel
-/// run for its checksum only. Returns the checksum of the results (see
-/// [`run_checksum`](super::run_checksum)).
+/// run for its checksum only, and for a reduction. Returns what each chunk
+/// computed.
 fn run_processes<FS, FC>(
     job: &Job<'_>,
     mut output: Option<SliceMut<'_>>,
@@ -593,7 +606,7 @@ fn run_processes<FS, FC>(
     mode: ProcessMode,
     shared_fn: FS,
     copy_fn: FC,
-) -> Result<u64, RunError>
+) -> Result<ChunkResults, RunError>
 where
     FS: Fn(SharedTask) -> ChunkResult + Copy + Send + 'static,
     FC: Fn(CopyTask) -> ChunkResult + Copy + Send + 'static,
@@ -602,9 +615,9 @@ where
     let k = kr.kernel();
     let reduce = k.signature().kind == Kind::Reduce;
     let in_place = k.signature().kind == Kind::InPlace;
-    let ranges: Vec<Range<usize>> = chunk_ranges(job.n, job_chunk(job, opts)).collect();
+    let ranges: Vec<Range<usize>> = job.ranges(job_chunk(job, opts));
     let row_len = job.row_len;
-    let elems = |r: &Range<usize>| r.start * row_len..r.end * row_len;
+    let elems = |r: &Range<usize>| job.local(r);
     let acc_len = k.acc_len(&job.params);
     let out_dtype = k.output_dtype(job.input_dtype());
     let mut partials: Vec<Option<Values>> = (0..ranges.len()).map(|_| None).collect();
@@ -681,6 +694,7 @@ where
                     params: job.params.clone(),
                     index: i as u64,
                     range: r.start as u64..r.end as u64,
+                    base: job.first as u64,
                     row_len: row_len as u64,
                     x: x.clone(),
                     y: y.clone(),
@@ -734,36 +748,42 @@ where
             {
                 on_result(item, out_cell.borrow_mut().as_mut());
             }
-            output = out_cell.into_inner();
+            drop(out_cell);
         }
     }
     if let Some(e) = first_err {
         return Err(e);
     }
-    if !reduce {
-        let mut total = 0u64;
-        for s in &sums {
-            let Some(s) = s else {
-                return Err(RunError::Worker("a chunk result is missing".into()));
-            };
-            total = total.wrapping_add(*s);
-        }
-        return Ok(total);
+    let mut checksums = Vec::with_capacity(sums.len());
+    for s in &sums {
+        let Some(s) = s else {
+            return Err(RunError::Worker("a chunk result is missing".into()));
+        };
+        checksums.push(*s);
     }
-    let Some(mut output) = output else {
-        return Err(RunError::Invalid("a reduction needs an accumulator".into()));
-    };
-    output.fill_zero();
+    if !reduce {
+        return Ok(ChunkResults {
+            checksums,
+            partials: None,
+        });
+    }
+    let mut all = Values::zeros(out_dtype, acc_len * partials.len());
+    let mut rest = all.as_slice_mut();
     for p in &partials {
         let Some(p) = p else {
             return Err(RunError::Worker("a chunk result is missing".into()));
         };
-        if p.len() != acc_len {
+        if p.len() != acc_len || p.dtype() != out_dtype {
             return Err(RunError::Worker(
-                "a partial accumulator has the wrong length".into(),
+                "a partial accumulator has the wrong length or type".into(),
             ));
         }
-        combine(k, output.reborrow(), p.as_slice())?;
+        let (mut mine, later) = rest.split_at(acc_len);
+        mine.copy_from(p.as_slice()).map_err(RunError::Invalid)?;
+        rest = later;
     }
-    Ok(output.as_slice().checksum())
+    Ok(ChunkResults {
+        checksums,
+        partials: Some(all),
+    })
 }

@@ -229,6 +229,155 @@ pub(super) fn load(
     })
 }
 
+/// Where an input's elements are, found without mapping its data: an MPI
+/// rank maps only its part ([`Probed::part`]). Text input is parsed whole
+/// (it has no byte offsets to map).
+#[cfg(feature = "mpi")]
+#[derive(Debug)]
+pub(super) struct Probed {
+    pub(super) dtype: Dtype,
+    /// The shape (C order); 1-D for raw and text files.
+    pub(super) shape: Vec<usize>,
+    /// A binary file: its absolute path, size and the data's byte offset.
+    file: Option<(PathBuf, PathBuf, u64, u64)>,
+    /// Parsed text.
+    text: Option<Values>,
+}
+
+/// The most of a `.npy` file's start that is read to find its header.
+#[cfg(feature = "mpi")]
+const HEADER_PEEK: u64 = 1 << 20;
+
+/// Reads `path`'s header (a binary file) or its text, as [`load`] would,
+/// without mapping the data.
+#[cfg(feature = "mpi")]
+pub(super) fn probe(
+    path: &Path,
+    format: Option<Format>,
+    dtype: Option<Dtype>,
+    kernel: &dyn Kernel,
+) -> Result<Probed, CliError> {
+    let format = format.unwrap_or_else(|| Format::from_path(path));
+    if format == Format::Text {
+        let l = load(path, Some(format), dtype, kernel)?;
+        let values = l.as_slice().to_values();
+        return Ok(Probed {
+            dtype: values.dtype(),
+            shape: vec![values.len()],
+            file: None,
+            text: Some(values),
+        });
+    }
+    if cfg!(target_endian = "big") {
+        return Err(CliError::new(
+            "binary formats are little-endian; this host is not",
+        ));
+    }
+    let file = open_input(path)?;
+    let size = file
+        .metadata()
+        .map_err(|e| io_err("cannot stat", path, e))?
+        .len();
+    if size == 0 {
+        return Err(CliError::new(format!(
+            "{}: the file is empty",
+            path.display()
+        )));
+    }
+    let (offset, shape, dtype) = match format {
+        Format::Npy => {
+            use std::os::unix::fs::FileExt;
+            let mut head = vec![0u8; usize::try_from(size.min(HEADER_PEEK)).unwrap_or(0)];
+            file.read_exact_at(&mut head, 0)
+                .map_err(|e| io_err("cannot read", path, e))?;
+            let h = npy::parse_prefix(&head, size)
+                .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
+            if let Some(d) = dtype.filter(|&d| d != h.dtype) {
+                return Err(CliError::new(format!(
+                    "{}: the file holds {} but --dtype says {d}",
+                    path.display(),
+                    h.dtype
+                )));
+            }
+            (h.data_offset as u64, h.shape, h.dtype)
+        }
+        _ => {
+            let dtype = dtype.unwrap_or_else(|| raw_default(kernel));
+            if !size.is_multiple_of(dtype.size() as u64) {
+                return Err(CliError::new(format!(
+                    "{}: raw input of {size} bytes is not a whole number of {}-byte {dtype} elements",
+                    path.display(),
+                    dtype.size()
+                )));
+            }
+            let len = usize::try_from(size / dtype.size() as u64)
+                .map_err(|_| CliError::new(format!("{}: too large", path.display())))?;
+            (0, vec![len], dtype)
+        }
+    };
+    Ok(Probed {
+        dtype,
+        shape,
+        file: Some((path.to_owned(), absolute(path)?, size, offset)),
+        text: None,
+    })
+}
+
+#[cfg(feature = "mpi")]
+impl Probed {
+    /// Elements in total.
+    pub(super) fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Elements `elems` of the input: only the pages that hold them are
+    /// mapped (by this process and by its workers), or a part of the text.
+    pub(super) fn part(&self, elems: std::ops::Range<usize>) -> Result<Loaded, CliError> {
+        let Some((path, abs, size, offset)) = &self.file else {
+            let text = self.text.as_ref().map_or_else(
+                || Values::zeros(self.dtype, 0),
+                |t| t.as_slice().slice(elems.clone()).to_values(),
+            );
+            return Ok(Loaded::owned(text));
+        };
+        let esize = self.dtype.size() as u64;
+        let start = offset + elems.start as u64 * esize;
+        let bytes = elems.len() as u64 * esize;
+        if elems.is_empty() {
+            return Ok(Loaded::owned(Values::zeros(self.dtype, 0)));
+        }
+        let page = shmproc::segment::page_size() as u64;
+        let aligned = start - start % page;
+        let lead = usize::try_from(start - aligned).unwrap_or(0);
+        let len = usize::try_from(bytes)
+            .ok()
+            .and_then(|b| b.checked_add(lead))
+            .ok_or_else(|| CliError::new(format!("{}: part too large", path.display())))?;
+        let seg = Segment::map_file_range(abs, aligned, len, false)
+            .map_err(|e| CliError::new(format!("cannot map {}: {e}", path.display())))?;
+        let watch = Watched::new(seg.as_ptr(), seg.len(), path.clone(), *size);
+        if !(seg.as_ptr() as usize + lead).is_multiple_of(self.dtype.size()) {
+            // SAFETY: `lead..lead + bytes` lies inside the mapping (mapped
+            // for exactly that); the file is only read (contract above).
+            let raw = unsafe { std::slice::from_raw_parts(seg.as_ptr().add(lead), len - lead) };
+            let values = values_from_le(self.dtype, raw);
+            drop(watch);
+            return Ok(Loaded::owned(values));
+        }
+        // SAFETY: the contract of mapped files (module docs): nothing else
+        // writes the input during the run (a truncation is caught: `watch`);
+        // this process only reads it.
+        let values =
+            unsafe { SharedValues::from_region(Arc::new(seg), lead, elems.len(), self.dtype) }
+                .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
+        Ok(Loaded {
+            data: Data::Shared(values),
+            shape: vec![elems.len()],
+            source: Some((path.clone(), *size, watch)),
+        })
+    }
+}
+
 /// What a file type is called in messages.
 fn file_kind(t: std::fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
@@ -274,7 +423,7 @@ fn open_input(path: &Path) -> Result<File, CliError> {
 /// Refuses an output path that exists and is not a regular file (a device,
 /// FIFO, socket or directory would be replaced by the rename; a symbolic link
 /// would be replaced while its target stays as it was).
-fn check_output(dest: &Path) -> Result<(), CliError> {
+pub(super) fn check_output(dest: &Path) -> Result<(), CliError> {
     match std::fs::symlink_metadata(dest) {
         Ok(m) if m.file_type().is_symlink() => Err(CliError::new(format!(
             "--output {} is a symbolic link; shmproc does not write through links (give the target's path)",
@@ -294,7 +443,7 @@ fn check_output(dest: &Path) -> Result<(), CliError> {
 /// Reserves `len` bytes of `file` on disk (so a full disk is an error now,
 /// not a SIGBUS while workers write their chunks), or only sizes it where
 /// the filesystem cannot reserve.
-fn reserve(file: &File, len: u64) -> std::io::Result<()> {
+pub(super) fn reserve(file: &File, len: u64) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     if len == 0 {
         return Ok(());

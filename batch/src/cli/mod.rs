@@ -5,6 +5,8 @@
 mod bench;
 mod files;
 mod mapped;
+#[cfg(feature = "mpi")]
+mod mpirun;
 mod npy;
 mod run;
 mod segments;
@@ -105,6 +107,11 @@ struct RunArgs {
     /// (on a terminal the bar shows progress anyway).
     #[arg(long)]
     progress: bool,
+    /// Under mpirun: how the chunks are shared out among the ranks, `static`
+    /// (equal blocks) or `dynamic` (batches handed out by rank 0 on request).
+    #[cfg(feature = "mpi")]
+    #[arg(long)]
+    schedule: Option<crate::mpi::Schedule>,
 }
 
 /// Arguments of `shmproc bench`.
@@ -175,6 +182,28 @@ pub(crate) fn main(kernels: &crate::Registry) -> i32 {
             return EXIT_USAGE;
         }
     };
+    // Under mpirun, MPI starts first: its own signal handlers are then
+    // replaced by the run's below.
+    #[cfg(feature = "mpi")]
+    let cluster = match &cli.command {
+        Command::Run(_) if crate::mpi::launched() => match crate::mpi::Cluster::init() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("shmproc: error: {e}");
+                return EXIT_FAILURE;
+            }
+        },
+        _ => None,
+    };
+    #[cfg(not(feature = "mpi"))]
+    if matches!(cli.command, Command::Run(_)) && launched_by_mpirun() {
+        eprintln!(
+            "shmproc: error: started by mpirun with several ranks, but this shmproc was built \
+             without MPI: build it with `cargo build --release --features mpi` (each rank would \
+             otherwise run the whole job)"
+        );
+        return EXIT_USAGE;
+    }
     if matches!(cli.command, Command::Run(_) | Command::Bench(_)) {
         // SIGINT, SIGTERM, SIGHUP and SIGQUIT stop the run at once: workers
         // killed, temporary output and segments removed, exit 128 + N (see
@@ -183,6 +212,27 @@ pub(crate) fn main(kernels: &crate::Registry) -> i32 {
             eprintln!("shmproc: error: cannot install the signal handlers: {e}");
             return EXIT_FAILURE;
         }
+    }
+    #[cfg(feature = "mpi")]
+    if let (Some(cluster), Command::Run(args)) = (&cluster, &cli.command) {
+        let result = mpirun::run(args, kernels, cluster);
+        if let Some(stop) = crate::signal::pending() {
+            crate::signal::stop(stop);
+        }
+        crate::backend::shutdown_pools();
+        if let Some(stop) = crate::signal::pending() {
+            crate::signal::stop(stop);
+        }
+        return match result {
+            Ok(()) => 0,
+            Err(e) => {
+                // Every rank has the same error (see mpirun.rs): rank 0 says it.
+                if cluster.is_root() {
+                    eprintln!("shmproc: error: {}", one_line(&e));
+                }
+                e.exit_code()
+            }
+        };
     }
     let result = match cli.command {
         Command::Run(args) => run::run(args, kernels),
@@ -213,10 +263,27 @@ pub(crate) fn main(kernels: &crate::Registry) -> i32 {
 }
 
 /// A CLI failure: its message and whether it is a usage error.
+/// Whether an MPI launcher started this process as one of several ranks.
+#[cfg(not(feature = "mpi"))]
+fn launched_by_mpirun() -> bool {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"].iter().any(|v| {
+        std::env::var(v)
+            .ok()
+            .and_then(|n| n.parse::<usize>().ok())
+            .is_some_and(|n| n > 1)
+    })
+}
+
 #[derive(Debug)]
 struct CliError {
     message: String,
     usage: bool,
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 impl CliError {

@@ -62,8 +62,17 @@ fn header_end(bytes: &[u8]) -> Result<usize, String> {
 /// Parses the header at the start of `bytes` (the whole file) and checks
 /// that the file holds exactly the elements it announces after it.
 pub(super) fn parse(bytes: &[u8]) -> Result<NpyHeader, String> {
+    parse_prefix(bytes, bytes.len() as u64)
+}
+
+/// Like [`parse`], from the file's first bytes (at least the whole header)
+/// and its size: the data is not read.
+pub(super) fn parse_prefix(bytes: &[u8], file_len: u64) -> Result<NpyHeader, String> {
     let end = header_end(bytes)?;
-    let header = read_header(&bytes[..end])?;
+    let Some(head) = bytes.get(..end) else {
+        return Err("truncated .npy header".to_owned());
+    };
+    let header = read_header(head)?;
     let dtype = match header.dtype() {
         DType::Plain(ty) => dtype_of(&ty)?,
         other => {
@@ -98,7 +107,7 @@ pub(super) fn parse(bytes: &[u8]) -> Result<NpyHeader, String> {
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .ok_or_else(too_large)?;
     let want = len.checked_mul(dtype.size()).ok_or_else(too_large)?;
-    let data = bytes.len() - end;
+    let data = usize::try_from(file_len.saturating_sub(end as u64)).unwrap_or(usize::MAX);
     if data != want {
         return Err(format!(
             "{} .npy data: the header says {len} elements ({want} bytes) but {data} bytes follow",

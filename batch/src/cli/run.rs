@@ -9,57 +9,14 @@ use std::io::IsTerminal;
 use std::time::Instant;
 
 /// Index-space size of `shmproc run` without an input file or `--n`.
-const DEFAULT_N: usize = 10_000_000;
+pub(super) const DEFAULT_N: usize = 10_000_000;
 
 pub(super) fn run(args: RunArgs, kernels: &Registry) -> Result<(), CliError> {
     let kr = kernels.lookup(&args.kernel)?;
     let kernel = kr.kernel();
     let sig = kernel.signature();
-    let mut pairs = args.params.clone();
-    if let Some(t) = args.times {
-        if pairs
-            .iter()
-            .any(|p| p.split_once('=').is_some_and(|(n, _)| n.trim() == "times"))
-        {
-            return Err(CliError::usage(
-                "--times and --param times=... both given; give the number of squarings once",
-            ));
-        }
-        pairs.push(format!("times={t}"));
-    }
-    if args.workers == Some(0) {
-        return Err(CliError::usage("--workers must be at least 1"));
-    }
-    if args.chunk == Some(0) {
-        return Err(CliError::usage("--chunk must be at least 1"));
-    }
-    if args.input.is_none() {
-        if args.input2.is_some() {
-            return Err(CliError::usage("--input2 needs --input (the first input)"));
-        }
-        if args.input_format.is_some() {
-            return Err(CliError::usage("--input-format needs --input"));
-        }
-    }
-    if args.format.is_some() && args.output.is_none() {
-        return Err(CliError::usage(
-            "--format needs --output (it is the output's format)",
-        ));
-    }
-    if args.n.is_some() && args.input.is_some() {
-        return Err(CliError::usage(
-            "--n and --input both given: the input file decides the size; drop --n",
-        ));
-    }
-    let params = kr.params(&pairs)?;
-    kernel.check(&params)?;
+    let params = check_args(&args, kr)?;
     let dtype_arg = args.dtype;
-    if let Some(d) = dtype_arg {
-        if sig.inputs > 0 && !sig.accepts(d) {
-            shmproc_kernels::check_inputs(kernel, Some(d), sig.inputs)?;
-        }
-    }
-
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |w| w.get()));
@@ -67,18 +24,6 @@ pub(super) fn run(args: RunArgs, kernels: &Registry) -> Result<(), CliError> {
     // Inputs: files (binary ones mapped, and mapped by worker processes too:
     // zero copy), or 0..n, which no one materialises: each chunk generates
     // its own range (`iota`), on every backend.
-    if sig.inputs == 0 && args.input.is_some() {
-        return Err(CliError::usage(format!(
-            "kernel {} generates its input from the index range; use --n instead of --input",
-            kernel.name()
-        )));
-    }
-    if args.input2.is_some() && sig.inputs != 2 {
-        return Err(CliError::usage(format!(
-            "--input2 is only for kernels with two inputs (dot), not {}",
-            kernel.name()
-        )));
-    }
     let (x, y): (Option<Loaded>, Option<Loaded>) = match &args.input {
         Some(path) if sig.inputs > 0 => {
             let x = load(path, args.input_format, dtype_arg, kernel)?;
@@ -285,6 +230,74 @@ pub(super) fn run(args: RunArgs, kernels: &Registry) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The checks of `shmproc run`'s options that need no file: returns the
+/// kernel's parameters.
+pub(super) fn check_args(
+    args: &RunArgs,
+    kr: &crate::backend::KernelRef,
+) -> Result<shmproc_kernels::Params, CliError> {
+    let kernel = kr.kernel();
+    let sig = kernel.signature();
+    let mut pairs = args.params.clone();
+    if let Some(t) = args.times {
+        if pairs
+            .iter()
+            .any(|p| p.split_once('=').is_some_and(|(n, _)| n.trim() == "times"))
+        {
+            return Err(CliError::usage(
+                "--times and --param times=... both given; give the number of squarings once",
+            ));
+        }
+        pairs.push(format!("times={t}"));
+    }
+    if args.workers == Some(0) {
+        return Err(CliError::usage("--workers must be at least 1"));
+    }
+    if args.chunk == Some(0) {
+        return Err(CliError::usage("--chunk must be at least 1"));
+    }
+    if args.input.is_none() {
+        if args.input2.is_some() {
+            return Err(CliError::usage("--input2 needs --input (the first input)"));
+        }
+        if args.input_format.is_some() {
+            return Err(CliError::usage("--input-format needs --input"));
+        }
+    }
+    if args.format.is_some() && args.output.is_none() {
+        return Err(CliError::usage(
+            "--format needs --output (it is the output's format)",
+        ));
+    }
+    if args.n.is_some() && args.input.is_some() {
+        return Err(CliError::usage(
+            "--n and --input both given: the input file decides the size; drop --n",
+        ));
+    }
+    let params = kr.params(&pairs)?;
+    kernel.check(&params)?;
+    let dtype_arg = args.dtype;
+    if let Some(d) = dtype_arg {
+        if sig.inputs > 0 && !sig.accepts(d) {
+            shmproc_kernels::check_inputs(kernel, Some(d), sig.inputs)?;
+        }
+    }
+
+    if sig.inputs == 0 && args.input.is_some() {
+        return Err(CliError::usage(format!(
+            "kernel {} generates its input from the index range; use --n instead of --input",
+            kernel.name()
+        )));
+    }
+    if args.input2.is_some() && sig.inputs != 2 {
+        return Err(CliError::usage(format!(
+            "--input2 is only for kernels with two inputs (dot), not {}",
+            kernel.name()
+        )));
+    }
+    Ok(params)
+}
+
 /// How often `--progress` prints a line without a terminal.
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -327,7 +340,7 @@ pub(super) fn float_text(x: f64) -> String {
 /// A reduction's accumulator as a JSON array: finite floats as numbers,
 /// NaN and infinities as the strings `"nan"`, `"inf"`, `"-inf"` (JSON has no
 /// numbers for them).
-fn json_values(v: Slice<'_>) -> serde_json::Value {
+pub(super) fn json_values(v: Slice<'_>) -> serde_json::Value {
     fn floats<T: Copy + Into<f64>>(v: &[T]) -> serde_json::Value {
         v.iter()
             .map(|&x| {
@@ -357,7 +370,7 @@ fn json_values(v: Slice<'_>) -> serde_json::Value {
 
 /// A reduction's accumulator for the text summary: `[a, b, ...]`, floats as
 /// [`float_text`] writes them (an f32 as its shortest f32 text).
-fn text_values(v: Slice<'_>) -> String {
+pub(super) fn text_values(v: Slice<'_>) -> String {
     fn join<T>(v: &[T], f: impl Fn(&T) -> String) -> String {
         let items: Vec<String> = v.iter().map(f).collect();
         format!("[{}]", items.join(", "))

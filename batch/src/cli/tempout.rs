@@ -101,8 +101,22 @@ fn write_marker(name: &str, target: &Path) -> io::Result<PathBuf> {
 impl TempOutput {
     /// A temporary file in `dir` (see the module docs).
     pub(super) fn create(dir: &Path) -> io::Result<Self> {
+        Self::create_with(dir, true)
+    }
+
+    /// A named temporary file in `dir` (with its marker), which other
+    /// processes, on other hosts too, open by its [`path`](Self::path): the
+    /// output of an MPI run, which every rank writes its part of.
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    pub(super) fn create_named(dir: &Path) -> io::Result<Self> {
+        Self::create_with(dir, false)
+    }
+
+    fn create_with(dir: &Path, unnamed: bool) -> io::Result<Self> {
         let dir = std::fs::canonicalize(dir)?;
-        if std::env::var_os("SHMPROC_NO_TMPFILE").is_none_or(|v| v.is_empty() || v == "0") {
+        if unnamed
+            && std::env::var_os("SHMPROC_NO_TMPFILE").is_none_or(|v| v.is_empty() || v == "0")
+        {
             match std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -146,6 +160,15 @@ impl TempOutput {
             named: Some(path),
             marker,
         })
+    }
+
+    /// The marker of the named temporary at `path` (another process's, on
+    /// this host): where [`create_named`](Self::create_named) put it.
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    pub(super) fn marker_of(path: &Path) -> Option<PathBuf> {
+        let name = path.file_name()?.to_str()?;
+        parse_name(name)?;
+        Some(Path::new(MARKER_DIR).join(name))
     }
 
     /// The open file.
