@@ -84,16 +84,28 @@ pub enum MpiError {
     #[error("MPI: {0}")]
     Init(String),
     /// A rank failed; every rank returns this same error.
-    #[error("rank {rank} failed: {reason}")]
+    #[error("{}", rank_failed(*.rank, *.failed, *.ranks, .reason))]
     RankFailed {
         /// The first rank (lowest number) that failed.
         rank: usize,
         /// Its error.
         reason: String,
+        /// How many ranks failed.
+        failed: usize,
+        /// How many ranks there are.
+        ranks: usize,
     },
     /// The results that came back do not make a whole run (a bug).
     #[error("MPI: {0}")]
     Protocol(String),
+}
+
+fn rank_failed(rank: usize, failed: usize, ranks: usize, reason: &str) -> String {
+    match failed {
+        f if f == ranks && ranks > 1 => format!("{reason} (on every rank)"),
+        1 => format!("rank {rank} failed: {reason}"),
+        f => format!("rank {rank} failed: {reason} (and {} more ranks)", f - 1),
+    }
 }
 
 /// How the chunks are shared out among the ranks (see the module docs).
@@ -317,6 +329,12 @@ impl Cluster {
         let mut first = size;
         self.world
             .all_reduce_into(&mine, &mut first, mpi::collective::SystemOperation::min());
+        let mut failed = 0i32;
+        self.world.all_reduce_into(
+            &i32::from(outcome.is_err()),
+            &mut failed,
+            mpi::collective::SystemOperation::sum(),
+        );
         if first == size {
             return outcome.map_err(|e| MpiError::Protocol(format!("rank failed unseen: {e}")));
         }
@@ -332,6 +350,8 @@ impl Cluster {
         Err(MpiError::RankFailed {
             rank: usize::try_from(first).unwrap_or(0),
             reason: String::from_utf8_lossy(&reason).into_owned(),
+            failed: usize::try_from(failed).unwrap_or(1),
+            ranks: self.size,
         })
     }
 
@@ -427,19 +447,29 @@ impl Cluster {
             }
             return result;
         }
+        // The next batch is asked for before this one runs, so that the
+        // answer is there when it is needed.
         let root = self.world.process_at_rank(0);
+        root.send_with_tag(&[ASK_MORE, batch as u64][..], TAG_ASK);
         loop {
-            root.send_with_tag(&[ASK_MORE, batch as u64][..], TAG_ASK);
             let mut grant = [0u64; 2];
             wait_receive(&self.world, 0, TAG_GRANT, &mut grant);
             let (start, end) = (grant[0] as usize, grant[1] as usize);
             if start >= end {
+                // Rank 0 counts this rank as finished; nothing is pending.
                 return Ok(());
             }
+            root.send_with_tag(&[ASK_MORE, batch as u64][..], TAG_ASK);
             if let Err(e) = run_range(start..end) {
-                root.send_with_tag(&[ASK_ABORT, 0][..], TAG_ASK);
-                let mut last = [0u64; 2];
-                wait_receive(&self.world, 0, TAG_GRANT, &mut last);
+                // The pending request's answer first: an empty one means
+                // rank 0 already counts this rank as finished.
+                let mut pending = [0u64; 2];
+                wait_receive(&self.world, 0, TAG_GRANT, &mut pending);
+                if pending[0] < pending[1] {
+                    root.send_with_tag(&[ASK_ABORT, 0][..], TAG_ASK);
+                    let mut last = [0u64; 2];
+                    wait_receive(&self.world, 0, TAG_GRANT, &mut last);
+                }
                 return Err(e);
             }
         }

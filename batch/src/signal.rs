@@ -57,6 +57,26 @@ static CAUGHT: AtomicI32 = AtomicI32::new(0);
 static FAULTED: AtomicUsize = AtomicUsize::new(0);
 /// Set by the first caller of [`stop`].
 static STOPPING: AtomicBool = AtomicBool::new(false);
+/// Who this process is in the stop line (`rank 2: ` in an MPI run).
+static WHO: Mutex<String> = Mutex::new(String::new());
+
+/// Set by [`exit_quietly`]: the exit code of a stop that prints nothing.
+static QUIET_EXIT: AtomicI32 = AtomicI32::new(0);
+
+/// From now on a stop signal cleans up as usual but prints nothing and
+/// exits with `code`: the process is ending for a reason already reported
+/// (an MPI rank after a failure that rank 0 printed, which `mpirun` may
+/// signal while it exits).
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+pub(crate) fn exit_quietly(code: i32) {
+    QUIET_EXIT.store(code.max(1), Ordering::SeqCst);
+}
+
+/// Names this process in the line [`stop`] prints (an MPI rank: `rank 2`).
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+pub(crate) fn set_who(who: String) {
+    *WHO.lock().unwrap_or_else(|p| p.into_inner()) = format!("{who}: ");
+}
 
 /// Watched mappings: start address and length per slot (0 length: free).
 const SLOTS: usize = 8;
@@ -309,10 +329,14 @@ pub(crate) fn stop(reason: Stop) -> ! {
     while killed.iter().any(|&p| runs(p)) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));
     }
+    let who = match WHO.try_lock() {
+        Ok(g) => g.clone(),
+        Err(_) => String::new(),
+    };
     let (line, code) = match reason {
         Stop::Signal(sig) => (
             format!(
-                "shmproc: stopped by {}; the run's workers, temporary output and segments are removed\n",
+                "shmproc: {who}stopped by {}; the run's workers, temporary output and segments are removed\n",
                 signal_name(sig)
             ),
             128 + sig,
@@ -326,8 +350,12 @@ pub(crate) fn stop(reason: Stop) -> ! {
                 || "an input file shrank during the run; nothing was written".to_owned(),
                 |(p, was)| shrank_message(&p, was),
             );
-            (format!("shmproc: error: {msg}\n"), 1)
+            (format!("shmproc: {who}error: {msg}\n"), 1)
         }
+    };
+    let (line, code) = match QUIET_EXIT.load(Ordering::SeqCst) {
+        0 => (line, code),
+        quiet => (String::new(), quiet),
     };
     // SAFETY: write(2) of a valid buffer to stderr, then _exit: no destructor
     // or atexit handler runs (another thread may be inside a kernel).

@@ -748,7 +748,6 @@ where
             {
                 on_result(item, out_cell.borrow_mut().as_mut());
             }
-            drop(out_cell);
         }
     }
     if let Some(e) = first_err {

@@ -187,7 +187,12 @@ pub(crate) fn main(kernels: &crate::Registry) -> i32 {
     #[cfg(feature = "mpi")]
     let cluster = match &cli.command {
         Command::Run(_) if crate::mpi::launched() => match crate::mpi::Cluster::init() {
-            Ok(c) => Some(c),
+            Ok(c) => {
+                if c.size() > 1 {
+                    crate::signal::set_who(format!("rank {}", c.rank()));
+                }
+                Some(c)
+            }
             Err(e) => {
                 eprintln!("shmproc: error: {e}");
                 return EXIT_FAILURE;
@@ -226,10 +231,14 @@ pub(crate) fn main(kernels: &crate::Registry) -> i32 {
         return match result {
             Ok(()) => 0,
             Err(e) => {
-                // Every rank has the same error (see mpirun.rs): rank 0 says it.
+                // Every rank has the same error (see mpirun.rs): rank 0 says
+                // it. The ranks leave together, so that mpirun, which stops
+                // the others when one exits non-zero, finds nothing to stop.
+                crate::signal::exit_quietly(e.exit_code());
                 if cluster.is_root() {
                     eprintln!("shmproc: error: {}", one_line(&e));
                 }
+                cluster.barrier();
                 e.exit_code()
             }
         };

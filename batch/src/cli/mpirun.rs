@@ -422,7 +422,7 @@ pub(super) fn run(args: &RunArgs, kernels: &Registry, cluster: &Cluster) -> Resu
 
     // 3. Combine (rank 0), text parts gathered.
     if let Output::Text { sink, parts } = &mut output {
-        let mine = std::mem::take(&mut *parts.lock().unwrap_or_else(|p| p.into_inner()));
+        let mine = std::mem::take(parts.get_mut().unwrap_or_else(|p| p.into_inner()));
         let gathered = gather_text(cluster, mine, sink.as_mut());
         cluster.agree(gathered)?;
     }
