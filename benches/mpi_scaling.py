@@ -81,13 +81,28 @@ def main():
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--cpus", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    ap.add_argument("--out-dir", default="/tmp", help="where the output test file goes")
+    ap.add_argument("--bin", help="the shmproc binary (default: target/release/shmproc)")
     a = ap.parse_args()
+    global BIN
+    if a.bin:
+        BIN = os.path.abspath(a.bin)
     n = "10000000" if a.quick else "1000000000"
     table("power", ["power", "--times", "4", "--n", n], configs(a.cpus), a.repeat)
     table("sum", ["sum", "--dtype", "f64", "--n", n], configs(a.cpus), a.repeat)
-    mandel = ["mandelbrot"] + (["--param", "width=400", "--param", "height=300"] if a.quick else [])
+    size = ["width=400", "height=300"] if a.quick else ["width=4096", "height=2048"]
+    mandel = ["mandelbrot", "--param", size[0], "--param", size[1]]
     first = [("1 process, %d workers" % a.cpus, [], ["--workers", str(a.cpus)])]
     table("mandelbrot (uneven)", mandel, first + schedules(a.cpus), a.repeat)
+    # The cost of handing chunks out: many small chunks of a cheap kernel.
+    many = ["power", "--n", "200000" if a.quick else "4000000", "--chunk", "2048"]
+    table("handing out 1954 chunks" if not a.quick else "handing out chunks",
+          many, first + schedules(a.cpus)[:2], a.repeat)
+    # Output writes: each rank writes its part of the file.
+    out = os.path.join(a.out_dir, "mpi_scaling_out.npy")
+    write = ["power", "--n", "10000000" if a.quick else "100000000", "--output", out]
+    table("writing the output (%s)" % a.out_dir, write, configs(a.cpus), a.repeat)
+    os.remove(out)
 
 
 if __name__ == "__main__":

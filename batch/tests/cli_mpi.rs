@@ -297,7 +297,7 @@ fn a_hybrid_rank_uses_every_worker_despite_the_default_binding() {
     let o = mpirun(1)
         .args(["bash", "-c"])
         .arg(format!(
-            "{BIN} run power --n 400000000 --times 40 --workers 2 --json; grep Cpus_allowed_list /proc/self/status"
+            "{BIN} run power --n 20000000 --times 40 --workers 2 --json; grep Cpus_allowed_list /proc/self/status"
         ))
         .output()
         .unwrap();
@@ -316,7 +316,7 @@ fn a_hybrid_rank_uses_every_worker_despite_the_default_binding() {
         let threads = run_plain(&[
             "power",
             "--n",
-            "400000000",
+            "20000000",
             "--times",
             "40",
             "--workers",
@@ -501,6 +501,80 @@ fn kill_mid_run(sig: libc::c_int, target: Option<usize>) {
     assert_eq!(shm_entries(), before, "{err}");
 }
 
+/// Bytes of `path` that process `pid` maps (from /proc/<pid>/maps).
+fn mapped_bytes(pid: u32, path: &Path) -> u64 {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    let want = path.to_str().unwrap_or("");
+    maps.lines()
+        .filter(|l| l.ends_with(want))
+        .filter_map(|l| {
+            let (a, b) = l.split_whitespace().next()?.split_once('-')?;
+            Some(u64::from_str_radix(b, 16).ok()? - u64::from_str_radix(a, 16).ok()?)
+        })
+        .sum()
+}
+
+#[test]
+fn each_rank_maps_only_its_part_of_the_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("x.bin");
+    let n = 8_000_000usize; // 64 MB of u64
+    let bytes: Vec<u8> = (0..n as u64).flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(&x, &bytes).unwrap();
+    let x = std::fs::canonicalize(&x).unwrap();
+    let size = bytes.len() as u64;
+    drop(bytes);
+    let mut job = mpirun(2)
+        .args([
+            BIN,
+            "run",
+            "power",
+            "--times",
+            "4000",
+            "--schedule",
+            "static",
+            "--input",
+        ])
+        .arg(&x)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mpid = job.id();
+    // Until every rank and one worker of each maps a part of the file.
+    let mut seen: Vec<(u32, u64)> = Vec::new();
+    let found = wait_for(Duration::from_secs(60), || {
+        let Some(ranks) = ranks_of(mpid, 2) else {
+            return false;
+        };
+        seen.clear();
+        for r in ranks {
+            seen.push((r, mapped_bytes(r, &x)));
+            if let Some(&w) = children_of(r).iter().find(|&&w| mapped_bytes(w, &x) > 0) {
+                seen.push((w, mapped_bytes(w, &x)));
+            }
+        }
+        seen.len() == 4 && seen.iter().all(|&(_, b)| b > 0)
+    });
+    // SAFETY: kill(2) of the mpirun this test started: it stops the ranks.
+    unsafe {
+        libc::kill(mpid as libc::pid_t, libc::SIGTERM);
+    }
+    let _ = job.wait();
+    assert!(found, "ranks and workers did not map the input: {seen:?}");
+    for (pid, b) in &seen {
+        // Half the file, and a page more at most.
+        assert!(
+            *b <= size / 2 + 8192,
+            "process {pid} maps {b} bytes of a {size}-byte input shared by 2 ranks"
+        );
+    }
+    let ranks_gone = wait_for(Duration::from_secs(10), || {
+        seen.iter().all(|&(p, _)| !alive(p))
+    });
+    assert!(ranks_gone, "processes left: {seen:?}");
+}
+
 #[test]
 fn a_rank_killed_mid_run_ends_the_job_and_leaves_nothing() {
     kill_mid_run(libc::SIGKILL, Some(1));
@@ -527,7 +601,14 @@ fn mpi_basics_example_runs_on_3_ranks() {
     };
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let built = Command::new(cargo)
-        .args(["build", "-p", "shmproc-batch", "--features", "mpi", "--profile"])
+        .args([
+            "build",
+            "-p",
+            "shmproc-batch",
+            "--features",
+            "mpi",
+            "--profile",
+        ])
         .arg(&profile)
         .args(["--example", "mpi_basics"])
         .status()
