@@ -73,7 +73,9 @@ const ASK_MORE: u64 = 0;
 const ASK_ABORT: u64 = 1;
 
 /// How long a waiting rank sleeps between polls of a pending exchange.
-const POLL: Duration = Duration::from_micros(200);
+const POLL: Duration = Duration::from_micros(100);
+/// The longest pause of rank 0's dispenser between polls.
+const IDLE_POLL: Duration = Duration::from_millis(1);
 
 /// Why a distributed run failed.
 #[derive(Debug, thiserror::Error)]
@@ -301,12 +303,14 @@ impl Cluster {
     /// `MPI_Ibarrier`).
     pub fn barrier(&self) {
         let mut req = self.world.immediate_barrier();
+        let mut pause = POLL;
         loop {
             match req.test() {
                 Ok(_) => return,
                 Err(r) => {
                     req = r;
-                    std::thread::sleep(POLL);
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(IDLE_POLL);
                 }
             }
         }
@@ -537,11 +541,17 @@ impl Cluster {
 fn dispense(chunks: usize, others: usize, next: &AtomicUsize, abort: &AtomicBool) {
     let world = SimpleCommunicator::world();
     let mut finished = 0;
+    // The pause between polls doubles while nobody asks, up to IDLE_POLL:
+    // the ranks ask for their next batch ahead, so a slow answer costs
+    // nothing, and a rank that polls less leaves more CPU to the workers.
+    let mut pause = POLL;
     while finished < others {
         let Some(status) = world.any_process().immediate_probe_with_tag(TAG_ASK) else {
-            std::thread::sleep(POLL);
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(IDLE_POLL);
             continue;
         };
+        pause = POLL;
         let from = status.source_rank();
         let (ask, _) = world
             .process_at_rank(from)
@@ -566,14 +576,16 @@ fn dispense(chunks: usize, others: usize, next: &AtomicUsize, abort: &AtomicBool
 }
 
 /// Receives a message of `tag` from `from` into `buf`, polling with a sleep
-/// instead of spinning.
+/// (doubling up to [`IDLE_POLL`]) instead of spinning.
 fn wait_receive(world: &SimpleCommunicator, from: i32, tag: i32, buf: &mut [u64]) {
+    let mut pause = POLL;
     while world
         .process_at_rank(from)
         .immediate_probe_with_tag(tag)
         .is_none()
     {
-        std::thread::sleep(POLL);
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(IDLE_POLL);
     }
     world.process_at_rank(from).receive_into_with_tag(buf, tag);
 }

@@ -378,6 +378,33 @@ impl Probed {
     }
 }
 
+/// `len` elements of `dtype` at byte `offset` of the output file `path`,
+/// mapped writable on their own (with the page around their ends): an MPI
+/// rank's part of the output, which its workers write in place.
+#[cfg(feature = "mpi")]
+pub(super) fn map_output_part(
+    path: &Path,
+    offset: u64,
+    len: usize,
+    dtype: Dtype,
+) -> Result<SharedValues, CliError> {
+    let page = shmproc::segment::page_size() as u64;
+    let aligned = offset - offset % page;
+    let lead = usize::try_from(offset - aligned).unwrap_or(0);
+    let bytes = len
+        .checked_mul(dtype.size())
+        .and_then(|b| b.checked_add(lead))
+        .ok_or_else(|| CliError::new("output part too large"))?;
+    let seg = Segment::map_file_range(path, aligned, bytes, true)
+        .map_err(|e| CliError::new(format!("cannot map the output {}: {e}", path.display())))?;
+    // SAFETY: a temporary output this run created under a fresh name; each
+    // element is written by the one rank whose part it is, through this
+    // mapping alone (other ranks' mappings may share a page at either end,
+    // never these bytes), and nothing reads the file before the run ends.
+    unsafe { SharedValues::from_region(Arc::new(seg), lead, len, dtype) }
+        .map_err(|e| CliError::new(format!("cannot map the output {}: {e}", path.display())))
+}
+
 /// What a file type is called in messages.
 fn file_kind(t: std::fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;

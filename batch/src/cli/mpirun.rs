@@ -10,20 +10,22 @@
 //! 1. **Setup**: each rank finds the inputs' shape from their headers (it
 //!    maps no data yet); rank 0 creates the output's temporary file and
 //!    tells the others its path; all agree that this worked.
-//! 2. **Run**: each part of chunks maps only its bytes of the inputs, runs on
-//!    the rank's pool into a shared buffer of its own, and writes its output
-//!    elements into the temporary file at their offset (`pwrite`, then
-//!    `fdatasync`: a filesystem that every rank sees). Text output goes to
-//!    rank 0 instead, which writes the text.
+//! 2. **Run**: each part of chunks maps only its bytes of the inputs and
+//!    runs on the rank's pool. Its output elements go into the temporary
+//!    file (on a filesystem that every rank sees): on one node, the workers
+//!    write them in place through a mapping of the part; across nodes, into
+//!    a shared buffer that the rank then writes at their offset (`pwrite`).
+//!    Text output goes to rank 0 instead, which writes the text.
 //! 3. **Combine**: rank 0 gathers every chunk's checksum and partial
 //!    accumulator and combines them in chunk order, bit for bit as one
 //!    node does.
-//! 4. **Finish**: only when every rank succeeded does rank 0 rename the
-//!    temporary file into place, and all agree on that too. Until then every
+//! 4. **Finish**: every rank flushes its writes (`fdatasync`); only when
+//!    every rank succeeded does rank 0 rename the temporary file into place,
+//!    and all agree on that too. Until then every
 //!    rank knows the temporary file and its marker: a rank stopped by a
 //!    signal (mpirun sends SIGTERM to every rank when one dies) removes both.
 
-use super::files::{check_output, probe, reserve, Format, Loaded, Probed, Sink};
+use super::files::{check_output, map_output_part, probe, reserve, Format, Loaded, Probed, Sink};
 use super::run::{check_args, json_values, text_values, DEFAULT_N};
 use super::tempout::TempOutput;
 use super::{npy, CliError, RunArgs};
@@ -61,6 +63,12 @@ struct SharedFile {
     /// Bytes before the first element (the `.npy` header).
     header: u64,
     dest: PathBuf,
+    /// Every rank is on this node: each maps its part of the file and its
+    /// workers write it in place (one page cache). Across nodes a rank
+    /// computes its part in shared memory and writes it with `pwrite`
+    /// (pages at the ends of parts are shared, and a network filesystem does
+    /// not keep two nodes' mappings of one page coherent).
+    in_place: bool,
 }
 
 /// Where a run's output goes.
@@ -215,6 +223,7 @@ fn setup_output(
         paths,
         header,
         dest: dest.clone(),
+        in_place: cluster.nodes() == 1,
     }))
 }
 
@@ -380,10 +389,19 @@ pub(super) fn run(args: &RunArgs, kernels: &Registry, cluster: &Cluster) -> Resu
             y: ys,
             iota,
         };
-        let mut out = if want_elements {
-            Some(SharedValues::zeros(out_dtype, er.len())?)
-        } else {
-            None
+        let esize = out_dtype.size() as u64;
+        let mut out = match output_ref {
+            Output::File(f) if f.in_place && !er.is_empty() => Some(
+                map_output_part(
+                    &f.paths[0],
+                    f.header + er.start as u64 * esize,
+                    er.len(),
+                    out_dtype,
+                )
+                .map_err(|e| crate::backend::RunError::Invalid(e.message))?,
+            ),
+            _ if want_elements => Some(SharedValues::zeros(out_dtype, er.len())?),
+            _ => None,
         };
         let res = run_chunks(
             args.backend,
@@ -396,13 +414,9 @@ pub(super) fn run(args: &RunArgs, kernels: &Registry, cluster: &Cluster) -> Resu
                 .map_err(|e| crate::backend::RunError::Invalid(e.message))?;
         }
         match (output_ref, &out) {
-            (Output::File(f), Some(values)) => {
-                let esize = out_dtype.size() as u64;
+            (Output::File(f), Some(values)) if !f.in_place => {
                 let at = f.header + er.start as u64 * esize;
-                let write = f
-                    .file
-                    .write_all_at(bytes_of(values.as_slice()), at)
-                    .and_then(|()| f.file.sync_data());
+                let write = f.file.write_all_at(bytes_of(values.as_slice()), at);
                 write.map_err(|e| {
                     crate::backend::RunError::Invalid(format!(
                         "cannot write the output {}: {e}",
@@ -443,9 +457,19 @@ pub(super) fn run(args: &RunArgs, kernels: &Registry, cluster: &Cluster) -> Resu
     // that worked.
     let finished = match output {
         Output::File(f) => {
-            let done = match f.tmp {
-                Some(tmp) => finish_shared(tmp, &f.dest),
-                None => Ok(()),
+            // Every rank's writes reach the disk before rank 0 renames.
+            let synced = f.file.sync_data().map_err(|e| {
+                CliError::new(format!("cannot write the output {}: {e}", f.dest.display()))
+            });
+            let done = cluster.agree(synced).and_then(|()| {
+                Ok(match f.tmp {
+                    Some(tmp) => finish_shared(tmp, &f.dest),
+                    None => Ok(()),
+                })
+            });
+            let done = match done {
+                Ok(d) => cluster.agree(d),
+                Err(e) => Err(e),
             };
             let done = cluster.agree(done);
             for p in &f.paths {
@@ -525,7 +549,7 @@ pub(super) fn run(args: &RunArgs, kernels: &Registry, cluster: &Cluster) -> Resu
     Ok(())
 }
 
-/// Rank 0: every rank's writes are on disk (they synced before agreeing);
+/// Rank 0: every rank's writes are on disk (each synced, then all agreed);
 /// the file becomes the output.
 fn finish_shared(tmp: TempOutput, dest: &Path) -> Result<(), CliError> {
     use std::os::unix::fs::PermissionsExt;
