@@ -631,3 +631,71 @@ fn mpi_basics_example_runs_on_3_ranks() {
         assert!(out.contains(want), "missing {want:?} in\n{out}");
     }
 }
+
+/// Seconds in a `times` line of bash (`0m1.255s 0m0.041s`): user + sys.
+fn times_line(line: &str) -> Option<f64> {
+    let secs = |t: &str| -> Option<f64> {
+        let (m, s) = t.strip_suffix('s')?.split_once('m')?;
+        Some(m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
+    };
+    let mut it = line.split_whitespace();
+    Some(secs(it.next()?)? + secs(it.next()?)?)
+}
+
+#[test]
+fn a_waiting_rank_sleeps_instead_of_spinning() {
+    // Static blocks of mandelbrot on 3 ranks: the middle rank has the set
+    // and works several times longer than the others, which wait for it in
+    // the agreement. Waiting ranks that spun in MPI's progress loop would
+    // use as much CPU as the middle one.
+    let o = mpirun(3)
+        .args(["bash", "-c"])
+        .arg(format!(
+            "{BIN} run mandelbrot --param width=3000 --param height=2000 --backend sequential \
+             --schedule static -q && echo rank $OMPI_COMM_WORLD_RANK && times"
+        ))
+        .output()
+        .unwrap();
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{}\n{out}", text(&o.stderr));
+    let mut cpu = [0.0f64; 3];
+    let lines: Vec<&str> = out.lines().collect();
+    for (i, l) in lines.iter().enumerate() {
+        if let Some(r) = l
+            .strip_prefix("rank ")
+            .and_then(|r| r.parse::<usize>().ok())
+        {
+            // `times`: the shell's own line, then its children's (the rank).
+            cpu[r] = lines
+                .get(i + 2)
+                .and_then(|l| times_line(l))
+                .expect("times output");
+        }
+    }
+    let waiting = cpu[0].max(cpu[2]);
+    assert!(
+        waiting < 0.5 * cpu[1],
+        "CPU seconds by rank: {cpu:?}: the waiting ranks used more than half the working one's"
+    );
+}
+
+#[test]
+fn a_binding_asked_for_is_kept_with_a_warning() {
+    let o = Command::new("mpirun")
+        .args(["--allow-run-as-root", "--bind-to", "core", "-np", "1"])
+        .args(["bash", "-c"])
+        .arg(format!(
+            "{BIN} run power --n 100000 --workers 2 && grep Cpus_allowed_list /proc/self/status"
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus >= 2 {
+        assert!(
+            err.contains("a rank is bound to fewer CPUs than its workers"),
+            "{err}"
+        );
+    }
+}

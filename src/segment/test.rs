@@ -419,3 +419,40 @@ fn large_segments_ask_for_huge_pages_and_work_where_the_kernel_refuses_them() {
         }
     }
 }
+
+#[test]
+fn a_file_range_maps_only_its_part_and_travels_by_handle() {
+    let dir = std::env::temp_dir().join(format!("shmproc-range-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("data.bin");
+    let page = crate::segment::page_size();
+    let values: Vec<u64> = (0..(3 * page / 8) as u64).collect();
+    std::fs::write(&path, bytemuck::cast_slice::<u64, u8>(&values)).unwrap();
+    let seg = Segment::map_file_range(&path, page as u64, page, false).unwrap();
+    assert_eq!(seg.len(), page);
+    let h = seg.handle();
+    assert!(
+        matches!(h, SegmentHandle::FileRange { offset, len, .. } if offset == page as u64 && len == page as u64)
+    );
+    let again = Segment::open_handle(&h).unwrap();
+    let a = SharedView::<u64>::from_region(Arc::new(again), 0, page / 8).unwrap();
+    // SAFETY: nothing writes the file meanwhile.
+    assert_eq!(unsafe { a.as_slice() }[0], (page / 8) as u64);
+    // A misaligned offset, and a part past the end, are errors.
+    assert!(matches!(
+        Segment::map_file_range(&path, 8, 64, false),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        Segment::map_file_range(&path, 2 * page as u64, page + 1, false),
+        Err(Error::OutOfBounds { .. })
+    ));
+    // Writable parts write the file.
+    let w = Segment::map_file_range(&path, 0, page, true).unwrap();
+    let wv = SharedView::<u64>::from_region(Arc::new(w), 0, 1).unwrap();
+    wv.copy_from_slice(&[42]);
+    drop(wv);
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(u64::from_le_bytes(bytes[..8].try_into().unwrap()), 42);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -451,3 +451,123 @@ fn a_kernel_defined_outside_the_builtins_runs_on_worker_processes() {
         assert_eq!(out, x, "{backend}");
     }
 }
+
+/// The chunk results and outputs of `c` run as three parts (`Job::at`) on
+/// `backend`, joined.
+fn run_parts(c: &Case, backend: Backend, chunk: usize) -> (ChunkResults, Option<Values>) {
+    let k = c.kernel.kernel();
+    let whole = match (&c.x, &c.y) {
+        (Some(x), Some(y)) => Job::pair(&c.kernel, c.params.clone(), x.as_slice(), y.as_slice()),
+        (Some(x), None) => Job::new(&c.kernel, c.params.clone(), x.as_slice()),
+        (None, _) => Job::generated(&c.kernel, c.params.clone(), c.shape[0]),
+    };
+    let whole = whole.shape(&c.shape).expect("shape");
+    let (n, row_len) = (whole.n, whole.row_len);
+    let chunks = n.div_ceil(chunk);
+    let reduce = k.signature().kind == Kind::Reduce;
+    let dtype = k.output_dtype(whole.input_dtype());
+    let mut joined: Option<ChunkResults> = None;
+    let mut out_all = (!reduce).then(|| Values::zeros(dtype, n * row_len));
+    for p in 0..3 {
+        let (c0, c1) = (chunks * p / 3, chunks * (p + 1) / 3);
+        let (i0, i1) = (c0 * chunk, (c1 * chunk).min(n));
+        let e = i0 * row_len..i1 * row_len;
+        let sh = |v: &Values| SharedValues::from_slice(v.as_slice().slice(e.clone())).unwrap();
+        let (xs, ys) = (c.x.as_ref().map(sh), c.y.as_ref().map(sh));
+        let job = Job {
+            n: i1 - i0,
+            x: xs.as_ref().map(SharedValues::as_slice),
+            y: ys.as_ref().map(SharedValues::as_slice),
+            ..whole.clone()
+        }
+        .at(i0);
+        let opts = RunOptions {
+            workers: 2,
+            chunk: Some(chunk),
+            progress: None,
+        };
+        let mut out = (!reduce).then(|| match &c.init {
+            Some(v) => SharedValues::from_slice(v.as_slice().slice(e.clone())).unwrap(),
+            None => SharedValues::zeros(dtype, e.len()).unwrap(),
+        });
+        let res = run_chunks(
+            backend,
+            &job,
+            out.as_mut().map(|o| o.as_slice_mut().unwrap()),
+            &opts,
+        )
+        .unwrap_or_else(|err| panic!("{} part {p} on {backend}: {err}", k.name()));
+        assert_eq!(res.len(), c1 - c0);
+        if let (Some(all), Some(o)) = (&mut out_all, &out) {
+            all.as_slice_mut()
+                .into_range(e.clone())
+                .copy_from(o.as_slice())
+                .unwrap();
+        }
+        match &mut joined {
+            None => joined = Some(res),
+            Some(j) => j.extend(res).unwrap(),
+        }
+    }
+    (joined.expect("three parts"), out_all)
+}
+
+#[test]
+fn parts_of_a_run_compute_the_chunks_of_the_whole_run() {
+    let chunk = 97;
+    for c in cases() {
+        let k = c.kernel.kernel();
+        let whole = run_case(&c, Backend::Sequential, 1, Some(chunk), false);
+        let job = match (&c.x, &c.y) {
+            (Some(x), Some(y)) => {
+                Job::pair(&c.kernel, c.params.clone(), x.as_slice(), y.as_slice())
+            }
+            (Some(x), None) => Job::new(&c.kernel, c.params.clone(), x.as_slice()),
+            (None, _) => Job::generated(&c.kernel, c.params.clone(), c.shape[0]),
+        }
+        .shape(&c.shape)
+        .unwrap();
+        let opts = RunOptions {
+            workers: 1,
+            chunk: Some(chunk),
+            progress: None,
+        };
+        let reduce = k.signature().kind == Kind::Reduce;
+        let mut init = c.init.clone();
+        let want = run_chunks(
+            Backend::Sequential,
+            &job,
+            init.as_mut().map(Values::as_slice_mut),
+            &opts,
+        )
+        .unwrap();
+        for backend in [Backend::Threads, Backend::Processes, Backend::ProcessesCopy] {
+            let (got, out) = run_parts(&c, backend, chunk);
+            assert_eq!(got.checksums, want.checksums, "{} on {backend}", k.name());
+            let bits = |r: &ChunkResults| {
+                r.partials
+                    .as_ref()
+                    .map(|p| (p.len(), p.as_slice().checksum()))
+            };
+            assert_eq!(
+                bits(&got),
+                bits(&want),
+                "{} partials on {backend}",
+                k.name()
+            );
+            if reduce {
+                let mut acc = Values::zeros(whole.dtype(), whole.len());
+                got.combine_into(k, acc.as_slice_mut()).unwrap();
+                assert_eq!(acc.as_slice().checksum(), whole.as_slice().checksum());
+            } else {
+                let out = out.expect("a map's output");
+                assert_eq!(
+                    out.as_slice().checksum(),
+                    whole.as_slice().checksum(),
+                    "{} output on {backend}",
+                    k.name()
+                );
+            }
+        }
+    }
+}
