@@ -900,3 +900,29 @@ fn every_simd_level_gives_the_same_results_end_to_end() {
         }
     }
 }
+
+/// A build without the `mpi` feature started by mpirun as one of several
+/// ranks refuses to run the whole job on every rank.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn a_build_without_mpi_refuses_to_run_as_one_of_several_ranks() {
+    let o = Command::new(env!("CARGO_BIN_EXE_shmproc"))
+        .args(["run", "power", "--n", "1000"])
+        .env("OMPI_COMM_WORLD_SIZE", "2")
+        .output()
+        .expect("run the shmproc binary");
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("built without MPI") && err.contains("--features mpi"),
+        "{err}"
+    );
+    // One rank is a plain run.
+    let o = Command::new(env!("CARGO_BIN_EXE_shmproc"))
+        .args(["run", "power", "--n", "1000", "-q"])
+        .env("OMPI_COMM_WORLD_SIZE", "1")
+        .output()
+        .expect("run the shmproc binary");
+    assert!(o.status.success(), "{}", stderr(&o));
+}
