@@ -461,17 +461,18 @@ pub(super) fn run(args: &RunArgs, kernels: &Registry, cluster: &Cluster) -> Resu
             let synced = f.file.sync_data().map_err(|e| {
                 CliError::new(format!("cannot write the output {}: {e}", f.dest.display()))
             });
-            let done = cluster.agree(synced).and_then(|()| {
-                Ok(match f.tmp {
-                    Some(tmp) => finish_shared(tmp, &f.dest),
-                    None => Ok(()),
-                })
-            });
-            let done = match done {
-                Ok(d) => cluster.agree(d),
+            // Every rank takes the same branch: agree's answer is the same.
+            let done = match cluster.agree(synced) {
+                Ok(()) => {
+                    let renamed = match f.tmp {
+                        Some(tmp) => finish_shared(tmp, &f.dest),
+                        None => Ok(()),
+                    };
+                    cluster.agree(renamed)
+                }
+                // Rank 0 drops the temporary file: it is removed.
                 Err(e) => Err(e),
             };
-            let done = cluster.agree(done);
             for p in &f.paths {
                 crate::signal::keep_on_stop(p);
             }
