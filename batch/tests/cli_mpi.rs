@@ -8,7 +8,7 @@
 
 mod cli_common;
 
-use cli_common::{alive, children_of, listing};
+use cli_common::{alive, children_of, listing, npy_header};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -82,15 +82,7 @@ fn shm_entries() -> Vec<String> {
 
 /// A .npy v1.0 file: header padded to 64 bytes, then `data`.
 fn npy(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
-    let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-    let mut header = dict.into_bytes();
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(b' ');
-    }
-    header.push(b'\n');
-    let mut f = b"\x93NUMPY\x01\x00".to_vec();
-    f.extend((header.len() as u16).to_le_bytes());
-    f.extend(header);
+    let mut f = npy_header(descr, false, shape);
     f.extend(data);
     f
 }

@@ -158,16 +158,7 @@ pub(super) fn load(
             .map(Loaded::owned)
             .map_err(|e| CliError::new(format!("{}: {e}", path.display())));
     }
-    let size = file
-        .metadata()
-        .map_err(|e| io_err("cannot stat", path, e))?
-        .len();
-    if size == 0 {
-        return Err(CliError::new(format!(
-            "{}: the file is empty",
-            path.display()
-        )));
-    }
+    let size = nonempty_size(&file, path)?;
     let map = mapped::map_read(&file).map_err(|e| io_err("cannot map", path, e))?;
     // Reading the header (or copying misaligned data) may fault if the file
     // shrinks meanwhile: watched too.
@@ -176,13 +167,7 @@ pub(super) fn load(
         Format::Npy => {
             let h =
                 npy::parse(&map).map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
-            if let Some(d) = dtype.filter(|&d| d != h.dtype) {
-                return Err(CliError::new(format!(
-                    "{}: the file holds {} but --dtype says {d}",
-                    path.display(),
-                    h.dtype
-                )));
-            }
+            check_npy_dtype(path, h.dtype, dtype)?;
             (h.data_offset, h.shape, h.dtype)
         }
         _ => {
@@ -274,16 +259,7 @@ pub(super) fn probe(
         ));
     }
     let file = open_input(path)?;
-    let size = file
-        .metadata()
-        .map_err(|e| io_err("cannot stat", path, e))?
-        .len();
-    if size == 0 {
-        return Err(CliError::new(format!(
-            "{}: the file is empty",
-            path.display()
-        )));
-    }
+    let size = nonempty_size(&file, path)?;
     let (offset, shape, dtype) = match format {
         Format::Npy => {
             use std::os::unix::fs::FileExt;
@@ -292,13 +268,7 @@ pub(super) fn probe(
                 .map_err(|e| io_err("cannot read", path, e))?;
             let h = npy::parse_prefix(&head, size)
                 .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
-            if let Some(d) = dtype.filter(|&d| d != h.dtype) {
-                return Err(CliError::new(format!(
-                    "{}: the file holds {} but --dtype says {d}",
-                    path.display(),
-                    h.dtype
-                )));
-            }
+            check_npy_dtype(path, h.dtype, dtype)?;
             (h.data_offset as u64, h.shape, h.dtype)
         }
         _ => {
@@ -403,6 +373,67 @@ pub(super) fn map_output_part(
     // never these bytes), and nothing reads the file before the run ends.
     unsafe { SharedValues::from_region(Arc::new(seg), lead, len, dtype) }
         .map_err(|e| CliError::new(format!("cannot map the output {}: {e}", path.display())))
+}
+
+/// The size of an input file, which must not be empty.
+fn nonempty_size(file: &File, path: &Path) -> Result<u64, CliError> {
+    let size = file
+        .metadata()
+        .map_err(|e| io_err("cannot stat", path, e))?
+        .len();
+    if size == 0 {
+        return Err(CliError::new(format!(
+            "{}: the file is empty",
+            path.display()
+        )));
+    }
+    Ok(size)
+}
+
+/// `--dtype` must agree with a `.npy` file's type.
+fn check_npy_dtype(path: &Path, holds: Dtype, dtype: Option<Dtype>) -> Result<(), CliError> {
+    match dtype.filter(|&d| d != holds) {
+        Some(d) => Err(CliError::new(format!(
+            "{}: the file holds {holds} but --dtype says {d}",
+            path.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Writes the header of a binary output of `dtype` and `shape` (`.npy`, or
+/// nothing for raw) into `file`, after reserving the whole file's bytes;
+/// returns the header's length.
+pub(super) fn start_binary_output(
+    file: &File,
+    dest: &Path,
+    format: Format,
+    dtype: Dtype,
+    shape: &[usize],
+) -> Result<usize, CliError> {
+    let len = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| CliError::new("output too large"))?;
+    let header = match format {
+        Format::Npy => npy::header(dtype, shape).map_err(CliError::new)?,
+        _ => Vec::new(),
+    };
+    let bytes = len
+        .checked_mul(dtype.size())
+        .and_then(|b| b.checked_add(header.len()))
+        .ok_or_else(|| CliError::new("output too large"))?;
+    reserve(file, bytes as u64).map_err(|e| {
+        io_err(
+            &format!("cannot reserve {bytes} bytes for the output"),
+            dest,
+            e,
+        )
+    })?;
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(&header, 0)
+        .map_err(|e| io_err("cannot write", dest, e))?;
+    Ok(header.len())
 }
 
 /// What a file type is called in messages.
@@ -677,31 +708,13 @@ impl Sink {
                 dest: dest.to_owned(),
             });
         }
-        let header = match format {
-            Format::Npy => npy::header(dtype, shape).map_err(CliError::new)?,
-            _ => Vec::new(),
-        };
-        let bytes = len
-            .checked_mul(dtype.size())
-            .and_then(|b| b.checked_add(header.len()))
-            .ok_or_else(|| CliError::new("output too large"))?;
-        reserve(tmp.file(), bytes as u64).map_err(|e| {
-            io_err(
-                &format!("cannot reserve {bytes} bytes for the output"),
-                dest,
-                e,
-            )
-        })?;
-        use std::os::unix::fs::FileExt;
-        tmp.file()
-            .write_all_at(&header, 0)
-            .map_err(|e| io_err("cannot write", dest, e))?;
+        let header = start_binary_output(tmp.file(), dest, format, dtype, shape)?;
         let seg = Segment::map_file(&tmp.path(), true)
             .map_err(|e| CliError::new(format!("cannot map the output {}: {e}", dest.display())))?;
         // The npy header is a multiple of 64 bytes: the data is aligned.
         // SAFETY: a temporary file this run just created under a fresh name,
         // mapped once; nothing else knows it until it is renamed into place.
-        let data = unsafe { SharedValues::from_region(Arc::new(seg), header.len(), len, dtype) }
+        let data = unsafe { SharedValues::from_region(Arc::new(seg), header, len, dtype) }
             .map_err(|e| CliError::new(format!("cannot map the output {}: {e}", dest.display())))?;
         Ok(Sink::Mapped {
             tmp,

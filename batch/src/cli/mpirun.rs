@@ -25,10 +25,12 @@
 //!    rank knows the temporary file and its marker: a rank stopped by a
 //!    signal (mpirun sends SIGTERM to every rank when one dies) removes both.
 
-use super::files::{check_output, map_output_part, probe, reserve, Format, Loaded, Probed, Sink};
-use super::run::{check_args, json_values, text_values, DEFAULT_N};
+use super::files::{
+    check_output, map_output_part, probe, start_binary_output, Format, Loaded, Probed, Sink,
+};
+use super::run::{check_args, json_values, print_summary, text_values, Summary, DEFAULT_N};
 use super::tempout::TempOutput;
-use super::{npy, CliError, RunArgs};
+use super::{CliError, RunArgs};
 use crate::backend::{default_chunk, run_chunks, ChunkResults, Job, RunOptions, SharedValues};
 use crate::mpi::{Binding, Cluster, MpiError, Schedule};
 use crate::Registry;
@@ -121,26 +123,8 @@ fn create_shared(
     };
     let tmp =
         TempOutput::create_named(dir).map_err(|e| io_err("cannot create the output in", dir, e))?;
-    let header = match format {
-        Format::Npy => npy::header(dtype, shape).map_err(CliError::new)?,
-        _ => Vec::new(),
-    };
-    let len: usize = shape.iter().product();
-    let bytes = (len as u64)
-        .checked_mul(dtype.size() as u64)
-        .and_then(|b| b.checked_add(header.len() as u64))
-        .ok_or_else(|| CliError::new("output too large"))?;
-    reserve(tmp.file(), bytes).map_err(|e| {
-        io_err(
-            &format!("cannot reserve {bytes} bytes for the output"),
-            dest,
-            e,
-        )
-    })?;
-    tmp.file()
-        .write_all_at(&header, 0)
-        .map_err(|e| io_err("cannot write", dest, e))?;
-    Ok((tmp, header.len() as u64))
+    let header = start_binary_output(tmp.file(), dest, format, dtype, shape)?;
+    Ok((tmp, header as u64))
 }
 
 /// Broadcasts rank 0's `bytes` (its value elsewhere is ignored).
@@ -490,63 +474,34 @@ pub(super) fn run(args: &RunArgs, kernels: &Registry, cluster: &Cluster) -> Resu
     let Some((sum, result)) = summary else {
         return Ok(());
     };
-    let items_per_s = if elapsed > 0.0 {
-        elements as f64 / elapsed
-    } else {
-        0.0
-    };
-    if args.json {
-        let mut obj = serde_json::json!({
-            "kernel": kernel.name(),
-            "items": elements,
-            "dtype": in_dtype.map(Dtype::name),
-            "shape": in_shape,
-            "output_dtype": out_dtype.name(),
-            "backend": args.backend.name(),
-            "ranks": cluster.size(),
-            "nodes": cluster.nodes(),
-            "schedule": schedule.name(),
-            "workers": workers,
-            "workers_total": total_workers,
-            "elapsed_s": elapsed,
-            "items_per_s": items_per_s,
-            "checksum": sum,
-        });
-        if let (Some((r, _)), Some(map)) = (result, obj.as_object_mut()) {
-            map.insert("result".into(), r);
-        }
-        println!("{obj}");
-    } else if !args.quiet {
-        println!("kernel:   {}", kernel.name());
-        println!("items:    {elements}");
-        if let Some(d) = in_dtype {
-            println!("dtype:    {d}");
-        }
-        if in_shape.len() > 1 {
-            println!("shape:    {in_shape:?}");
-        }
-        println!(
-            "output:   {out_dtype}{}",
-            if reduce { " accumulator" } else { "" }
-        );
-        println!("backend:  {}", args.backend);
-        println!(
-            "ranks:    {} on {} node{} ({schedule} schedule)",
-            cluster.size(),
-            cluster.nodes(),
-            if cluster.nodes() == 1 { "" } else { "s" }
-        );
-        println!("workers:  {workers} per rank, {total_workers} in all");
-        println!("elapsed:  {elapsed:.6} s");
-        println!("items/s:  {items_per_s:.4e}");
-        println!("checksum: {sum}");
-        if let Some((_, r)) = result {
-            println!("result:   {r}");
-        }
-        if let Some(out) = &args.output {
-            println!("written:  {}", out.display());
-        }
-    }
+    let mut more = serde_json::Map::new();
+    more.insert("ranks".into(), cluster.size().into());
+    more.insert("nodes".into(), cluster.nodes().into());
+    more.insert("schedule".into(), schedule.name().into());
+    more.insert("workers_total".into(), total_workers.into());
+    let line = format!(
+        "{} on {} node{} ({schedule} schedule)",
+        cluster.size(),
+        cluster.nodes(),
+        if cluster.nodes() == 1 { "" } else { "s" }
+    );
+    print_summary(
+        args,
+        &Summary {
+            kernel: kernel.name(),
+            items: elements,
+            in_dtype,
+            in_shape: &in_shape,
+            out_dtype,
+            reduce,
+            workers_json: serde_json::json!(workers),
+            workers_text: format!("{workers} per rank, {total_workers} in all"),
+            placement: Some((more, line)),
+            elapsed,
+            checksum: sum,
+            result,
+        },
+    );
     Ok(())
 }
 

@@ -180,54 +180,105 @@ pub(super) fn run(args: RunArgs, kernels: &Registry) -> Result<(), CliError> {
         sink.finish()?;
     }
 
-    let items_per_s = if elapsed > 0.0 {
-        n as f64 / elapsed
+    print_summary(
+        &args,
+        &Summary {
+            kernel: kernel.name(),
+            items: n,
+            in_dtype,
+            in_shape: &in_shape,
+            out_dtype,
+            reduce,
+            workers_json: serde_json::json!(workers),
+            workers_text: workers.to_string(),
+            placement: None,
+            elapsed,
+            checksum: sum,
+            result,
+        },
+    );
+    Ok(())
+}
+
+/// What a run's summary says.
+pub(super) struct Summary<'a> {
+    pub(super) kernel: &'static str,
+    pub(super) items: usize,
+    pub(super) in_dtype: Option<Dtype>,
+    pub(super) in_shape: &'a [usize],
+    pub(super) out_dtype: Dtype,
+    pub(super) reduce: bool,
+    /// `"workers"` in `--json`.
+    pub(super) workers_json: serde_json::Value,
+    /// The `workers:` line.
+    pub(super) workers_text: String,
+    /// An MPI run: more JSON fields and the `ranks:` line.
+    pub(super) placement: Option<(serde_json::Map<String, serde_json::Value>, String)>,
+    pub(super) elapsed: f64,
+    pub(super) checksum: u64,
+    /// A reduction's accumulator, as JSON and as text.
+    pub(super) result: Option<(serde_json::Value, String)>,
+}
+
+/// Prints the summary: one JSON object with `--json`, else the text lines
+/// (nothing with `--quiet`).
+pub(super) fn print_summary(args: &RunArgs, s: &Summary<'_>) {
+    let items_per_s = if s.elapsed > 0.0 {
+        s.items as f64 / s.elapsed
     } else {
         0.0
     };
     if args.json {
         let mut obj = serde_json::json!({
-            "kernel": kernel.name(),
-            "items": n,
-            "dtype": in_dtype.map(Dtype::name),
-            "shape": in_shape,
-            "output_dtype": out_dtype.name(),
+            "kernel": s.kernel,
+            "items": s.items,
+            "dtype": s.in_dtype.map(Dtype::name),
+            "shape": s.in_shape,
+            "output_dtype": s.out_dtype.name(),
             "backend": args.backend.name(),
-            "workers": workers,
-            "elapsed_s": elapsed,
+            "workers": s.workers_json,
+            "elapsed_s": s.elapsed,
             "items_per_s": items_per_s,
-            "checksum": sum,
+            "checksum": s.checksum,
         });
-        if let (Some((r, _)), Some(map)) = (result, obj.as_object_mut()) {
-            map.insert("result".into(), r);
+        if let Some(map) = obj.as_object_mut() {
+            if let Some((r, _)) = &s.result {
+                map.insert("result".into(), r.clone());
+            }
+            if let Some((more, _)) = &s.placement {
+                map.extend(more.clone());
+            }
         }
         println!("{obj}");
     } else if !args.quiet {
-        println!("kernel:   {}", kernel.name());
-        println!("items:    {n}");
-        if let Some(d) = in_dtype {
+        println!("kernel:   {}", s.kernel);
+        println!("items:    {}", s.items);
+        if let Some(d) = s.in_dtype {
             println!("dtype:    {d}");
         }
-        if in_shape.len() > 1 {
-            println!("shape:    {in_shape:?}");
+        if s.in_shape.len() > 1 {
+            println!("shape:    {:?}", s.in_shape);
         }
         println!(
-            "output:   {out_dtype}{}",
-            if reduce { " accumulator" } else { "" }
+            "output:   {}{}",
+            s.out_dtype,
+            if s.reduce { " accumulator" } else { "" }
         );
         println!("backend:  {}", args.backend);
-        println!("workers:  {workers}");
-        println!("elapsed:  {elapsed:.6} s");
+        if let Some((_, line)) = &s.placement {
+            println!("ranks:    {line}");
+        }
+        println!("workers:  {}", s.workers_text);
+        println!("elapsed:  {:.6} s", s.elapsed);
         println!("items/s:  {items_per_s:.4e}");
-        println!("checksum: {sum}");
-        if let Some((_, r)) = result {
+        println!("checksum: {}", s.checksum);
+        if let Some((_, r)) = &s.result {
             println!("result:   {r}");
         }
         if let Some(out) = &args.output {
             println!("written:  {}", out.display());
         }
     }
-    Ok(())
 }
 
 /// The checks of `shmproc run`'s options that need no file: returns the
