@@ -204,6 +204,10 @@ impl Cluster {
         let leader = i32::from(node_rank == 0);
         let mut nodes = 0i32;
         world.all_reduce_into(&leader, &mut nodes, mpi::collective::SystemOperation::sum());
+        // The dynamic schedule needs every rank to have MPI_THREAD_MULTIPLE.
+        let mine = i32::from(threading == Threading::Multiple);
+        let mut every = 0i32;
+        world.all_reduce_into(&mine, &mut every, mpi::collective::SystemOperation::min());
         Ok(Cluster {
             world,
             rank,
@@ -211,7 +215,7 @@ impl Cluster {
             node_rank,
             node_size,
             nodes: usize::try_from(nodes).unwrap_or(1).max(1),
-            multiple: threading == Threading::Multiple,
+            multiple: every == 1,
             _universe: universe,
         })
     }
@@ -407,7 +411,9 @@ impl Cluster {
                 }
             };
         self.agree(outcome)?;
-        self.gather(chunks, mine)
+        // Rank 0 alone can find the results wanting; all learn it.
+        let gathered = self.gather(chunks, mine);
+        self.agree(gathered)
     }
 
     /// The dynamic schedule: batches from rank 0's dispenser until none is
@@ -426,10 +432,21 @@ impl Cluster {
             let abort = Arc::new(AtomicBool::new(false));
             let others = self.size - 1;
             let (n2, a2) = (Arc::clone(&next), Arc::clone(&abort));
-            let server = std::thread::Builder::new()
+            let server = match std::thread::Builder::new()
                 .name("shmproc-mpi-dispenser".into())
                 .spawn(move || dispense(chunks, others, &n2, &a2))
-                .map_err(|e| RunError::Invalid(format!("cannot start the dispenser: {e}")))?;
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    // The others have asked already: answer every one with
+                    // "nothing left" here, then fail.
+                    abort.store(true, Ordering::SeqCst);
+                    dispense(chunks, others, &next, &abort);
+                    return Err(RunError::Invalid(format!(
+                        "cannot start the chunk dispenser: {e}"
+                    )));
+                }
+            };
             let mut result = Ok(());
             loop {
                 if abort.load(Ordering::SeqCst) {
@@ -487,24 +504,31 @@ impl Cluster {
         mine: Vec<(u64, ChunkResults)>,
     ) -> Result<Option<ChunkResults>, MpiError> {
         if !self.is_root() {
-            let bytes = postcard::to_stdvec(&mine)
-                .map_err(|e| MpiError::Protocol(format!("cannot encode the results: {e}")))?;
+            // Something is sent whatever happens: rank 0 waits for it (an
+            // empty message does not decode, which rank 0 reports).
+            let encoded = postcard::to_stdvec(&mine)
+                .map_err(|e| MpiError::Protocol(format!("cannot encode the results: {e}")));
             self.world
                 .process_at_rank(0)
-                .send_with_tag(&bytes[..], TAG_RESULTS);
-            return Ok(None);
+                .send_with_tag(encoded.as_deref().unwrap_or_default(), TAG_RESULTS);
+            return encoded.map(|_| None);
         }
         let mut parts = mine;
+        let mut undecoded = None;
         for r in 1..self.size {
             let rank = i32::try_from(r).unwrap_or(i32::MAX);
-            let (bytes, _) = self
-                .world
-                .process_at_rank(rank)
-                .receive_vec_with_tag::<u8>(TAG_RESULTS);
-            let theirs: Vec<(u64, ChunkResults)> = postcard::from_bytes(&bytes).map_err(|e| {
-                MpiError::Protocol(format!("the results of rank {r} do not decode: {e}"))
-            })?;
-            parts.extend(theirs);
+            let bytes = receive_bytes(&self.world, rank, TAG_RESULTS);
+            match postcard::from_bytes::<Vec<(u64, ChunkResults)>>(&bytes) {
+                Ok(theirs) => parts.extend(theirs),
+                Err(e) => {
+                    undecoded.get_or_insert_with(|| {
+                        MpiError::Protocol(format!("the results of rank {r} do not decode: {e}"))
+                    });
+                }
+            }
+        }
+        if let Some(e) = undecoded {
+            return Err(e);
         }
         parts.sort_by_key(|(start, _)| *start);
         let mut all: Option<ChunkResults> = None;
@@ -573,6 +597,24 @@ fn dispense(chunks: usize, others: usize, next: &AtomicUsize, abort: &AtomicBool
             .process_at_rank(from)
             .send_with_tag(&[start as u64, end as u64][..], TAG_GRANT);
     }
+}
+
+/// Waits, polling with a sleep, until a message of `tag` from `from` is
+/// there; returns its bytes.
+pub(crate) fn receive_bytes(world: &SimpleCommunicator, from: i32, tag: i32) -> Vec<u8> {
+    let mut pause = POLL;
+    while world
+        .process_at_rank(from)
+        .immediate_probe_with_tag(tag)
+        .is_none()
+    {
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(IDLE_POLL);
+    }
+    world
+        .process_at_rank(from)
+        .receive_vec_with_tag::<u8>(tag)
+        .0
 }
 
 /// Receives a message of `tag` from `from` into `buf`, polling with a sleep

@@ -380,6 +380,32 @@ fn a_failing_rank_ends_the_job_with_one_line_naming_it() {
     assert_eq!(ours.len(), 1, "{err}");
     assert!(ours[0].ends_with("(on every rank)"), "{err}");
 
+    // Ranks that see different inputs (here: different sizes) refuse to
+    // share out different chunks.
+    let o = Command::new("mpirun")
+        .args([
+            "--allow-run-as-root",
+            "--oversubscribe",
+            "-np",
+            "1",
+            BIN,
+            "run",
+            "sum",
+            "--n",
+            "1000",
+        ])
+        .args([":", "-np", "1", BIN, "run", "sum", "--n", "2000"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    let ours: Vec<&str> = err.lines().filter(|l| l.starts_with("shmproc")).collect();
+    assert_eq!(ours.len(), 1, "{err}");
+    assert!(
+        ours[0].contains("the ranks found different inputs"),
+        "{err}"
+    );
+
     // A usage error is a usage error (exit 2) on every rank, said once.
     let o = run_mpi(2, &["power", "--workers", "0"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));

@@ -213,8 +213,27 @@ pub(crate) fn main(kernels: &crate::Registry) -> i32 {
         // SIGINT, SIGTERM, SIGHUP and SIGQUIT stop the run at once: workers
         // killed, temporary output and segments removed, exit 128 + N (see
         // `signal`).
-        if let Err(e) = crate::signal::install() {
-            eprintln!("shmproc: error: cannot install the signal handlers: {e}");
+        let installed = crate::signal::install()
+            .map_err(|e| format!("cannot install the signal handlers: {e}"));
+        // Under mpirun every rank learns whether every rank could.
+        #[cfg(feature = "mpi")]
+        let installed = match &cluster {
+            Some(c) => {
+                let agreed = c.agree(installed).map_err(|e| e.to_string());
+                if let Err(e) = &agreed {
+                    crate::signal::exit_quietly(EXIT_FAILURE);
+                    if c.is_root() {
+                        eprintln!("shmproc: error: {e}");
+                    }
+                    c.barrier();
+                    return EXIT_FAILURE;
+                }
+                agreed
+            }
+            None => installed,
+        };
+        if let Err(e) = installed {
+            eprintln!("shmproc: error: {e}");
             return EXIT_FAILURE;
         }
     }

@@ -299,6 +299,34 @@ pub(super) fn run(args: &RunArgs, kernels: &Registry, cluster: &Cluster) -> Resu
         .chunk
         .unwrap_or_else(|| (default_chunk(elements) / row_len).max(1));
     let chunks = n.div_ceil(chunk);
+    // Every rank must have found the same inputs (a file changed between
+    // the ranks' probes, or nodes that see different files at one path,
+    // would share out different chunks).
+    let seen = serde_json::json!([in_shape, in_dtype.map(Dtype::name), n, chunk]).to_string();
+    let fingerprint = seen.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let (mut low, mut high) = (0u64, 0u64);
+    let world = cluster.world();
+    world.all_reduce_into(
+        &fingerprint,
+        &mut low,
+        mpi::collective::SystemOperation::min(),
+    );
+    world.all_reduce_into(
+        &fingerprint,
+        &mut high,
+        mpi::collective::SystemOperation::max(),
+    );
+    let same = if low == high {
+        Ok(())
+    } else {
+        Err(CliError::new(format!(
+            "the ranks found different inputs (this rank: shape {in_shape:?}); \
+             every rank must see the same files"
+        )))
+    };
+    cluster.agree(same)?;
     if n > kernel.max_len(&params) {
         return Err(CliError::new(format!(
             "kernel {} covers at most {} indices, not {n}",
@@ -424,17 +452,21 @@ pub(super) fn run(args: &RunArgs, kernels: &Registry, cluster: &Cluster) -> Resu
         let gathered = gather_text(cluster, mine, sink.as_mut());
         cluster.agree(gathered)?;
     }
-    let summary = match (&all, &mut output) {
-        (Some(all), Output::Reduce(Some(sink))) => {
-            let sum = all.combine_into(kernel, sink.output()?)?;
-            Some((
-                sum,
-                Some((json_values(sink.values()), text_values(sink.values()))),
-            ))
-        }
-        (Some(all), _) => Some((all.checksum(), None)),
-        (None, _) => None,
+    // Rank 0 alone combines; whether that worked is agreed like the rest.
+    let combined = match (&all, &mut output) {
+        (Some(all), Output::Reduce(Some(sink))) => sink
+            .output()
+            .and_then(|o| all.combine_into(kernel, o).map_err(CliError::from))
+            .map(|sum| {
+                Some((
+                    sum,
+                    Some((json_values(sink.values()), text_values(sink.values()))),
+                ))
+            }),
+        (Some(all), _) => Ok(Some((all.checksum(), None))),
+        (None, _) => Ok(None),
     };
+    let summary = cluster.agree(combined)?;
     let elapsed = started.elapsed().as_secs_f64();
 
     // 4. Finish: rank 0 puts the output in place; every rank learns whether
@@ -540,9 +572,7 @@ fn gather_text(
     let mut failed = None;
     for r in 1..cluster.size() {
         let rank = i32::try_from(r).unwrap_or(i32::MAX);
-        let (bytes, _) = world
-            .process_at_rank(rank)
-            .receive_vec_with_tag::<u8>(TAG_TEXT);
+        let bytes = crate::mpi::receive_bytes(world, rank, TAG_TEXT);
         match postcard::from_bytes::<Vec<(u64, Values)>>(&bytes) {
             Ok(theirs) => parts.extend(theirs),
             Err(e) => {
