@@ -599,9 +599,10 @@ fn dispense(chunks: usize, others: usize, next: &AtomicUsize, abort: &AtomicBool
     }
 }
 
-/// Waits, polling with a sleep, until a message of `tag` from `from` is
-/// there; returns its bytes.
-pub(crate) fn receive_bytes(world: &SimpleCommunicator, from: i32, tag: i32) -> Vec<u8> {
+/// Waits until a message of `tag` from `from` is there, polling with a
+/// sleep (doubling up to [`IDLE_POLL`]) instead of spinning in MPI's
+/// progress loop.
+fn wait_message(world: &SimpleCommunicator, from: i32, tag: i32) {
     let mut pause = POLL;
     while world
         .process_at_rank(from)
@@ -611,24 +612,22 @@ pub(crate) fn receive_bytes(world: &SimpleCommunicator, from: i32, tag: i32) -> 
         std::thread::sleep(pause);
         pause = (pause * 2).min(IDLE_POLL);
     }
+}
+
+/// The bytes of the next message of `tag` from `from` (waiting as
+/// [`wait_message`] does).
+pub(crate) fn receive_bytes(world: &SimpleCommunicator, from: i32, tag: i32) -> Vec<u8> {
+    wait_message(world, from, tag);
     world
         .process_at_rank(from)
         .receive_vec_with_tag::<u8>(tag)
         .0
 }
 
-/// Receives a message of `tag` from `from` into `buf`, polling with a sleep
-/// (doubling up to [`IDLE_POLL`]) instead of spinning.
+/// Receives the next message of `tag` from `from` into `buf` (waiting as
+/// [`wait_message`] does).
 fn wait_receive(world: &SimpleCommunicator, from: i32, tag: i32, buf: &mut [u64]) {
-    let mut pause = POLL;
-    while world
-        .process_at_rank(from)
-        .immediate_probe_with_tag(tag)
-        .is_none()
-    {
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(IDLE_POLL);
-    }
+    wait_message(world, from, tag);
     world.process_at_rank(from).receive_into_with_tag(buf, tag);
 }
 
